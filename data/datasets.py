@@ -1,0 +1,75 @@
+"""Image-folder data set (sorted, Resize + CenterCrop, RGB, [-1, 1]) and the benchmark's bundled images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class DataError(ValueError):
+    """A data problem the user must fix (missing folder, too few images, unreadable file)."""
+
+
+class ImageFolder:
+    """The first `count` images of `root` from `start`, sorted by file name; items are (name, (3, R, R) in [-1, 1])."""
+
+    def __init__(self, root, resolution: int = 256, start: int = 0, count: int | None = None):
+        from torchvision import transforms
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"data.root={str(root)!r} is not a folder")
+        files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        count = len(files) - start if count is None else count
+        if start < 0 or start + count > len(files):
+            raise DataError(f"data.root={str(root)!r} has {len(files)} images; start_index={start} with "
+                            f"num_eval_images={count} needs {start + count}")
+        self.files = files[start:start + count]
+        self.indices = list(range(start, start + count))
+        self.transform = transforms.Compose([
+            transforms.Resize(resolution), transforms.CenterCrop(resolution), transforms.ToTensor(),
+        ])
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        path = self.files[i]
+        try:
+            with Image.open(path) as img:
+                x = self.transform(img.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read image {path}: {e}") from None
+        return path.name, x * 2 - 1
+
+
+class BenchmarkImages:
+    """The two-mode benchmark's ground truths: its bundled images (not their rotations)."""
+
+    def __init__(self, resolution: int, num_images: int, start: int = 0, count: int | None = None):
+        from models.two_mode import SKIMAGE_IMAGES, benchmark_images
+
+        count = num_images - start if count is None else count
+        if start < 0 or start + count > num_images:
+            raise DataError(f"the two-mode benchmark has {num_images} images; start_index={start} with "
+                            f"num_eval_images={count} needs {start + count}")
+        self.images = benchmark_images(resolution, num_images)[start:start + count].float()
+        self.names = [SKIMAGE_IMAGES[i].rsplit(".", 1)[0] for i in range(start, start + count)]
+        self.indices = list(range(start, start + count))
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return self.names[i], self.images[i]
+
+
+def build_dataset(data_cfg, model_cfg, start: int, count: int):
+    if data_cfg.name == "two_mode":
+        if model_cfg.name != "two_mode":
+            raise DataError("data=two_mode needs model=two_mode (its images are the model's mixture components)")
+        return BenchmarkImages(model_cfg.resolution, model_cfg.num_images, start, count)
+    return ImageFolder(data_cfg.root, data_cfg.resolution, start, count)

@@ -1,0 +1,44 @@
+"""Aggregate per-image records of metric.json into the run's summary block."""
+from __future__ import annotations
+
+import statistics
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _std(values):
+    values = [v for v in values if v is not None]
+    return statistics.pstdev(values) if len(values) > 1 else (0.0 if values else None)
+
+
+def summarize(images: list[dict]) -> dict:
+    """Means over images of the per-image numbers, and rates of mode outcomes."""
+    if not images:
+        return {"images": 0}
+    finals = [[p for p in im["particles"] if p.get("pruned_at") is None] for im in images]
+    phases = sorted({ph for im in images for ph in im["phases"]})
+    best = [im["best_oracle"] for im in images]
+    chosen = [im["best_by_loss"] for im in images]
+    all_final = [p for ps in finals for p in ps]
+    return {
+        "images": len(images),
+        "particles": _mean([len(ps) for ps in finals]),
+        "max_psnr_mean": _mean([b["psnr"] for b in best]),
+        "max_psnr_std": _std([b["psnr"] for b in best]),
+        "mean_psnr": _mean([p["psnr"] for p in all_final]),
+        "particle_psnr_std": _mean([_std([p["psnr"] for p in ps]) for ps in finals]),
+        "max_ssim_mean": _mean([b["ssim"] for b in best]),
+        "min_lpips_mean": _mean([min((p["lpips"] for p in ps if p["lpips"] is not None), default=None)
+                                 for ps in finals]),
+        "chosen_psnr_mean": _mean([c["psnr"] for c in chosen]),
+        "success_rate": _mean([float(im["gt_mode_found"]) for im in images]),
+        "both_modes_rate": _mean([float(im["both_modes"]) for im in images]),
+        "fail_rate": _mean([float(p["mode"] == "fail") for p in all_final]),
+        "time_s_per_image": _mean([im["total_time_s"] for im in images]),
+        "phase_time_s": {ph: _mean([im["phases"].get(ph, {}).get("time_s") for im in images]) for ph in phases},
+        "phase_peak_memory_mb": {ph: max((im["phases"].get(ph, {}).get("peak_memory_mb") or 0.0) for im in images)
+                                 for ph in phases},
+    }

@@ -1,0 +1,181 @@
+"""One run: for each image, measure, sample all particles in one batch, evaluate and record."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from data import build_dataset
+from evaluation.metrics import evaluate_particles, load_lpips, rot180
+from evaluation.summary import summarize
+from models import build_model
+from operators import build_operator
+from sampler import (ParticleState, init_latents, latent_daps, measurement_generator, particle_generator,
+                     trigger_step)
+from tracking.metric_file import read_json, write_json_atomic
+from tracking.provenance import provenance
+from tracking.tracker import RunTracker
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def phase_boundaries(cfg):
+    """(prune step, refine step) in annealing-step indices, None when off."""
+    K = cfg.sampler.annealing.num_steps
+    return trigger_step(cfg.pruning_step, K), trigger_step(cfg.optimization_step, K)
+
+
+def phase_function(prune_k, refine_k):
+    """Phase of step k: refine from the refine trigger, prune after the pruning step, explore before."""
+    def phase_of(k: int) -> str:
+        if refine_k is not None and k >= refine_k:
+            return "refine"
+        if prune_k is not None and k > prune_k:
+            return "prune"
+        return "explore"
+    return phase_of
+
+
+def build_hooks(cfg, prune_k, refine_k) -> list:
+    """Explore (repulsion), prune and refine hooks, in the order they must act after each step."""
+    hooks = []
+    if cfg.repulsion_scale > 0:
+        from particle import RepulsionHook
+        hooks.append(RepulsionHook.from_config(cfg, prune_k, refine_k))
+    if prune_k is not None:
+        from particle import PruningHook
+        hooks.append(PruningHook.from_config(cfg, prune_k))
+    if refine_k is not None:
+        from resample_opt import RefineHook
+        hooks.append(RefineHook.from_config(cfg, refine_k))
+    return hooks
+
+
+def make_state(model, y, cfg, image_index: int, device, dtype) -> ParticleState:
+    ids = list(range(cfg.particle_offset, cfg.particle_offset + cfg.particle_num))
+    gens = [particle_generator(cfg.seed, image_index, i, device) for i in ids]
+    z = init_latents(gens, model.latent_shape, cfg.sampler.annealing.sigma_max, device, dtype)
+    P = len(ids)
+    return ParticleState(
+        z=z, y=y.expand(P, *y.shape[1:]).clone(), generators=gens,
+        particle_ids=torch.tensor(ids, device=device), image_ids=torch.full((P,), image_index, device=device),
+        alive=torch.ones(P, dtype=torch.bool, device=device), loss=torch.full((P,), float("inf"), device=device),
+    )
+
+
+def _particle_rows(x, gt, y, operator, cfg, lpips_model, particle_ids, alive, pruned=None):
+    rows = evaluate_particles(x, gt, cfg.data.fail_psnr, lpips_model)
+    losses = operator.loss(x, y.expand(x.shape[0], *y.shape[1:])).tolist()
+    for row, pid, loss, ok in zip(rows, particle_ids, losses, alive):
+        row.update(particle=int(pid), measurement_loss=loss, failed=not bool(ok), pruned_at=pruned)
+        if not ok:
+            row["mode"] = "fail"
+    return rows
+
+
+def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_model=None, out_dir=None):
+    """Sample cfg.particle_num particles for one image; returns its metric.json record."""
+    K = cfg.sampler.annealing.num_steps
+    gt = gt[None].to(device, dtype)
+    y = operator.measure(gt, generator=measurement_generator(cfg.seed, image_index))
+    state = make_state(model, y, cfg, image_index, device, dtype)
+    prune_k, refine_k = phase_boundaries(cfg)
+    hooks = build_hooks(cfg, prune_k, refine_k)
+
+    bar = tqdm(total=K, desc=f"image {image_index} ({name})", leave=False, file=sys.stderr,
+               disable=not sys.stderr.isatty() and not cfg.get("progress", False))
+
+    def progress(ctx, best_loss):
+        bar.set_postfix_str(f"k={ctx.k} t={ctx.t} σ={ctx.sigma:.3g} best loss={best_loss:.4g} n={state.size}")
+        bar.update(1)
+
+    tracker = RunTracker(device, progress)
+    autocast = torch.bfloat16 if cfg.sampler.precision.decoder == "bf16" else None
+    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k),
+                        tracker, autocast)
+    bar.close()
+    timing = tracker.finish()
+
+    with torch.no_grad():
+        x = model.decode(state.z)
+        particles = _particle_rows(x, gt, y, operator, cfg, lpips_model, state.particle_ids.tolist(),
+                                   state.alive.tolist())
+        dropped_images = []
+        for rec in state.dropped:
+            xd = model.decode(rec["z0"])
+            particles += _particle_rows(xd, gt, y, operator, cfg, lpips_model, rec["particle_ids"],
+                                        [True] * len(rec["particle_ids"]), {"k": rec["k"], "t": rec["t"]})
+            dropped_images.append((rec["particle_ids"], xd))
+    particles.sort(key=lambda p: p["particle"])
+    final = [p for p in particles if p["pruned_at"] is None]
+    ok = [p for p in final if not p["failed"]] or final
+    record = {
+        "index": image_index, "name": name,
+        "particles": particles,
+        "best_oracle": max(ok, key=lambda p: p["psnr"]),
+        "best_by_loss": min(ok, key=lambda p: p["measurement_loss"]),
+        "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
+        "gt_mode_found": any(p["mode"] == "0" for p in final),
+        "both_modes": any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final),
+        "phases": timing["phases"], "total_time_s": timing["total_time_s"],
+        "boundaries": {"prune_k": prune_k, "refine_k": refine_k},
+        "steps": timing["steps"],
+    }
+    for h in hooks:
+        record.update(h.report())
+    if out_dir is not None and cfg.save_images:
+        from tracking.images import save_image_outputs
+        save_image_outputs(out_dir, image_index, gt, y, x, state.particle_ids.tolist(), final, dropped_images)
+    return record
+
+
+def _without_resume(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "resume"}
+
+
+def run(cfg, argv=None) -> dict:
+    """Run every image of cfg and keep metric.json current; returns the final metric dict."""
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.sampler.precision.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(cfg.sampler.precision.tf32)
+    out_dir = Path(cfg.save_dir) / cfg.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    metric_path = out_dir / "metric.json"
+
+    images = []
+    if cfg.resume and metric_path.exists():
+        old = read_json(metric_path)
+        if _without_resume(old.get("config", {})) != _without_resume(resolved):
+            raise SystemExit(f"error: resume=true but {out_dir}/config.yaml differs from this run's config; "
+                             f"use another name= or delete {out_dir}")
+        images = old.get("images", [])
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+
+    model = build_model(cfg.model, device).to(dtype)
+    operator = build_operator(cfg.task, model.image_shape[-1])
+    dataset = build_dataset(cfg.data, cfg.model, cfg.data.start_index, cfg.num_eval_images)
+    lpips_model = load_lpips(cfg.eval.lpips_net, cfg.eval.lpips_weights, device)
+
+    done = {im["index"] for im in images}
+    metric = {"provenance": provenance(device, argv), "config": resolved, "images": images,
+              "summary": summarize(images)}
+    for i in range(len(dataset)):
+        index = dataset.indices[i]
+        if index in done:
+            continue
+        name, gt = dataset[i]
+        images.append(run_image(model, operator, name, gt, index, cfg, device, dtype, lpips_model, out_dir))
+        images.sort(key=lambda im: im["index"])
+        metric["summary"] = summarize(images)
+        write_json_atomic(metric_path, metric)
+    return metric

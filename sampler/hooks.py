@@ -1,0 +1,45 @@
+"""The narrow protocol through which repulsion, pruning and refinement plug into the sampler loop."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .state import ParticleState
+
+
+@dataclass
+class StepContext:
+    """What a hook may know about the current annealing step; hooks write their per-step stats into `log`."""
+
+    k: int
+    t: int
+    sigma: float
+    sigma_next: float
+    num_steps: int
+    phase: str                      # "explore", "prune" (after pruning) or "refine"
+    model: object = None
+    operator: object = None
+    log: dict = field(default_factory=dict)
+
+
+class Hook:
+    """Every method is optional; the defaults do nothing."""
+
+    def before_step(self, state: ParticleState, ctx: StepContext) -> ParticleState:
+        return state
+
+    def drift(self, z: torch.Tensor, score: torch.Tensor, state: ParticleState, ctx: StepContext):
+        """Extra term added to the MCMC score at every MCMC iteration (None for no drift).
+
+        Not called during the refine phase: the loop switches drifts off there.
+        """
+        return None
+
+    def after_step(self, state: ParticleState, ctx: StepContext) -> ParticleState:
+        """Runs after the MCMC step, before re-noising; may slice the state (pruning) or move state.z0."""
+        return state
+
+    def report(self) -> dict:
+        """Per-image record merged into metric.json (e.g. pruning decisions, optimisation counts)."""
+        return {}

@@ -1,0 +1,56 @@
+"""LatentDAPS: decoupled annealing posterior sampling in a diffusion model's latent space, for a batch of particles."""
+from __future__ import annotations
+
+import torch
+
+from .hooks import Hook, StepContext
+from .mcmc import mcmc, step_size
+from .schedule import annealing_sigmas, lr_ratio, ode_sigmas, step_time
+from .state import ParticleState
+
+
+@torch.no_grad()
+def ode_x0_estimate(model, z, sigma: float, num_steps: int, sigma_min: float):
+    """z0_hat: Euler steps of the probability-flow ODE dz/dsigma = (z - D(z, sigma)) / sigma."""
+    grid = ode_sigmas(sigma, num_steps, sigma_min)
+    for s, s_next in zip(grid[:-1], grid[1:]):
+        z = z + (s_next - s) * (z - model.denoise(z, float(s))) / s
+    return z
+
+
+def init_latents(state_generators, latent_shape, sigma_max: float, device, dtype):
+    """z ~ N(0, sigma_0^2 I), one draw per particle generator."""
+    return torch.stack([
+        torch.randn(latent_shape, generator=g, device=device, dtype=dtype) for g in state_generators
+    ]) * sigma_max
+
+
+def latent_daps(model, operator, state: ParticleState, cfg, hooks: list[Hook] = (),
+                phase_of=lambda k: "explore", tracker=None, autocast_dtype=None) -> ParticleState:
+    """Run K annealing steps; cfg is the sampler config (annealing, ode, mcmc blocks)."""
+    K = cfg.annealing.num_steps
+    sigmas = annealing_sigmas(K, cfg.annealing.sigma_max, cfg.annealing.sigma_min)
+    for k in range(K):
+        ctx = StepContext(k=k, t=step_time(k, K), sigma=float(sigmas[k]), sigma_next=float(sigmas[k + 1]),
+                          num_steps=K, phase=phase_of(k), model=model, operator=operator)
+        if tracker is not None:
+            tracker.begin_step(state, ctx)
+        for h in hooks:
+            state = h.before_step(state, ctx)
+
+        z0_hat = ode_x0_estimate(model, state.z, ctx.sigma, cfg.ode.num_steps, cfg.ode.sigma_min)
+        drift = None
+        if ctx.phase != "refine":
+            def drift(z, score, _state=state, _ctx=ctx):
+                terms = [d for d in (h.drift(z, score, _state, _ctx) for h in hooks) if d is not None]
+                return sum(terms) if terms else None
+        lr = step_size(lr_ratio(k, K), cfg.mcmc.lr, cfg.mcmc.lr_min_ratio)
+        state.z0, state.loss = mcmc(state, z0_hat, ctx.sigma, lr, cfg.mcmc, model, operator, drift, autocast_dtype)
+        state.z0_hat = z0_hat
+
+        for h in hooks:
+            state = h.after_step(state, ctx)
+        state.z = state.z0 + ctx.sigma_next * state.randn()
+        if tracker is not None:
+            tracker.end_step(state, ctx)
+    return state

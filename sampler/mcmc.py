@@ -1,0 +1,59 @@
+"""MCMC on the clean latent z0 given y and the ODE estimate: Langevin (default) or damped HMC, as DAPS."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from .state import ParticleState
+
+
+def measurement_loss_and_grad(model, operator, z, y, autocast_dtype=None):
+    """Per-particle ||A(D(z)) - y||^2 and its gradient w.r.t. z, through the decoder."""
+    z = z.detach().requires_grad_(True)
+    ctx = (torch.autocast(z.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else contextlib.nullcontext())
+    with torch.enable_grad():
+        with ctx:
+            x = model.decode(z)
+        loss = operator.loss(x.to(z.dtype), y)
+        (grad,) = torch.autograd.grad(loss.sum(), z)
+    return loss.detach(), grad.to(z.dtype)
+
+
+def step_size(k_ratio: float, lr: float, lr_min_ratio: float) -> float:
+    """Linear decay from lr to lr * lr_min_ratio over the annealing steps."""
+    return lr * (1.0 + k_ratio * (lr_min_ratio - 1.0))
+
+
+def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, operator,
+         drift=None, autocast_dtype=None):
+    """Sample z0 ~ p(z0 | z_t, y) starting from z0_hat; returns (z0_y, last loss per particle).
+
+    score = -clamp(grad ||A(D(z)) - y||^2, -1, 1) / tau^2 + (z0_hat - z) / sigma^2 (+ drift)
+    """
+    x = z0_hat.clone()
+    hmc = cfg.algo == "hmc"
+    if hmc:
+        velocity = state.randn()      # redrawn at every annealing step, as DAPS does
+    loss = state.loss
+    for _ in range(cfg.num_steps):
+        loss, grad = measurement_loss_and_grad(model, operator, x, state.y, autocast_dtype)
+        score = -grad.clamp(-1, 1) / cfg.tau ** 2 + (z0_hat - x) / sigma ** 2
+        if drift is not None:
+            extra = drift(x, score)
+            if extra is not None:
+                score = score + extra
+        eps = state.randn()
+        if hmc:
+            h = math.sqrt(lr)
+            velocity = cfg.momentum * velocity + h * score + math.sqrt(2 * (1 - cfg.momentum)) * eps
+            x_new = x + h * velocity
+        else:
+            x_new = x + lr * score + math.sqrt(2 * lr) * eps
+        # a particle that blows up is frozen and marked failed; the others go on
+        finite = torch.isfinite(x_new).flatten(1).all(1) & state.alive
+        state.alive = finite
+        x = torch.where(finite.view(-1, *[1] * (x.ndim - 1)), x_new, x)
+    return x.detach(), loss

@@ -1,0 +1,45 @@
+"""Noise schedules and the time convention, as plain functions of the step index and sigma."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def poly_sigmas(num_points: int, sigma_max: float, sigma_min: float, rho: float = 7.0) -> np.ndarray:
+    """EDM's poly-rho grid of `num_points` sigmas from sigma_max down to sigma_min (inclusive)."""
+    r = np.linspace(0.0, 1.0, num_points)
+    return (sigma_max ** (1 / rho) + r * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+
+
+def annealing_sigmas(num_steps: int, sigma_max: float, sigma_min: float, rho: float = 7.0) -> np.ndarray:
+    """sigma_0 .. sigma_K for K annealing steps, with sigma_K = 0.
+
+    DAPS discretises K + 1 poly-7 points and replaces the last one (sigma_min) by 0, so the
+    last MCMC step runs at sigma_{K-1} > sigma_min; we keep that to reproduce its numbers.
+    """
+    grid = poly_sigmas(num_steps + 1, sigma_max, sigma_min, rho)
+    return np.concatenate([grid[:-1], [0.0]])
+
+
+def ode_sigmas(sigma_start: float, num_steps: int, sigma_min: float, rho: float = 7.0) -> np.ndarray:
+    """Euler grid for the x0 estimate: num_steps steps from sigma_start to sigma_min."""
+    return poly_sigmas(num_steps + 1, sigma_start, sigma_min, rho)
+
+
+def step_time(k: int, num_steps: int) -> int:
+    """Diffusion time t_k = round(1000 (1 - k/K)); t = 200 means the last 20 % of the steps."""
+    return int(round(1000 * (1 - k / num_steps)))
+
+
+def trigger_step(t: int, num_steps: int) -> int | None:
+    """First step k with t_k <= t, or None when the trigger is off (t < 0)."""
+    if t is None or t < 0:
+        return None
+    for k in range(num_steps):
+        if step_time(k, num_steps) <= t:
+            return k
+    return None
+
+
+def lr_ratio(k: int, num_steps: int) -> float:
+    """Progress fed to the MCMC step-size decay; DAPS divides by K + 1, not K."""
+    return k / (num_steps + 1)

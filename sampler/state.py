@@ -1,0 +1,66 @@
+"""All per-particle state of one sampling run, kept together so pruning slices it in one place."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import torch
+
+
+def particle_generator(seed: int, image_index: int, particle_index: int, device) -> torch.Generator:
+    """Generator owned by one particle, seeded from (seed, image, particle) only."""
+    s = int(np.random.SeedSequence([seed, image_index, 1, particle_index]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(s)
+
+
+def measurement_generator(seed: int, image_index: int) -> torch.Generator:
+    """Generator for an image's measurement noise: independent of particle_num."""
+    s = int(np.random.SeedSequence([seed, image_index, 0]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(s)
+
+
+@dataclass
+class ParticleState:
+    """Per-particle tensors share dim 0; `extras` holds hook-owned per-particle tensors (e.g. optimiser moments)."""
+
+    z: torch.Tensor                      # current noisy latent z_{t_k}
+    y: torch.Tensor                      # a copy of the image's measurement per particle
+    generators: list[torch.Generator]
+    particle_ids: torch.Tensor           # original particle index, survives pruning
+    image_ids: torch.Tensor              # image each particle belongs to (groups for repulsion/pruning)
+    alive: torch.Tensor                  # False once a particle produced a NaN
+    loss: torch.Tensor                   # last measurement loss per particle
+    z0: torch.Tensor | None = None       # last MCMC result z0_y
+    z0_hat: torch.Tensor | None = None   # last ODE x0 estimate
+    velocity: torch.Tensor | None = None # HMC momentum
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    dropped: list[dict] = field(default_factory=list)   # records of pruned particles
+
+    @property
+    def size(self) -> int:
+        return self.z.shape[0]
+
+    def randn(self, shape=None) -> torch.Tensor:
+        """One standard normal draw per particle from its own generator, stacked to (B, *shape)."""
+        shape = tuple(self.z.shape[1:]) if shape is None else tuple(shape)
+        return torch.stack([
+            torch.randn(shape, generator=g, device=self.z.device, dtype=self.z.dtype) for g in self.generators
+        ])
+
+    def select(self, index) -> "ParticleState":
+        """Keep the particles at `index` (a list or LongTensor); every per-particle field is sliced."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.z.device)
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "generators":
+                out[f.name] = [v[i] for i in index.tolist()]
+            elif f.name == "extras":
+                out[f.name] = {k: t[index] for k, t in v.items()}
+            elif f.name == "dropped":
+                out[f.name] = list(v)
+            elif isinstance(v, torch.Tensor):
+                out[f.name] = v[index.to(v.device)]
+            else:
+                out[f.name] = v
+        return ParticleState(**out)
