@@ -30,10 +30,11 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(2)
     from pipeline.run import run
     from data import DataError
+    from models.ldm.checkpoint import CheckpointError
 
     try:
         metric = run(cfg, sys.argv)
-    except (DataError, FileNotFoundError) as e:  # bad data, missing checkpoint: the message says what to do
+    except (DataError, FileNotFoundError, CheckpointError) as e:  # the message says what to do
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     except KeyboardInterrupt:

@@ -1,0 +1,65 @@
+"""Command line: --flag value and key=value both work, bad flags and impossible combinations stop early."""
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.cli import ConfigError, translate_argv, validate
+from tests.conftest import ROOT, compose
+
+
+def test_flags_translate_both_ways():
+    argv = ["--particle_num", "4", "--repulsion_scale=0.5", "num_eval_images=2", "--cfg", "job", "-m",
+            "--config-name", "default", "--pruning_step", "200"]
+    assert translate_argv(argv) == ["particle_num=4", "repulsion_scale=0.5", "num_eval_images=2", "--cfg", "job",
+                                    "-m", "--config-name", "default", "pruning_step=200"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--particles", "4"], "unknown flag --particles"),
+    (["--particle_num", "four"], "--particle_num='four' is not a valid int"),
+    (["--particle_num"], "--particle_num needs a value"),
+])
+def test_bad_flags(argv, needle):
+    with pytest.raises(ConfigError, match=needle):
+        translate_argv(argv)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("particle_num=0", "particle_num=0 is invalid: must be an integer >= 1"),
+    ("pruning_step=1200", "pruning_step=1200 is invalid: must be -1 (off) or a diffusion time t in 0 … 1000"),
+    ("optimization_step=-5", "optimization_step=-5 is invalid"),
+    ("num_eval_images=0", "num_eval_images=0 is invalid"),
+    ("repulsion_scale=-1", "repulsion_scale=-1 is invalid"),
+    ("sampler=langevin", "use sampler=two_mode"),
+])
+def test_impossible_settings(override, needle):
+    with pytest.raises(ConfigError) as e:
+        validate(compose(override))
+    assert needle in str(e.value)
+
+
+def test_pruning_keep_must_be_below_particle_num():
+    with pytest.raises(ConfigError, match="pruning_keep=4 is invalid with particle_num=4"):
+        validate(compose("particle_num=4", "pruning_step=200", "pruning_keep=4"))
+    validate(compose("particle_num=4", "pruning_step=200", "pruning_keep=2"))
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "posterior_sample.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_entry_point_errors_are_one_line_and_before_work(tmp_path):
+    r = _run("--particle_num", "0", f"save_dir={tmp_path}")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: particle_num=0 is invalid: must be an integer >= 1"]
+    assert not (tmp_path / "default").exists()
+    r = _run("--bogus", "1")
+    assert r.returncode == 2 and r.stderr.startswith("error: unknown flag --bogus")
+
+
+def test_hydra_options_still_work():
+    r = _run("--cfg", "job", "--particle_num", "3")
+    assert r.returncode == 0, r.stderr
+    assert "particle_num: 3" in r.stdout
