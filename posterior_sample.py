@@ -34,7 +34,7 @@ def main(cfg: DictConfig) -> None:
 
     try:
         metric = run(cfg, sys.argv)
-    except (DataError, FileNotFoundError, CheckpointError) as e:  # the message says what to do
+    except (ConfigError, DataError, FileNotFoundError, CheckpointError) as e:  # the message says what to do
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ def summarize(images: list[dict]) -> dict:
     best = [im["best_oracle"] for im in images]
     chosen = [im["best_by_loss"] for im in images]
     all_final = [p for ps in finals for p in ps]
+    optimised = [im for im in images if im.get("optimization")]
     return {
         "images": len(images),
         "particles": _mean([len(ps) for ps in finals]),
@@ -41,4 +42,7 @@ def summarize(images: list[dict]) -> dict:
         "phase_time_s": {ph: _mean([im["phases"].get(ph, {}).get("time_s") for im in images]) for ph in phases},
         "phase_peak_memory_mb": {ph: max((im["phases"].get(ph, {}).get("peak_memory_mb") or 0.0) for im in images)
                                  for ph in phases},
+        # refine stage (resample_opt's 'optimization' block); None when no image was optimised
+        "opt_iterations_per_image": _mean([im["optimization"].get("total_iterations") for im in optimised]),
+        "opt_time_s_per_image": _mean([im["optimization"].get("total_time_s") for im in optimised]),
     }

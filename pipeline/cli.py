@@ -83,6 +83,8 @@ def validate(cfg) -> None:
     if cfg.repulsion_scale > 0:
         _check(cfg.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype} is invalid: must be float32 or float64")
+    _check(cfg.sampler.precision.decoder in ("fp32", "bf16"),
+           f"sampler.precision.decoder={cfg.sampler.precision.decoder} is invalid: must be fp32 or bf16")
     want = cfg.sampler.get("for_model")
     if want is not None and want != cfg.model.name:
         choice = "sampler=langevin or sampler=hmc" if cfg.model.name == "ldm" else "sampler=two_mode"
@@ -92,6 +94,9 @@ def validate(cfg) -> None:
         _check(cfg.data.name == "two_mode", f"model=two_mode runs on data=two_mode, not data={cfg.data.name}")
     else:
         _check(cfg.data.name != "two_mode", "data=two_mode needs model=two_mode")
+    # each stage checks its own config block; building the hooks is cheap and loads no model
+    from pipeline.run import build_hooks, phase_boundaries
+    build_hooks(cfg, *phase_boundaries(cfg))
 
 
 def main_argv() -> list[str]:

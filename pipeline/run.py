@@ -15,6 +15,7 @@ from models import build_model
 from operators import build_operator
 from sampler import (ParticleState, init_latents, latent_daps, measurement_generator, particle_generator,
                      trigger_step)
+from sampler.precision import compile_model, decoder_autocast_dtype, set_tf32
 from tracking.metric_file import read_json, write_json_atomic
 from tracking.provenance import provenance
 from tracking.tracker import RunTracker
@@ -97,7 +98,7 @@ def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_
         bar.update(1)
 
     tracker = RunTracker(device, progress)
-    autocast = torch.bfloat16 if cfg.sampler.precision.decoder == "bf16" else None
+    autocast = decoder_autocast_dtype(cfg.sampler.precision)
     state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k),
                         tracker, autocast)
     bar.close()
@@ -140,28 +141,46 @@ def _without_resume(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "resume"}
 
 
+def config_diff(a, b, prefix="") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (for the resume refusal message)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [prefix.rstrip(".") or "<root>"]
+    return [d for k in sorted(set(a) | set(b), key=str)
+            for d in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+
+
+def refuse(message: str):
+    """A one-line error and exit status 2, no traceback (resume against a different config)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def run(cfg, argv=None) -> dict:
     """Run every image of cfg and keep metric.json current; returns the final metric dict."""
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.sampler.precision.tf32)
-        torch.backends.cudnn.allow_tf32 = bool(cfg.sampler.precision.tf32)
+    set_tf32(cfg.sampler.precision.tf32)
     out_dir = Path(cfg.save_dir) / cfg.name
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     metric_path = out_dir / "metric.json"
 
-    images = []
+    images, earlier = [], []
     if cfg.resume and metric_path.exists():
         old = read_json(metric_path)
-        if _without_resume(old.get("config", {})) != _without_resume(resolved):
-            raise SystemExit(f"error: resume=true but {out_dir}/config.yaml differs from this run's config; "
-                             f"use another name= or delete {out_dir}")
+        diff = config_diff(_without_resume(old.get("config", {})), _without_resume(resolved))
+        if diff:
+            shown = ", ".join(diff[:5]) + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else "")
+            refuse(f"resume=true but {metric_path} was run with a different config ({shown}); "
+                   f"use the same settings, another name=, or delete {out_dir}")
         images = old.get("images", [])
+        # the finished images may come from other commits or machines: keep every earlier run's record
+        earlier = old.get("provenance", {}).pop("earlier_runs", []) + [old.get("provenance")]
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
 
     model = build_model(cfg.model, device).to(dtype)
+    if cfg.sampler.precision.get("compile", False):
+        compile_model(model)
     operator = build_operator(cfg.task, model.image_shape[-1])
     dataset = build_dataset(cfg.data, cfg.model, cfg.data.start_index, cfg.num_eval_images)
     lpips_model = load_lpips(cfg.eval.lpips_net, cfg.eval.lpips_weights, device)
@@ -169,6 +188,10 @@ def run(cfg, argv=None) -> dict:
     done = {im["index"] for im in images}
     metric = {"provenance": provenance(device, argv), "config": resolved, "images": images,
               "summary": summarize(images)}
+    if earlier:
+        metric["provenance"]["earlier_runs"] = earlier
+    # written before the first image too, so no stale metric.json of another config survives an early interrupt
+    write_json_atomic(metric_path, metric)
     for i in range(len(dataset)):
         index = dataset.indices[i]
         if index in done:

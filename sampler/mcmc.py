@@ -1,21 +1,19 @@
 """MCMC on the clean latent z0 given y and the ODE estimate: Langevin (default) or damped HMC, as DAPS."""
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 
+from .precision import autocast
 from .state import ParticleState
 
 
 def measurement_loss_and_grad(model, operator, z, y, autocast_dtype=None):
     """Per-particle ||A(D(z)) - y||^2 and its gradient w.r.t. z, through the decoder."""
     z = z.detach().requires_grad_(True)
-    ctx = (torch.autocast(z.device.type, dtype=autocast_dtype) if autocast_dtype is not None
-           else contextlib.nullcontext())
     with torch.enable_grad():
-        with ctx:
+        with autocast(z.device.type, autocast_dtype):     # bf16 lever: the decoder's forward and VJP only
             x = model.decode(z)
         loss = operator.loss(x.to(z.dtype), y)
         (grad,) = torch.autograd.grad(loss.sum(), z)

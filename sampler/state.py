@@ -47,6 +47,22 @@ class ParticleState:
             torch.randn(shape, generator=g, device=self.z.device, dtype=self.z.dtype) for g in self.generators
         ])
 
+    @classmethod
+    def cat(cls, states: list["ParticleState"]) -> "ParticleState":
+        """One batch holding the particles of several states (e.g. several images, told apart by image_ids)."""
+        out = {}
+        for f in fields(cls):
+            vs = [getattr(s, f.name) for s in states]
+            if f.name in ("generators", "dropped"):
+                out[f.name] = [x for v in vs for x in v]
+            elif f.name == "extras":
+                out[f.name] = {k: torch.cat([v[k] for v in vs]) for k in vs[0]}
+            elif all(v is None for v in vs):
+                out[f.name] = None
+            else:
+                out[f.name] = torch.cat(vs)
+        return cls(**out)
+
     def select(self, index) -> "ParticleState":
         """Keep the particles at `index` (a list or LongTensor); every per-particle field is sliced."""
         index = torch.as_tensor(index, dtype=torch.long, device=self.z.device)

@@ -63,3 +63,12 @@ def test_hydra_options_still_work():
     r = _run("--cfg", "job", "--particle_num", "3")
     assert r.returncode == 0, r.stderr
     assert "particle_num: 3" in r.stdout
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["optimization_step=200", "optimization.lr=0"], "optimization.lr=0 is invalid"),
+    (["pruning_step=200", "pruning.mode=shuffle"], "pruning.mode=shuffle is invalid"),
+])
+def test_stage_blocks_are_checked_before_any_work(overrides, needle):
+    with pytest.raises(ConfigError, match=needle):
+        validate(compose(*overrides))

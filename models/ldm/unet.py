@@ -18,7 +18,8 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm (32 groups) evaluated in float32, as the original does for half-precision safety."""
 
     def forward(self, x):
-        return super().forward(x.float()).to(x.dtype)
+        # at least float32 (half-precision safety); a float64 model stays float64 (exactness tests, dtype=float64)
+        return super().forward(x if x.dtype == torch.float64 else x.float()).to(x.dtype)
 
 
 def norm32(channels: int) -> GroupNorm32:

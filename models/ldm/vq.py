@@ -6,6 +6,7 @@ with a straight-through quantiser, so gradients reach z.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -201,10 +202,13 @@ class VectorQuantizer(nn.Module):
         book = self.embedding.weight.float()
         book_sq = (book ** 2).sum(1)
         out = []
-        for rows in flat.split(self.chunk_rows):
-            # |z|^2 + |e|^2 - 2 z.e, the same expansion as the original, so near-ties resolve alike.
-            d = (rows ** 2).sum(1, keepdim=True) + book_sq - 2 * rows @ book.t()
-            out.append(d.argmin(1))
+        # fp32 even under a bf16 autocast of the decoder: in bf16 a third of the codes flip (8192-entry codebook)
+        with (torch.autocast(z.device.type, enabled=False) if torch.amp.is_autocast_available(z.device.type)
+              else contextlib.nullcontext()):
+            for rows in flat.split(self.chunk_rows):
+                # |z|^2 + |e|^2 - 2 z.e, the same expansion as the original, so near-ties resolve alike.
+                d = (rows ** 2).sum(1, keepdim=True) + book_sq - 2 * rows @ book.t()
+                out.append(d.argmin(1))
         return torch.cat(out).reshape(b, h, w)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:

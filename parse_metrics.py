@@ -1,0 +1,423 @@
+"""Comparison table (Markdown, CSV, LaTeX) and plots from the metric.json files of any set of runs.
+
+`python parse_metrics.py RUN_DIR [RUN_DIR ...] [--format md|csv|latex] [--out DIR] [--group config|none]`
+
+A RUN_DIR is a run folder (holding metric.json), a metric.json, or any folder above runs (searched recursively).
+Runs in experiment folders of the same name (the run folder's parent, e.g. exp1_repulsion/) whose resolved configs
+are equal except for the keys that only pick images or say where to write (data.start_index, num_eval_images, name,
+save_dir, resume, save_images, and any --ignore-key) are shards of one experiment: their images are merged by index
+(duplicates and gaps are reported on stderr) and form one row.
+Every number comes from evaluation.summary.summarize over the merged per-image records, the same function that
+writes each metric.json's summary block.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from evaluation.summary import summarize
+from tracking.metric_file import read_json
+
+# keys that choose which images a run does or where it writes, never how it samples
+SHARD_KEYS = ("data.start_index", "num_eval_images", "name", "save_dir", "resume", "save_images", "progress")
+PHASE_ORDER = ("explore", "prune", "refine")
+
+
+class InputError(ValueError):
+    """Nothing to read, or an unreadable metric.json: reported in one line, exit status 2."""
+
+
+# ---------------------------------------------------------------- reading and grouping
+
+def find_metric_files(paths) -> list[Path]:
+    files = []
+    for p in map(Path, paths):
+        if p.is_file():
+            files.append(p)
+        elif (p / "metric.json").is_file():
+            files.append(p / "metric.json")
+        elif p.is_dir():
+            found = sorted(p.rglob("metric.json"))
+            if not found:
+                raise InputError(f"no metric.json under {p}")
+            files += found
+        else:
+            raise InputError(f"{p} does not exist")
+    return list(dict.fromkeys(f.resolve() for f in files))  # a run named twice is read once
+
+
+def load_run(path: Path) -> dict:
+    try:
+        metric = read_json(path)
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read {path}: {e}") from None
+    if not isinstance(metric, dict) or "images" not in metric:
+        raise InputError(f"{path} is not a run's metric.json (no 'images' list)")
+    run_dir = path.parent
+    return {"dir": run_dir, "label": f"{run_dir.parent.name}/{run_dir.name}", "metric": metric}
+
+
+def _drop(config: dict, dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        config = config.get(key)
+        if not isinstance(config, dict):
+            return
+    config.pop(last, None)
+
+
+def experiment_key(config: dict, ignore=(), folder: str = "") -> str:
+    """Equal for shards of one experiment: same experiment folder, same config but for the shard keys."""
+    config = json.loads(json.dumps(config))
+    for key in (*SHARD_KEYS, *ignore):
+        _drop(config, key)
+    return json.dumps([folder, config], sort_keys=True)
+
+
+def group_runs(runs: list[dict], mode: str = "config", ignore=()) -> list[list[dict]]:
+    """Runs of one experiment together, in the order the first of each was given."""
+    if mode == "none":
+        return [[r] for r in runs]
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        key = experiment_key(r["metric"].get("config", {}), ignore, r["dir"].parent.name)
+        groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def _ranges(indices) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    out, run = [], []
+    for i in sorted(indices):
+        if run and i != run[-1] + 1:
+            out.append(run)
+            run = []
+        run.append(i)
+    if run:
+        out.append(run)
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in out)
+
+
+def _expected_indices(config: dict) -> set[int]:
+    start = (config.get("data") or {}).get("start_index")
+    count = config.get("num_eval_images")
+    return set(range(start, start + count)) if isinstance(start, int) and isinstance(count, int) else set()
+
+
+def merge_images(group: list[dict], label: str, warn=None) -> tuple[list[dict], dict[int, Path]]:
+    """The group's per-image records merged by image index (first occurrence kept), and each image's run dir."""
+    warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
+    by_index, source = {}, {}
+    expected = set()
+    for r in group:
+        expected |= _expected_indices(r["metric"].get("config", {}))
+        for im in r["metric"]["images"]:
+            i = im["index"]
+            if i in by_index:
+                warn(f"{label}: image {i} appears in {source[i]} and {r['dir']}; keeping the first")
+                continue
+            by_index[i], source[i] = im, r["dir"]
+    if by_index or expected:
+        span = set(range(min(by_index.keys() | expected), max(by_index.keys() | expected) + 1))
+        missing = (expected | span) - by_index.keys()
+        if missing:
+            warn(f"{label}: missing image(s) {_ranges(missing)} (an unfinished run? finish it with resume=true, "
+                 f"or run the shard that covers them)")
+    images = [by_index[i] for i in sorted(by_index)]
+    return images, {i: source[i] for i in sorted(source)}
+
+
+def group_label(group: list[dict]) -> str:
+    """A run's parent/name; for several shards, their common prefix cut at a '_' (e.g. '…_n10_s0' -> '…_n10')."""
+    labels = [r["label"] for r in group]
+    if len(labels) == 1:
+        return labels[0]
+    prefix = os.path.commonprefix(labels)
+    if not all(len(lab) == len(prefix) for lab in labels):
+        cut = max(prefix.rfind("_"), prefix.rfind("/"))
+        prefix = prefix[:cut] if cut > prefix.rfind("/") else prefix.rstrip("_/")
+    return prefix or labels[0]
+
+
+def load_experiments(paths, mode="config", ignore=(), warn=None) -> list[dict]:
+    runs = [load_run(f) for f in find_metric_files(paths)]
+    experiments, seen = [], {}
+    for group in group_runs(runs, mode, ignore):
+        label = group_label(group)
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:  # two experiments that would print alike
+            label = f"{label} #{seen[label]}"
+        images, sources = merge_images(group, label, warn)
+        experiments.append({"label": label, "runs": group, "images": images, "sources": sources,
+                            "summary": summarize(images)})
+    return experiments
+
+
+# ---------------------------------------------------------------- the table
+
+def phases_of(experiments) -> list[str]:
+    found = {ph for e in experiments for ph in (e["summary"].get("phase_time_s") or {})}
+    return [ph for ph in PHASE_ORDER if ph in found] + sorted(found - set(PHASE_ORDER))
+
+
+def columns(phases) -> list[tuple]:
+    """(csv key, header, value getter from a summary, kind) in table order."""
+    def get(key):
+        return lambda s: s.get(key)
+
+    def phase(block, ph):
+        return lambda s: (s.get(block) or {}).get(ph)
+
+    cols = [
+        ("images", "images", get("images"), "int"),
+        ("particles", "particles", get("particles"), "g"),
+        ("max_psnr_mean", "max PSNR", get("max_psnr_mean"), "pm:max_psnr_std"),
+        ("max_psnr_std", None, get("max_psnr_std"), "db"),
+        ("mean_psnr", "mean PSNR", get("mean_psnr"), "db"),
+        ("particle_psnr_std", "PSNR std over particles", get("particle_psnr_std"), "db"),
+        ("max_ssim_mean", "SSIM", get("max_ssim_mean"), "3f"),
+        ("min_lpips_mean", "LPIPS", get("min_lpips_mean"), "3f"),
+        ("success_rate", "GT mode found", get("success_rate"), "pct"),
+        ("both_modes_rate", "both modes", get("both_modes_rate"), "pct"),
+        ("fail_rate", "fail", get("fail_rate"), "pct"),
+        ("chosen_psnr_mean", "chosen PSNR", get("chosen_psnr_mean"), "db"),
+        ("time_s_per_image", "time/image s", get("time_s_per_image"), "2f"),
+    ]
+    cols += [(f"time_{ph}_s", f"{ph} time s", phase("phase_time_s", ph), "2f") for ph in phases]
+    cols += [(f"peak_memory_{ph}_mb", f"{ph} peak MB", phase("phase_peak_memory_mb", ph), "0f") for ph in phases]
+    cols += [
+        ("opt_iterations_per_image", "opt iters/image", get("opt_iterations_per_image"), "1f"),
+        ("opt_time_s_per_image", "opt time/image s", get("opt_time_s_per_image"), "2f"),
+    ]
+    return cols
+
+
+def _fmt(value, kind, summary, pm="±") -> str:
+    if value is None:
+        return ""
+    if kind == "int":
+        return str(int(value))
+    if kind == "g":
+        return f"{value:g}"
+    if kind == "pct":
+        return f"{100 * value:.0f} %"
+    if kind == "db":
+        return f"{value:.2f}"
+    if kind.startswith("pm:"):
+        std = summary.get(kind[3:])
+        return f"{value:.2f}" + (f" {pm} {std:.2f}" if std is not None else "")
+    return f"{value:.{kind[0]}f}"
+
+
+def table_rows(experiments, pm="±"):
+    """Header and formatted rows (the ± column folds its std in; the std's own column is CSV-only)."""
+    cols = [c for c in columns(phases_of(experiments)) if c[1] is not None]
+    header = ["experiment", *(c[1] for c in cols)]
+    rows = [[e["label"], *(_fmt(c[2](e["summary"]), c[3], e["summary"], pm) for c in cols)] for e in experiments]
+    return header, rows
+
+
+def format_markdown(experiments) -> str:
+    header, rows = table_rows(experiments)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(experiments) -> str:
+    """Raw numbers (Python repr, so they read back exactly); empty where a run has no such value."""
+    cols = columns(phases_of(experiments))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["experiment", "runs", *(c[0] for c in cols)])
+    for e in experiments:
+        values = [c[2](e["summary"]) for c in cols]
+        w.writerow([e["label"], len(e["runs"]), *("" if v is None else repr(v) for v in values)])
+    return buf.getvalue()
+
+
+def _latex_escape(s: str) -> str:
+    return re.sub(r"([_%&#$])", r"\\\1", s)
+
+
+def format_latex(experiments) -> str:
+    header, rows = table_rows(experiments, pm="$\\pm$")
+    out = ["\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
+           " & ".join(_latex_escape(h) for h in header) + " \\\\", "\\midrule"]
+    out += [" & ".join(_latex_escape(cell) if i == 0 else cell.replace("%", "\\%") for i, cell in enumerate(r))
+            + " \\\\" for r in rows]
+    out += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(out) + "\n"
+
+
+FORMATS = {"md": (format_markdown, "table.md"), "csv": (format_csv, "table.csv"), "latex": (format_latex, "table.tex")}
+
+
+# ---------------------------------------------------------------- plots
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
+
+
+def plot_all(experiments, out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    labels = [e["label"] for e in experiments]
+    phases = phases_of(experiments)
+    written = []
+
+    def save(fig, name):
+        path = out / name
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+
+    # time per phase, stacked; peak memory per phase, side by side
+    width = max(5.0, 1.1 * len(labels))
+    fig, ax = plt.subplots(figsize=(width, 4))
+    bottom = [0.0] * len(labels)
+    for ph in phases:
+        vals = [(e["summary"].get("phase_time_s") or {}).get(ph) or 0.0 for e in experiments]
+        ax.bar(range(len(labels)), vals, bottom=bottom, label=ph)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("time per image (s)")
+    ax.set_title("time per image, by phase")
+    ax.legend()
+    save(fig, "time_per_phase.png")
+
+    fig, ax = plt.subplots(figsize=(width, 4))
+    bar = 0.8 / max(1, len(phases))
+    for j, ph in enumerate(phases):
+        vals = [(e["summary"].get("phase_peak_memory_mb") or {}).get(ph) or 0.0 for e in experiments]
+        ax.bar([i + (j - (len(phases) - 1) / 2) * bar for i in range(len(labels))], vals, width=bar, label=ph)
+    kinds = {p.get("memory_kind") for e in experiments for im in e["images"] for p in im["phases"].values()}
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("peak memory (MB): " + ", ".join(sorted(k for k in kinds if k)))
+    ax.set_title("peak memory, by phase")
+    ax.legend()
+    save(fig, "memory_per_phase.png")
+
+    # mean pairwise latent distance against t, averaged over images
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for e in experiments:
+        per_t: dict[int, list[float]] = {}
+        for im in e["images"]:
+            for s in im.get("steps", []):
+                if s.get("mean_pairwise_distance") is not None:
+                    per_t.setdefault(s["t"], []).append(s["mean_pairwise_distance"])
+        if per_t:
+            ts = sorted(per_t, reverse=True)
+            ax.plot(ts, [sum(per_t[t]) / len(per_t[t]) for t in ts], marker=".", label=e["label"])
+    ax.set_xlim(1000, 0)
+    ax.set_xlabel("diffusion time t")
+    ax.set_ylabel("mean pairwise latent distance")
+    ax.set_title("particle spread")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    save(fig, "pairwise_distance.png")
+
+    # PSNR distributions: best particle per image, and every final particle
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, 4))
+    panels = [("best-of-N PSNR per image", lambda e: [im["best_oracle"]["psnr"] for im in e["images"]]),
+              ("PSNR of every final particle",
+               lambda e: [p["psnr"] for im in e["images"] for p in im["particles"] if p.get("pruned_at") is None])]
+    for ax, (title, values) in zip(axes, panels):
+        data = [[v for v in values(e) if v is not None] for e in experiments]
+        ax.boxplot([d or [float("nan")] for d in data])
+        for i, d in enumerate(data, start=1):
+            ax.plot([i] * len(d), d, "k.", alpha=0.5)
+        ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("PSNR against the ground truth (dB)")
+        ax.set_title(title)
+    save(fig, "psnr_distribution.png")
+
+    for e in experiments:
+        written += plot_grids(e, out / "grids" / _slug(e["label"]), plt)
+    return written
+
+
+def _particle_caption(p, chosen_id) -> str:
+    psnr = p["psnr_180"] if p.get("mode") == "180" else p["psnr"]
+    text = f"particle {p['particle']}\nmode {p.get('mode')}" + (f", {psnr:.1f} dB" if psnr is not None else "")
+    if p.get("pruned_at"):
+        text += f"\npruned at t={p['pruned_at'].get('t')}"
+    elif p["particle"] == chosen_id:
+        text += "\n(lowest loss)"
+    return text
+
+
+def plot_grids(experiment, out: Path, plt) -> list[Path]:
+    """GT, y and every particle (pruned ones too) of each image, from the PNGs run.py saved."""
+    import matplotlib.image as mpimg
+
+    written = []
+    for im in experiment["images"]:
+        folder = experiment["sources"][im["index"]] / "images" / f"{im['index']:05d}"
+        if not folder.is_dir():
+            continue
+        chosen = im.get("best_by_loss", {}).get("particle")
+        tiles = [("gt.png", "ground truth"), ("measurement.png", "y (log |F x|)")]
+        for p in im["particles"]:
+            prefix = "pruned_particle" if p.get("pruned_at") else "particle"
+            tiles.append((f"{prefix}_{p['particle']}.png", _particle_caption(p, chosen)))
+        tiles = [(folder / f, c) for f, c in tiles if (folder / f).is_file()]
+        if not tiles:
+            continue
+        fig, axes = plt.subplots(1, len(tiles), figsize=(1.9 * len(tiles), 2.5), squeeze=False)
+        for ax, (f, caption) in zip(axes[0], tiles):
+            ax.imshow(mpimg.imread(f), cmap="gray")
+            ax.set_title(caption, fontsize=7)
+            ax.axis("off")
+        fig.suptitle(f"{experiment['label']}: image {im['index']} ({im.get('name', '')})", fontsize=8)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{im['index']:05d}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 epilog="Shards of one experiment (same experiment folder name, equal configs but "
+                                        "for data.start_index / num_eval_images / name / save_dir) are merged "
+                                        "into one row.")
+    ap.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                    help="run folders, metric.json files, or folders above them")
+    ap.add_argument("--format", choices=sorted(FORMATS), default="md", help="table format (default md)")
+    ap.add_argument("--out", type=Path, help="also write the table and plots (PNG) into this folder")
+    ap.add_argument("--group", choices=("config", "none"), default="config",
+                    help="config: merge the shards of an experiment (default); none: a row per run")
+    ap.add_argument("--ignore-key", action="append", default=[], metavar="KEY",
+                    help="another dotted config key that may differ between shards of one experiment (repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        experiments = load_experiments(args.run_dirs, args.group, args.ignore_key)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    formatter, filename = FORMATS[args.format]
+    text = formatter(experiments)
+    sys.stdout.write(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / filename).write_text(text)
+        written = plot_all(experiments, args.out)
+        print(f"wrote {args.out / filename} and {len(written)} plot(s) under {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

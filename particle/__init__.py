@@ -1,0 +1,5 @@
+"""Particle search hooks for the LatentDAPS loop: repulsion while exploring, diversity-aware pruning or branching."""
+from .pruning import PruningHook, choose_kept
+from .repulsion import RepulsionHook, rbf_repulsion
+
+__all__ = ["RepulsionHook", "PruningHook", "rbf_repulsion", "choose_kept"]

@@ -1,0 +1,149 @@
+"""Particle guidance: a decaying RBF-kernel repulsion between the particles of each image, as an MCMC drift."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from sampler.hooks import Hook, StepContext
+from sampler.schedule import trigger_step
+from sampler.state import ParticleState
+
+from .groups import group_median, pairwise_sq_distances, same_group
+
+MODES = ("score_relative", "absolute")
+SCHEDULES = ("linear", "cosine")
+FEATURES = ("latent", "pixel")
+DEFAULT_END_T = 200     # where the strength reaches 0 when no refine boundary is set
+
+
+def rbf_repulsion(feats: torch.Tensor, groups: torch.Tensor, alive: torch.Tensor | None = None):
+    """Force on each particle, -grad_i sum_j k(f_i, f_j) with k = exp(-|f_i - f_j|^2 / h), and h per group.
+
+    h = median of the group's squared pairwise distances / log(group size) (SVGD's median heuristic),
+    recomputed at every call, floored at the dtype's eps so identical particles get a zero, finite force.
+    Returns (force (B, D), h (B,)).
+    """
+    f = feats.flatten(1)
+    pairs = same_group(groups, alive)
+    d2 = pairwise_sq_distances(f)
+    n = pairs.sum(1) + 1                                   # group size (alive members)
+    h = group_median(d2, pairs) / torch.log(n.to(f.dtype)).clamp_min(1e-12)
+    h = torch.nan_to_num(h, nan=1.0).clamp_min(torch.finfo(f.dtype).eps)
+    w = torch.where(pairs, 2.0 / h[:, None] * torch.exp(-d2 / h[:, None]), torch.zeros_like(d2))
+    # sum_j w_ij (f_i - f_j): antisymmetric, so the forces of a group sum to zero
+    return w.sum(1, keepdim=True) * f - w @ f, h
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each row divided by its norm; a zero row stays zero.
+
+    Rows are first divided by their largest entry: a far-apart particle's kernel force can be ~1e-25,
+    whose squares underflow in float32 and would turn the division into a huge kick.
+    """
+    col = (-1, *[1] * (x.ndim - 1))
+    tiny = torch.finfo(x.dtype).tiny
+    x = x / x.flatten(1).abs().amax(1).clamp_min(tiny).view(col)
+    return x / x.flatten(1).norm(dim=1).clamp_min(tiny).view(col)
+
+
+def decay(k: int, end_k: int, schedule: str) -> float:
+    """Multiplier of the initial strength at step k: 1 at k = 0, exactly 0 from end_k on."""
+    if k >= end_k:
+        return 0.0
+    r = k / end_k
+    return 1.0 - r if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * r))
+
+
+class RepulsionHook(Hook):
+    """Adds strength_k * force to the MCMC score while the decay schedule is above zero."""
+
+    def __init__(self, scale: float, end_k: int, mode: str = "score_relative", schedule: str = "cosine",
+                 features: str = "latent", pixel_size: int = 64):
+        self.scale, self.end_k, self.mode, self.schedule = scale, end_k, mode, schedule
+        self.features, self.pixel_size = features, pixel_size
+        self._k, self._ratio_sum, self._ratio_n = None, 0.0, 0
+
+    @classmethod
+    def from_config(cls, cfg, prune_k=None, refine_k=None) -> "RepulsionHook":
+        from pipeline.cli import ConfigError
+
+        rc = cfg.get("repulsion", {}) or {}
+        K = cfg.sampler.annealing.num_steps
+        scale = cfg.repulsion_scale
+        mode = rc.get("mode", "score_relative")
+        schedule = rc.get("schedule", "cosine")
+        features = rc.get("features", "latent")
+        pixel_size = rc.get("pixel_size", 64)
+        end_t = rc.get("end_t", None)
+        if not isinstance(scale, (int, float)) or scale < 0:
+            raise ConfigError(f"repulsion_scale={scale} is invalid: must be a number >= 0 (0 = off)")
+        if mode not in MODES:
+            raise ConfigError(f"repulsion.mode={mode} is invalid: must be one of {', '.join(MODES)}")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"repulsion.schedule={schedule} is invalid: must be one of {', '.join(SCHEDULES)}")
+        if features not in FEATURES:
+            raise ConfigError(f"repulsion.features={features} is invalid: must be one of {', '.join(FEATURES)}")
+        if not isinstance(pixel_size, int) or isinstance(pixel_size, bool) or pixel_size < 1:
+            raise ConfigError(f"repulsion.pixel_size={pixel_size} is invalid: must be an integer >= 1")
+        if end_t is not None:
+            if not isinstance(end_t, int) or isinstance(end_t, bool) or not 0 <= end_t < 1000:
+                raise ConfigError(f"repulsion.end_t={end_t} is invalid: must be null (refine boundary, else "
+                                  f"t={DEFAULT_END_T}) or a diffusion time t in 0 … 999")
+            end_k = trigger_step(end_t, K)
+        elif refine_k is not None:
+            end_k = refine_k
+        else:
+            end_k = trigger_step(DEFAULT_END_T, K)
+        if end_k is None or end_k < 1:
+            raise ConfigError(f"repulsion.end_t={end_t} is invalid with {K} annealing steps: the repulsion would "
+                              f"end before step 1 (use an end t below 1000, or optimization_step below 1000)")
+        return cls(float(scale), end_k, mode, schedule, features, pixel_size)
+
+    def strength(self, k: int) -> float:
+        return self.scale * decay(k, self.end_k, self.schedule)
+
+    def _force(self, z: torch.Tensor, state: ParticleState, model) -> torch.Tensor:
+        if self.features == "latent":
+            return rbf_repulsion(z, state.image_ids, state.alive)[0].view_as(z)
+        # decoded, downsampled pixels: force in feature space, pulled back to the latent by one batched VJP
+        with torch.enable_grad():
+            zr = z.detach().requires_grad_(True)
+            x = model.decode(zr)
+            if x.shape[-1] > self.pixel_size:
+                x = F.adaptive_avg_pool2d(x, self.pixel_size)
+            force_f, _ = rbf_repulsion(x.detach(), state.image_ids, state.alive)
+            (force,) = torch.autograd.grad(x, zr, grad_outputs=force_f.view_as(x).to(x.dtype))
+        return force.to(z.dtype)
+
+    def drift(self, z, score, state: ParticleState, ctx: StepContext):
+        if ctx.k != self._k:
+            self._k, self._ratio_sum, self._ratio_n = ctx.k, 0.0, 0
+        s = self.strength(ctx.k)
+        if s == 0.0:
+            return None
+        force = self._force(z, state, ctx.model)
+        score_norm = score.flatten(1).norm(dim=1)
+        if self.mode == "score_relative":
+            # the push of each particle is a fixed fraction of its own score, whatever the model's scale
+            force = unit_rows(force) * (s * score_norm).view(-1, *[1] * (z.ndim - 1))
+        else:
+            force = s * force
+        # a dead particle is frozen by the MCMC anyway; keep its drift finite and zero
+        force = torch.where(state.alive.view(-1, *[1] * (z.ndim - 1)), force, torch.zeros_like(force))
+        ratio = force.flatten(1).norm(dim=1) / score_norm.clamp_min(torch.finfo(score.dtype).tiny)
+        ok = state.alive & torch.isfinite(ratio)
+        # summed as tensors, read once per step in after_step: no device sync per MCMC iteration
+        self._ratio_sum = self._ratio_sum + torch.where(ok, ratio, torch.zeros_like(ratio)).sum()
+        self._ratio_n = self._ratio_n + ok.sum()
+        return force
+
+    def after_step(self, state: ParticleState, ctx: StepContext) -> ParticleState:
+        s = self.strength(ctx.k)
+        ctx.log["repulsion_strength"] = s
+        if self._k == ctx.k and int(self._ratio_n) > 0:
+            ctx.log["repulsion_score_ratio"] = float(self._ratio_sum / self._ratio_n)
+        else:
+            ctx.log["repulsion_score_ratio"] = 0.0 if s == 0.0 else None
+        return state

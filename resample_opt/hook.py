@@ -1,0 +1,142 @@
+"""Refine-stage step hook: after the MCMC step, pull each particle's z0 onto the measurement by latent optimisation."""
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+
+import torch
+
+from pipeline.cli import ConfigError
+from sampler.hooks import Hook
+from sampler.precision import autocast, decoder_autocast_dtype
+
+from .optimize import optimize_latents
+
+# key -> (check, description) for the config's `optimization:` block
+_RULES = {
+    "every": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no in-loop calls)"),
+    "final": (lambda v: isinstance(v, bool), "true or false"),
+    "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "max_iters": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "eps": (lambda v: _is_num(v) and v >= 0, "a number >= 0 (0 = no threshold stop)"),
+    "plateau_window": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no plateau stop)"),
+    "accept_if_improve": (lambda v: isinstance(v, bool), "true or false"),
+    "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+}
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def validate_optimization(opt) -> dict:
+    """The `optimization:` block as a plain dict, or ConfigError naming the bad key and its valid range."""
+    if opt is None:
+        raise ConfigError("optimization_step is set but the config has no `optimization:` block "
+                          "(see configs/default.yaml)")
+    opt = dict(opt)
+    unknown = sorted(set(opt) - set(_RULES))
+    missing = sorted(set(_RULES) - set(opt))
+    if unknown or missing:
+        raise ConfigError(f"optimization block: unknown keys {unknown}, missing keys {missing}; "
+                          f"keys are: {', '.join(_RULES)}")
+    for key, (ok, what) in _RULES.items():
+        if not ok(opt[key]):
+            raise ConfigError(f"optimization.{key}={opt[key]!r} is invalid: must be {what}")
+    return opt
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _floats(t: torch.Tensor) -> list:
+    return [float(v) for v in t.detach().cpu()]
+
+
+class RefineHook(Hook):
+    """ReSample-style hard data consistency in latent space, at the refine stage's scheduled annealing steps.
+
+    At refine steps k < K - 1 it runs when (k - refine_k) % every == 0, and at the last step iff `final`
+    (after the last step z0 is the sampler's output, so that call is ReSample's closing optimisation);
+    z0 <- argmin_z ||A(D(z)) - y||^2 / m from z0 (m = measurements per particle), Adam re-created per call
+    as in ReSample, so no optimiser state persists between calls (nothing to slice when pruning).
+    """
+
+    def __init__(self, refine_k: int, every: int = 1, final: bool = True, lr: float = 5e-3, max_iters: int = 500,
+                 eps: float = 1e-3, plateau_window: int = 200, accept_if_improve: bool = False,
+                 weight_decay: float = 0.0, autocast_dtype=None):
+        self.refine_k, self.every, self.final = refine_k, every, final
+        self.lr, self.max_iters, self.eps = lr, max_iters, eps
+        self.plateau_window, self.accept_if_improve, self.weight_decay = plateau_window, accept_if_improve, weight_decay
+        self.autocast_dtype = autocast_dtype
+        self.calls: list[dict] = []
+
+    @classmethod
+    def from_config(cls, cfg, refine_k: int) -> "RefineHook":
+        opt = validate_optimization(cfg.get("optimization"))
+        hook = cls(refine_k, autocast_dtype=decoder_autocast_dtype(cfg.sampler.precision), **opt)
+        K = cfg.sampler.annealing.num_steps
+        if not any(hook.runs_at(k, K) for k in range(refine_k, K)):
+            raise ConfigError(f"optimization_step={cfg.optimization_step} leaves {K - refine_k} refine step(s), "
+                              "none of them the last with optimization.final=false: no optimisation would run")
+        return hook
+
+    def runs_at(self, k: int, num_steps: int) -> bool:
+        """Every `every`-th refine step before the last (ReSample's in-loop calls), and the last one iff `final`."""
+        if k == num_steps - 1:
+            return self.final
+        return k >= self.refine_k and self.every > 0 and (k - self.refine_k) % self.every == 0
+
+    def after_step(self, state, ctx):
+        if not self.runs_at(ctx.k, ctx.num_steps):
+            return state
+        model, operator, y = ctx.model, ctx.operator, state.y
+        m = y[0].numel()
+        # ReSample thresholds torch's MSELoss (mean over the measurement) at eps^2; dividing by m keeps that
+        # meaning and Adam's step sizes as theirs, while each particle keeps its own loss (no batch mean).
+        def mse(z, index):
+            with autocast(z.device.type, self.autocast_dtype):     # the sampler's decoder precision
+                x = model.decode(z)
+            return operator.loss(x.to(z.dtype), y[index]) / m
+
+        device = state.z0.device
+        _sync(device)
+        t0 = time.perf_counter()
+        z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, self.eps ** 2, self.plateau_window,
+                                       weight_decay=self.weight_decay)
+        before, after = info["loss_before"] * m, info["loss_after"] * m
+        accept = torch.isfinite(after)
+        if self.accept_if_improve:
+            accept &= after < before
+        state.z0 = torch.where(accept.view(-1, *[1] * (z_opt.ndim - 1)), z_opt, state.z0)
+        state.loss = torch.where(accept, after, before)
+        _sync(device)
+        seconds = time.perf_counter() - t0
+
+        iters = info["iterations"].tolist()
+        self.calls.append({
+            "k": ctx.k, "t": ctx.t, "sigma": ctx.sigma, "time_s": seconds,
+            "particle_ids": state.particle_ids.tolist(), "iterations": iters, "stop_reason": info["stop_reason"],
+            "loss_before": _floats(before), "loss_after": _floats(after), "accepted": accept.tolist(),
+        })
+        ctx.log.update(opt_iters_mean=statistics.fmean(iters), opt_iters_max=max(iters), opt_time_s=seconds,
+                       opt_accepted=int(accept.sum()))
+        return state
+
+    def report(self) -> dict:
+        iters = [n for c in self.calls for n in c["iterations"]]
+        return {"optimization": {
+            "num_calls": len(self.calls),
+            "total_iterations": sum(iters),
+            "mean_iterations": statistics.fmean(iters) if iters else None,
+            "total_time_s": sum(c["time_s"] for c in self.calls),
+            "stop_reasons": dict(Counter(r for c in self.calls for r in c["stop_reason"])),
+            "calls": self.calls,
+        }}

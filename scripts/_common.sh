@@ -1,0 +1,119 @@
+# Shared argument parsing and launch for scripts/exp*.sh (sourced, not run).
+# A script sets EXP, SUMMARY, DEFAULT_N, DEFAULT_DATA, SETTINGS (posterior_sample.py flags) and NAME_TAGS
+# (Hydra interpolations naming its settings), then calls `exp_main "$@"`.
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python}"
+
+# The chosen values of the stage flags, shared by the experiments; override by environment or by passing the
+# flag through (e.g. `--repulsion_scale 0.2`: the last value wins and the directory name follows it).
+REPULSION_SCALE="${REPULSION_SCALE:-0.3}"     # the strength chosen in the two-mode study (README)
+PRUNING_STEP="${PRUNING_STEP:-200}"
+PRUNING_KEEP="${PRUNING_KEEP:-2}"
+OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
+
+usage() {
+    cat <<EOF
+usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--start S] [--demo] [--results DIR] [--dry-run] [-h]
+                       [extra posterior_sample.py arguments ...]
+
+$SUMMARY
+
+  N               number of images (default $DEFAULT_N): 1 = sanity, 10 = tuning, 100 = final
+  --data SET      imagenet | ffhq | demo-imagenet | demo-ffhq, or a comma list (default $DEFAULT_DATA)
+  --start S       first image index, for a shard of a larger run (default 0): images S … S+N-1
+  --demo          the embedded two-mode benchmark instead (model=two_mode sampler=two_mode data=two_mode; CPU;
+                  20 images)
+  --results DIR   results root (default \$RESULTS_DIR or results/); the run goes to DIR/$EXP/<settings>
+  --dry-run       print the posterior_sample.py command(s) without running them
+  -h, --help      this text
+
+Every other argument goes to posterior_sample.py after this script's settings, so it wins, e.g.
+  scripts/$EXP.sh 10 --repulsion_scale 0.2 sampler.mcmc.num_steps=30 resume=true
+  scripts/$EXP.sh 10 --multirun hydra/launcher=slurm data.start_index=0,10,20   (see README_workflow.md)
+Settings: ${SETTINGS[*]}
+Environment: PYTHON (interpreter), PARTICLE_NUM (exp4, exp5), REPULSION_SCALE, PRUNING_STEP, PRUNING_KEEP, OPTIMIZATION_STEP.
+EOF
+}
+
+quote() {  # an argument as the shell would need it typed: bare when safe, else in single quotes
+    if [[ "$1" =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then printf '%s' "$1"; else printf "'%s'" "${1//\'/\'\\\'\'}"; fi
+}
+
+die() {
+    echo "error: $*  (scripts/$EXP.sh -h for usage)" >&2
+    exit 2
+}
+
+exp_main() {
+    local n="" start=0 data="$DEFAULT_DATA" demo=0 dry=0 results="${RESULTS_DIR:-results}" multirun=0
+    local extra=() pending=0
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            -h|--help) usage; exit 0 ;;
+            --demo) demo=1 ;;
+            --dry-run) dry=1 ;;
+            --data|--start|--results)
+                [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"
+                case "$1" in --data) data="$2" ;; --start) start="$2" ;; --results) results="$2" ;; esac
+                shift ;;
+            --data=*) data="${1#*=}" ;;
+            --start=*) start="${1#*=}" ;;
+            --results=*) results="${1#*=}" ;;
+            --) shift; extra+=("$@"); break ;;
+            *)
+                # Hydra's parser takes --multirun only before or after all overrides: it goes first below
+                if [[ "$1" == "-m" || "$1" == "--multirun" ]]; then multirun=1; shift; continue; fi
+                # the first bare word is N, unless it is the value of a pass-through `--flag value`
+                if [[ $pending -eq 0 && -z "$n" && "$1" != -* && "$1" != *=* ]]; then
+                    n="$1"
+                else
+                    extra+=("$1")
+                    pending=0
+                    if [[ "$1" == --* && "$1" != *=* ]]; then pending=1; fi
+                fi ;;
+        esac
+        shift
+    done
+    n="${n:-$DEFAULT_N}"
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "N (the number of images) must be a positive integer, got '$n'"
+    [[ "$start" =~ ^[0-9]+$ ]] || die "--start must be an integer >= 0, got '$start'"
+
+    # one run per data set; --demo replaces them all by the benchmark
+    local sets=() set
+    IFS=',' read -r -a sets <<< "$data"
+    [[ ${#sets[@]} -gt 0 ]] || die "--data is empty"
+    for set in "${sets[@]}"; do
+        case "$set" in imagenet|ffhq|demo-imagenet|demo-ffhq) ;; *)
+            die "--data $set is not one of imagenet, ffhq, demo-imagenet, demo-ffhq" ;;
+        esac
+    done
+    [[ $demo -eq 1 ]] && sets=(two_mode)
+
+    [[ "$results" = /* ]] || results="$PWD/$results"
+    local save_dir="$results/$EXP"
+    # the directory name is built by Hydra from the resolved config, so a pass-through flag or a --multirun
+    # sweep over any named setting gets its own directory; other sweeps are told apart by the job number
+    local name="\${data.name}_${NAME_TAGS}_n\${num_eval_images}_s\${data.start_index}"
+    [[ $multirun -eq 1 ]] && name="${name}_job\${hydra:job.num}"
+
+    cd "$REPO_ROOT"
+    for set in "${sets[@]}"; do
+        local stack=()
+        case "$set" in
+            two_mode) stack=(model=two_mode sampler=two_mode data=two_mode) ;;
+            imagenet|demo-imagenet) stack=(model=imagenet256ldm sampler=langevin "data=$set") ;;
+            ffhq|demo-ffhq) stack=(model=ffhq256ldm sampler=langevin "data=$set") ;;
+        esac
+        local cmd=("$PYTHON" posterior_sample.py)
+        [[ $multirun -eq 1 ]] && cmd+=(--multirun)
+        cmd+=("${stack[@]}" "${SETTINGS[@]}" --num_eval_images "$n" "data.start_index=$start"
+              "save_dir=$save_dir" "name=$name" "hydra.sweep.dir=$save_dir" "hydra.sweep.subdir=\${name}"
+              ${extra[@]+"${extra[@]}"})
+        { printf '+'; for arg in "${cmd[@]}"; do printf ' %s' "$(quote "$arg")"; done; echo; } >&2
+        [[ $dry -eq 1 ]] || "${cmd[@]}"
+    done
+    [[ $dry -eq 1 ]] || echo "compare with: $PYTHON parse_metrics.py $save_dir [--out DIR]" >&2
+}

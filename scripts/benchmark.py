@@ -1,0 +1,536 @@
+#!/usr/bin/env python
+"""Time and peak memory of the particle LatentDAPS sampler per scenario and speed lever; writes JSON + Markdown.
+
+Scenarios (P particles, default 4; t = 200 for pruning and optimisation):
+  a  P sequential single-particle runs (DAPS's protocol)      e  (b) + latent optimisation from t = 200
+  b  one P-particle batch                                     f  G images x P particles in one batch
+  c  P -> P/2 pruning at t = 200                              g  (c) + (e): prune, then optimise from t = 200
+  d  P/2 particles
+Variants are '+'-joined levers: fp32 (none), tf32, bf16 (decoder autocast), cl (channels_last), compile.
+
+  python scripts/benchmark.py                       # full-size ffhq256ldm (real weights if present), preset steps
+  python scripts/benchmark.py --steps 10 --mcmc-steps 5          # the short version
+  python scripts/benchmark.py --tiny --steps 10 --mcmc-steps 2   # tiny LDM on the CPU (CI smoke test)
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import gc
+import json
+import os
+import platform
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models import build_model  # noqa: E402
+from operators import build_operator  # noqa: E402
+from pipeline.cli import validate  # noqa: E402
+from pipeline.run import build_hooks, make_state, phase_boundaries, phase_function, resolve_device  # noqa: E402
+from sampler import ParticleState, latent_daps, measurement_generator, trigger_step  # noqa: E402
+from sampler.precision import compile_model, decoder_autocast_dtype, set_tf32  # noqa: E402
+from tracking.metric_file import write_json_atomic  # noqa: E402
+from tracking.provenance import device_name, git_commit  # noqa: E402
+from tracking.tracker import RunTracker  # noqa: E402
+
+TRIGGER_T = 200
+LEVERS = ("fp32", "tf32", "bf16", "cl", "compile")
+DEFAULT_VARIANTS = "fp32,tf32,bf16,bf16+cl"
+# A tiny LDM of the real architecture (32 px images, 3x8x8 latents): CPU smoke tests, numerical checks.
+TINY_MODEL = {
+    "ckpt_path": None, "random_init_ok": True,
+    "unet": {"image_size": 8, "in_channels": 3, "out_channels": 3, "model_channels": 32,
+             "attention_resolutions": [2], "num_res_blocks": 1, "channel_mult": [1, 2], "num_head_channels": 16},
+    "first_stage": {"embed_dim": 3, "n_embed": 64,
+                    "ddconfig": {"double_z": False, "z_channels": 3, "resolution": 32, "in_channels": 3, "out_ch": 3,
+                                 "ch": 32, "ch_mult": [1, 1, 2], "num_res_blocks": 1, "attn_resolutions": [],
+                                 "dropout": 0.0}},
+}
+
+
+def scenarios(P: int, G: int) -> dict:
+    """key -> (description, config changes, runs as a list of particle offsets, images in the batch)."""
+    k = P // 2
+    return {
+        "a": (f"{P} sequential single-particle runs", {"particle_num": 1}, list(range(P)), 1),
+        "b": (f"one {P}-particle batch", {"particle_num": P}, [0], 1),
+        "c": (f"{P} -> {k} pruning at t={TRIGGER_T}", {"particle_num": P, "pruning_step": TRIGGER_T,
+                                                      "pruning_keep": k}, [0], 1),
+        "d": (f"{k} particles", {"particle_num": k}, [0], 1),
+        "e": (f"(b) + optimisation from t={TRIGGER_T}", {"particle_num": P, "optimization_step": TRIGGER_T}, [0], 1),
+        "f": (f"{G} images x {P} particles, one batch", {"particle_num": P}, [0], G),
+        "g": (f"(c) + optimisation from t={TRIGGER_T}", {"particle_num": P, "pruning_step": TRIGGER_T,
+                                                         "pruning_keep": k, "optimization_step": TRIGGER_T}, [0], 1),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ setup
+
+def compose(overrides: list[str]):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return hydra_compose("default", overrides=overrides)
+
+
+def base_config(args, model: str):
+    """The run config the scenarios start from: model (ldm full/tiny or two_mode), step counts, fixed optimisation."""
+    if model == "two_mode":
+        over = ["model=two_mode", "sampler=two_mode", "data=two_mode"]
+    else:
+        over = ["model=ffhq256ldm", f"sampler={args.sampler}", "data=demo-ffhq"]
+    cfg = compose(over + [f"seed={args.seed}", f"dtype={args.dtype}", "save_images=false"] + args.overrides)
+    OmegaConf.set_struct(cfg, False)
+    if model == "tiny":
+        cfg.model = OmegaConf.merge(cfg.model, TINY_MODEL)
+        cfg.data.resolution = TINY_MODEL["first_stage"]["ddconfig"]["resolution"]
+    elif model == "full" and (args.random_weights or not (ROOT / str(cfg.model.ckpt_path)).is_file()):
+        cfg.model.ckpt_path, cfg.model.random_init_ok = None, True
+    if args.steps is not None:
+        cfg.sampler.annealing.num_steps = args.steps
+    if args.mcmc_steps is not None:
+        cfg.sampler.mcmc.num_steps = args.mcmc_steps
+    # a fixed iteration count: no threshold or plateau stop, so (e) and (g) cost the same on every run
+    cfg.optimization.max_iters, cfg.optimization.eps, cfg.optimization.plateau_window = args.opt_iters, 0.0, 0
+    return cfg
+
+
+def parse_variant(name: str) -> set[str]:
+    tokens = set(name.split("+"))
+    bad = tokens - set(LEVERS)
+    if bad or not name:
+        raise SystemExit(f"error: variant {name!r} has unknown levers {sorted(bad)}; levers are {', '.join(LEVERS)}")
+    return tokens
+
+
+def apply_variant(cfg, variant: str):
+    """The variant's levers written into a copy of the config (read by the pipeline as from any run)."""
+    cfg = copy.deepcopy(cfg)
+    tokens = parse_variant(variant)
+    cfg.sampler.precision.decoder = "bf16" if "bf16" in tokens else "fp32"
+    cfg.sampler.precision.tf32 = "tf32" in tokens
+    cfg.sampler.precision.compile = "compile" in tokens
+    if cfg.model.name == "ldm":
+        cfg.model.channels_last = "cl" in tokens
+    return cfg
+
+
+class CallCounter:
+    """Counts calls of a model method and the rows (particles) they process: the loop's network work, exactly."""
+
+    def __init__(self, fn):
+        self.fn, self.calls, self.rows = fn, 0, 0
+
+    def __call__(self, z, *args, **kwargs):
+        self.calls += 1
+        self.rows += z.shape[0]
+        return self.fn(z, *args, **kwargs)
+
+
+def build(cfg, device, dtype, seed: int):
+    """Model (same random weights for every variant) and operator, levers applied as pipeline.run.run does."""
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="models.ldm.*RANDOM weights")
+        model = build_model(cfg.model, device).to(dtype)
+    set_tf32(cfg.sampler.precision.tf32)
+    if cfg.sampler.precision.compile:
+        compile_model(model)
+    model.decode, model.denoise = CallCounter(model.decode), CallCounter(model.denoise)
+    return model, build_operator(cfg.task, model.image_shape[-1])
+
+
+def images(cfg, count: int, device, dtype) -> torch.Tensor:
+    """Ground truths: the two-mode benchmark's own images, else smooth random images (cost is content-blind)."""
+    if cfg.model.name == "two_mode":
+        from data import build_dataset
+        ds = build_dataset(cfg.data, cfg.model, 0, count)
+        return torch.stack([ds[i][1] for i in range(count)]).to(device, dtype)
+    C, H, W = (cfg.model.first_stage.ddconfig[k] for k in ("out_ch", "resolution", "resolution"))
+    g = torch.Generator().manual_seed(cfg.seed)
+    low = torch.rand(count, C, H // 8, W // 8, generator=g, dtype=torch.float64) * 2 - 1
+    return torch.nn.functional.interpolate(low, size=(H, W), mode="bilinear", align_corners=False).to(device, dtype)
+
+
+def sample(model, operator, gts, cfg, device, dtype):
+    """All particles of the images `gts` in one batch, measured, seeded and hooked as pipeline.run.run_image does."""
+    states = []
+    for i, gt in enumerate(gts):
+        y = operator.measure(gt[None], generator=measurement_generator(cfg.seed, i))
+        states.append(make_state(model, y, cfg, i, device, dtype))
+    state = ParticleState.cat(states)
+    prune_k, refine_k = phase_boundaries(cfg)
+    hooks = build_hooks(cfg, prune_k, refine_k)
+    tracker = RunTracker(device)
+    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k), tracker,
+                        decoder_autocast_dtype(cfg.sampler.precision))
+    return state, tracker.finish(), hooks
+
+
+# ------------------------------------------------------------------------------------------------ scenarios
+
+def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[dict, dict]:
+    """One scenario: its table row and the final latents keyed by (image, particle id)."""
+    description, changes, offsets, G = spec
+    cfg = copy.deepcopy(cfg)
+    for name, value in changes.items():
+        cfg[name] = value
+    validate(cfg)
+    K, M = cfg.sampler.annealing.num_steps, cfg.sampler.mcmc.num_steps
+    late_k = trigger_step(TRIGGER_T, K)
+    gts = images(cfg, G, device, dtype)
+    for c in (model.decode, model.denoise):
+        c.calls = c.rows = 0
+    row = {"scenario": key, "description": description, "images": G, "particles": cfg.particle_num * len(offsets),
+           "batch": cfg.particle_num * G, "runs": len(offsets), "annealing_steps": K, "mcmc_steps": M,
+           "time_s": 0.0, "peak_memory_mb": 0.0, "phases": {}, "late_time_s": 0.0 if late_k is not None else None,
+           "final_particles": 0, "opt_iterations": 0}
+    latents = {}
+    for offset in offsets:
+        cfg.particle_offset = offset
+        state, timing, hooks = sample(model, operator, gts, cfg, device, dtype)
+        row["time_s"] += timing["total_time_s"]
+        for name, ph in timing["phases"].items():
+            acc = row["phases"].setdefault(name, {"time_s": 0.0, "peak_memory_mb": 0.0, "steps": 0})
+            acc["time_s"] += ph["time_s"]
+            acc["steps"] += ph["steps"]
+            acc["peak_memory_mb"] = max(acc["peak_memory_mb"], ph["peak_memory_mb"])
+            row["memory_kind"] = ph["memory_kind"]
+        if late_k is not None:
+            row["late_time_s"] += sum(s["time_s"] for s in timing["steps"] if s["k"] > late_k)
+        row["final_particles"] += state.size // G
+        for h in hooks:
+            row["opt_iterations"] += h.report().get("optimization", {}).get("total_iterations", 0)
+        for z, img, pid in zip(state.z, state.image_ids.tolist(), state.particle_ids.tolist()):
+            latents[(img, pid)] = z.detach().cpu()
+    row["peak_memory_mb"] = max(p["peak_memory_mb"] for p in row["phases"].values())
+    row["time_per_image_s"] = row["time_s"] / G
+    row.update(decoder_calls=model.decode.calls, decoder_rows=model.decode.rows,
+               denoiser_calls=model.denoise.calls, denoiser_rows=model.denoise.rows)
+    return row, latents
+
+
+def max_diff(ref: dict, other: dict) -> float | None:
+    """Largest |z_ref - z_other| over the particles both hold (None when they share none)."""
+    common = [k for k in ref if k in other]
+    if not common:
+        return None
+    return max(float((ref[k].double() - other[k].double()).abs().max()) for k in common)
+
+
+def run_variant(base, variant, keys, args, device, dtype) -> list[dict]:
+    cfg = apply_variant(base, variant)
+    model, operator = build(cfg, device, dtype, args.seed)
+    specs = scenarios(args.particles, args.images)
+    if args.warmup and (device.type == "cuda" or "compile" in parse_variant(variant)):
+        # first calls pay for cuDNN plans, allocator growth and compilation (every batch size): not timed
+        warm = copy.deepcopy(cfg)
+        warm.sampler.annealing.num_steps, warm.sampler.mcmc.num_steps = 10, 1
+        warm.optimization.max_iters = 2
+        for key in keys:
+            run_scenario(model, operator, warm, key, specs[key], device, dtype)
+    rows, latents = [], {}
+    for key in keys:
+        # the fastest of --repeat runs: on a shared machine the others measure the neighbours
+        runs = [run_scenario(model, operator, cfg, key, specs[key], device, dtype) for _ in range(args.repeat)]
+        row, latents[key] = min(runs, key=lambda r: r[0]["time_s"])
+        row.update(variant=variant, repeat_times_s=[r[0]["time_s"] for r in runs])
+        rows.append(row)
+        print(f"  {variant:>14} {key}: {row['time_s']:8.2f} s  peak {row['peak_memory_mb']:9.1f} MB", flush=True)
+    by_key = {r["scenario"]: r for r in rows}
+    if "a" in latents and "b" in latents:
+        by_key["b"]["max_abs_diff_vs_a"] = max_diff(latents["a"], latents["b"])
+    if "b" in latents and "f" in latents:
+        by_key["f"]["max_abs_diff_vs_b"] = max_diff(latents["b"], latents["f"])
+    if "a" in by_key:
+        for r in rows:
+            # particle-images per second relative to (a): (b) and (f) do (a)'s work per image, (d) half of it
+            r["speedup_vs_a"] = by_key["a"]["time_per_image_s"] / r["time_per_image_s"] * (
+                r["particles"] / by_key["a"]["particles"])
+    del model, operator
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------ precision check
+
+def to_unit(x):
+    return (x.double() * 0.5 + 0.5).clamp(0, 1)
+
+
+def psnr(x, ref) -> list[float | None]:
+    """Per-row PSNR of images in [-1, 1] seen in [0, 1] (as evaluation/metrics.py); None where identical."""
+    mse = (to_unit(x) - to_unit(ref)).square().flatten(1).mean(1)
+    return [None if m == 0 else float(10 * torch.log10(1 / m)) for m in mse]
+
+
+def precision_check(base, args, device, dtype, variants=("fp32", "tf32", "bf16")) -> dict:
+    """Same run (scenario b, same seeds) under each variant: how far its outputs move from the fp32 run's."""
+    out, ref = {}, None
+    spec = scenarios(args.particles, 1)["b"]
+    for variant in variants:
+        cfg = apply_variant(base, variant)
+        model, operator = build(cfg, device, dtype, args.seed)
+        _, latents = run_scenario(model, operator, cfg, "b", spec, device, dtype)
+        z = torch.stack([latents[k] for k in sorted(latents)]).to(device)
+        with torch.no_grad():
+            x = model.decode(z)         # plain fp32 decode: only the sampling path differs between variants
+        gt = images(cfg, 1, device, dtype)
+        res = {"psnr_vs_gt": psnr(x, gt)}
+        if ref is None:
+            ref = (z, x, res["psnr_vs_gt"])
+        else:
+            between = psnr(x, ref[1])
+            gt_diff = [abs(a - b) for a, b in zip(res["psnr_vs_gt"], ref[2]) if a is not None and b is not None]
+            res.update(
+                identical_to_fp32=bool(torch.equal(z, ref[0])),
+                psnr_vs_fp32=between,
+                psnr_vs_fp32_min=min((p for p in between if p is not None), default=None),
+                latent_rel_diff=float((z - ref[0]).norm() / ref[0].norm()),
+                psnr_vs_gt_max_abs_diff=max(gt_diff, default=None),
+            )
+        out[variant] = res
+        del model, operator
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ cost model
+
+def cost_model(cfg, P: int) -> dict | None:
+    """Analytic FLOPs (shapes only, meta device) of one decoder VJP and one UNet call, and of a whole run."""
+    if cfg.model.name != "ldm":
+        return None
+    from torch.utils.flop_counter import FlopCounterMode
+    from models.ldm.model import LatentDiffusion
+
+    model = LatentDiffusion(cfg.model, meta=True).requires_grad_(False)
+    model.denoiser.to("meta")
+    z = torch.zeros(1, *model.latent_shape, device="meta", requires_grad=True)
+    with FlopCounterMode(display=False) as fc:
+        model.decode(z).sum().backward()
+    vjp = fc.get_total_flops()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model.denoise(z.detach(), 1.0)
+    unet = fc.get_total_flops()
+    K, M, ode = cfg.sampler.annealing.num_steps, cfg.sampler.mcmc.num_steps, cfg.sampler.ode.num_steps
+    total = P * (K * M * vjp + K * ode * unet)
+    return {"decoder_vjp_gflop": vjp / 1e9, "unet_forward_gflop": unet / 1e9,
+            "decoder_vjps_per_particle": K * M, "unet_calls_per_particle": K * ode,
+            "decoder_share": K * M * vjp / (K * M * vjp + K * ode * unet),
+            "run_tflop": total / 1e12, "particles": P}
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def goals(result: dict) -> list[dict]:
+    """The issue's targets, measured where this run allows: judged only for the full-size model on a GPU (ratios at
+    any step counts, the absolute time and memory only at the preset's), else 'pending'."""
+    rows = {(r["variant"], r["scenario"]): r for r in result["rows"]}
+    s = result["settings"]
+    gpu = s["model"] == "full" and result["device_type"] == "cuda"
+
+    def status(ok, needs_full_steps=False):
+        if not gpu or ok is None:
+            return "pending (GPU run)"
+        if needs_full_steps and not s["full_steps"]:
+            return "pending (preset step counts)"
+        return "pass" if ok else "fail"
+
+    def get(v, k, field):
+        r = rows.get((v, k))
+        return None if r is None else r.get(field)
+
+    out = []
+    a, b = get("fp32", "a", "time_s"), get("fp32", "b", "time_s")
+    diff = get("fp32", "b", "max_abs_diff_vs_a")
+    sp = a / b if a and b else None
+    out.append({"goal": "4-particle batch >= 1.5x faster than 4 sequential runs, same outputs",
+                "measured": None if sp is None else f"{sp:.2f}x (fp32), max abs dz = {diff:.2g}",
+                "status": status(None if sp is None else sp >= 1.5 and diff is not None and diff < 1e-3)})
+    b16 = get("bf16", "b", "time_s")
+    pc = (result.get("precision_check") or {}).get(s["model"], {}).get("bf16", {})
+    dpsnr = pc.get("psnr_vs_gt_max_abs_diff")
+    sp = b / b16 if b and b16 else None
+    out.append({"goal": "bf16 >= 2x faster than fp32, PSNR diff < 0.1 dB",
+                "measured": None if sp is None else f"{sp:.2f}x" + ("" if dpsnr is None else f", |dPSNR| <= {dpsnr:.3f} dB"),
+                "status": status(None if sp is None or dpsnr is None else sp >= 2 and dpsnr < 0.1)})
+    best = min((r for r in result["rows"] if r["scenario"] == "b"), key=lambda r: r["time_s"], default=None)
+    out.append({"goal": "one image, 4 particles <= 60 s and <= 8 GB peak",
+                "measured": None if best is None else
+                f"{best['time_s']:.1f} s, {best['peak_memory_mb'] / 1024:.2f} GB ({best['variant']})",
+                "status": status(None if best is None else best["time_s"] <= 60 and best["peak_memory_mb"] <= 8192,
+                                 needs_full_steps=True)})
+    cb, cc = get("fp32", "b", "late_time_s"), get("fp32", "c", "late_time_s")
+    mb, mc = get("fp32", "b", "peak_memory_mb"), (get("fp32", "c", "phases") or {}).get("prune", {}).get("peak_memory_mb")
+    cut_t = 1 - cc / cb if cb and cc is not None else None
+    cut_m = 1 - mc / mb if mb and mc is not None and result["device_type"] == "cuda" else None
+    out.append({"goal": "pruning 4->2 at t=200 cuts time after it >= 40 % and its peak memory >= 35 %",
+                "measured": None if cut_t is None else
+                f"time {-100 * cut_t:+.0f} %, memory " + ("n/a on CPU (peak RSS)" if cut_m is None else f"{-100 * cut_m:+.0f} %"),
+                "status": status(None if cut_t is None or cut_m is None else cut_t >= 0.4 and cut_m >= 0.35)})
+    ce, cg = get("fp32", "e", "late_time_s"), get("fp32", "g", "late_time_s")
+    if ce and cg is not None:
+        out.append({"goal": "(same, with optimisation) pruning cuts refine time after t=200 >= 40 %",
+                    "measured": f"time {100 * (cg / ce - 1):+.0f} %", "status": status(1 - cg / ce >= 0.4)})
+    return out
+
+
+def _f(v, fmt="{:.2f}"):
+    return "–" if v is None else fmt.format(v)
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [f"# LatentDAPS benchmark, {result['date']}", "",
+             f"- device: **{result['device']}** (host {result['host']['cpu']}, {result['host']['cpu_count']} cores, "
+             f"load {result['host']['load_average'][0]:.1f}), torch {result['torch']}, commit `{result['git_commit']}`",
+             f"- model: {s['model_label']}; sampler {s['sampler']} (K = {s['annealing_steps']} annealing steps x "
+             f"M = {s['mcmc_steps']} MCMC steps, ODE {s['ode_steps']}); dtype {s['dtype']}; optimisation "
+             f"{s['opt_iters']} iterations per call; memory: {result.get('memory_kind', '–')}",
+             f"- command: `{result['command']}`", "",
+             "| variant | scen. | what | batch (images x particles) | final | time s | s / image | "
+             "throughput vs (a) | peak MB | after t=200 s | decoder VJP rows | UNet rows |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        batch = f"{r['batch']} ({r['images']}x{r['batch'] // r['images']})" + (f" x {r['runs']} runs" if r["runs"] > 1 else "")
+        lines.append(f"| {r['variant']} | {r['scenario']} | {r['description']} | {batch} | {r['final_particles']} | "
+                     f"{_f(r['time_s'])} | {_f(r['time_per_image_s'])} | {_f(r.get('speedup_vs_a'), '{:.2f}x')} | "
+                     f"{_f(r['peak_memory_mb'], '{:.0f}')} | {_f(r['late_time_s'])} | {r['decoder_rows']} | "
+                     f"{r['denoiser_rows']} |")
+    eq = [(r["variant"], r["max_abs_diff_vs_a"]) for r in result["rows"] if r.get("max_abs_diff_vs_a") is not None]
+    if eq:
+        lines += ["", "Batch = sequential (same outputs): max |z_b - z_a| over particles: "
+                  + ", ".join(f"{v} {d:.2g}" for v, d in eq)]
+    lines += ["", "## Goals (issue 7)", "", "| goal | measured | status |", "|---|---|---|"]
+    lines += [f"| {g['goal']} | {g['measured'] or '–'} | {g['status']} |" for g in result["goals"]]
+    if result.get("precision_check"):
+        lines += ["", "## Precision check (scenario b, same seeds; outputs decoded in fp32)", "",
+                  "| model | variant | identical to fp32 | PSNR vs fp32 output, min dB | latent rel. diff | "
+                  "max abs PSNR-vs-GT diff dB |", "|---|---|---|---|---|---|"]
+        for model, res in result["precision_check"].items():
+            for v, r in res.items():
+                if v == "fp32":
+                    continue
+                lines.append(f"| {model} | {v} | {r['identical_to_fp32']} | "
+                             f"{_f(r['psnr_vs_fp32_min']) if not r['identical_to_fp32'] else 'inf'} | "
+                             f"{r['latent_rel_diff']:.2e} | {_f(r['psnr_vs_gt_max_abs_diff'], '{:.4f}')} |")
+    cm = result.get("cost_model")
+    if cm:
+        lines += ["", f"Cost model (FLOP counter, per particle): {cm['decoder_vjps_per_particle']} decoder VJPs x "
+                  f"{cm['decoder_vjp_gflop']:.3g} GFLOP + {cm['unet_calls_per_particle']} UNet calls x "
+                  f"{cm['unet_forward_gflop']:.3g} GFLOP; the decoder is {100 * cm['decoder_share']:.1f} % of it; "
+                  f"{cm['run_tflop']:.3g} TFLOP for {cm['particles']} particles."]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+def host() -> dict:
+    """The machine beside the device: CPU model, cores, load (timings on a shared machine need the load)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+            "python": platform.python_version()}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tiny", action="store_true", help="tiny LDM of the real architecture, random weights (CPU CI)")
+    p.add_argument("--sampler", default="langevin", choices=["langevin", "hmc"])
+    p.add_argument("--steps", type=int, default=None, help="annealing steps K (default: the preset's 50)")
+    p.add_argument("--mcmc-steps", type=int, default=None, help="MCMC steps per annealing step (preset: 50 / 65)")
+    p.add_argument("--opt-iters", type=int, default=100, help="latent-optimisation iterations per call, (e) and (g)")
+    p.add_argument("--particles", type=int, default=4)
+    p.add_argument("--images", type=int, default=4, help="images in one batch for scenario (f)")
+    p.add_argument("--scenarios", default="abcdefg", help="subset of abcdefg, or 'none'")
+    p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list of '+'-joined levers from {LEVERS}")
+    p.add_argument("--precision-check", action="store_true",
+                   help="also compare fp32 / tf32 / bf16 outputs of one run, on this model and on two_mode")
+    p.add_argument("--random-weights", action="store_true", help="random weights even when the checkpoint exists")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeat", type=int, default=1, help="runs per scenario; the fastest is reported")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false",
+                   help="skip the untimed warm-up (on CUDA and for compiled variants)")
+    p.add_argument("--out", default=None, help="output path without suffix (default: benchmarks/DATE_DEVICE_MODEL)")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. sampler.ode.num_steps=1")
+    args = p.parse_args(argv)
+    args.scenarios = "" if args.scenarios == "none" else args.scenarios
+    if set(args.scenarios) - set("abcdefg"):
+        p.error(f"--scenarios {args.scenarios!r}: use letters from abcdefg")
+    if args.particles < 2:
+        p.error("--particles must be >= 2 (pruning keeps half)")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = "tiny" if args.tiny else "full"
+    base = base_config(args, model)
+    device, dtype = resolve_device(args.device), getattr(torch, args.dtype)
+    variants = [v for v in args.variants.split(",") if v]
+    for v in variants:
+        parse_variant(v)
+    K, M = base.sampler.annealing.num_steps, base.sampler.mcmc.num_steps
+    if set(args.scenarios) & set("ceg") and trigger_step(TRIGGER_T, K) in (None, K - 1):
+        raise SystemExit(f"error: with {K} annealing steps no step follows t={TRIGGER_T}: scenarios c, e, g need "
+                         f"one, e.g. --steps 10 (or leave them out with --scenarios)")
+    preset = compose([f"sampler={args.sampler}"]).sampler
+    weights = "random" if base.model.get("ckpt_path") is None else str(base.model.ckpt_path)
+    label = ("tiny LDM (32 px, random weights)" if args.tiny else f"ffhq256ldm ({weights} weights)")
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": device_name(device), "device_type": device.type, "host": host(), "torch": torch.__version__, "git_commit": git_commit(),
+        "command": " ".join(["python scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
+        "settings": {**{k: v for k, v in vars(args).items()}, "model": model, "model_label": label,
+                     "weights": weights, "annealing_steps": K, "mcmc_steps": M,
+                     "ode_steps": base.sampler.ode.num_steps, "cpu_threads": torch.get_num_threads(),
+                     "full_steps": K == preset.annealing.num_steps and M == preset.mcmc.num_steps,
+                     "config": OmegaConf.to_container(base, resolve=True)},
+        "rows": [],
+    }
+    print(f"benchmark on {result['device']}: {label}, K={K}, M={M}", flush=True)
+    for variant in variants if args.scenarios else []:
+        result["rows"] += run_variant(base, variant, list(args.scenarios), args, device, dtype)
+    if result["rows"]:
+        result["memory_kind"] = result["rows"][0].get("memory_kind")
+    if args.precision_check:
+        two = base_config(args, "two_mode")
+        result["precision_check"] = {model: precision_check(base, args, device, dtype),
+                                     "two_mode": precision_check(two, args, device, dtype)}
+    result["cost_model"] = cost_model(base, args.particles)
+    result["goals"] = goals(result)
+
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "_".join([
+        datetime.date.today().isoformat(), re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-"), model])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out.with_suffix(".json"), result)
+    text = markdown(result)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,407 @@
+"""Tests for particle/: repulsion force, its decay and logging; diversity-aware pruning, batch slicing, branching."""
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from particle import PruningHook, RepulsionHook, choose_kept, rbf_repulsion
+from particle.groups import pairwise_sq_distances
+from pipeline.cli import ConfigError
+from sampler import Hook, ParticleState, StepContext, latent_daps, particle_generator, trigger_step
+
+ROOT = Path(__file__).resolve().parents[1]
+D64 = torch.float64
+
+
+def compose(*overrides):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return hydra_compose("default", overrides=list(overrides))
+
+
+def ctx_at(k, model=None, operator=None, K=50):
+    return StepContext(k=k, t=round(1000 * (1 - k / K)), sigma=1.0, sigma_next=0.5, num_steps=K,
+                       phase="explore", model=model, operator=operator)
+
+
+def make_state(z0, groups=None, seed=0):
+    """A state whose every per-particle field is distinguishable by particle."""
+    B = z0.shape[0]
+    groups = torch.zeros(B, dtype=torch.long) if groups is None else groups
+    rows = torch.arange(B, dtype=D64).view(B, *[1] * (z0.ndim - 1))
+    return ParticleState(
+        z=z0 + 100 * rows, y=rows.expand_as(z0).clone() * 3, generators=[
+            particle_generator(seed, int(groups[i]), i, "cpu") for i in range(B)],
+        particle_ids=torch.arange(B), image_ids=groups, alive=torch.tensor([True] * B),
+        loss=torch.arange(B, dtype=D64) + 0.5, z0=z0.clone(), z0_hat=z0 - 7 * rows,
+        velocity=-rows.expand_as(z0).clone(), extras={"moment": rows.flatten() * 11},
+    )
+
+
+class FixedLoss:
+    """Operator stub: the loss of particle i is losses[i] (pruning recomputes the loss at z0)."""
+
+    def __init__(self, losses):
+        self.losses = torch.as_tensor(losses, dtype=D64)
+
+    def loss(self, x, y):
+        return self.losses[: x.shape[0]].clone()
+
+
+class Identity:
+    def decode(self, z):
+        return z
+
+
+# ---------------------------------------------------------------- repulsion force
+
+
+def test_identical_particles_get_a_finite_zero_force():
+    z = torch.ones(4, 3, 5, 5, dtype=D64)
+    force, h = rbf_repulsion(z, torch.zeros(4, dtype=torch.long))
+    assert torch.isfinite(force).all() and torch.isfinite(h).all() and (h > 0).all()
+    assert torch.equal(force, torch.zeros_like(force.flatten(1)))
+    # two identical among distinct ones: still finite, and the identical pair pushes nobody apart from itself
+    z = torch.randn(4, 12, dtype=D64)
+    z[1] = z[0]
+    force, _ = rbf_repulsion(z, torch.zeros(4, dtype=torch.long))
+    assert torch.isfinite(force).all()
+    hook = RepulsionHook(1.0, 10)
+    state = make_state(torch.ones(4, 1, 2, 2, dtype=D64))
+    drift = hook.drift(state.z0, torch.randn(4, 1, 2, 2, dtype=D64), state, ctx_at(0, Identity()))
+    assert torch.isfinite(drift).all() and drift.abs().max() == 0
+
+
+def test_two_particles_push_apart_along_their_difference():
+    z = torch.tensor([[0.0, 0.0], [3.0, 4.0]], dtype=D64)
+    force, h = rbf_repulsion(z, torch.zeros(2, dtype=torch.long))
+    assert torch.allclose(h, torch.full((2,), 25.0 / math.log(2.0), dtype=D64))
+    # f_0 = 2/h (z0 - z1) exp(-25/h) points away from particle 1
+    expected = 2 / h[0] * (z[0] - z[1]) * torch.exp(-25 / h[0])
+    assert torch.allclose(force[0], expected) and torch.allclose(force[1], -expected)
+
+
+def test_forces_sum_to_zero_with_one_shared_bandwidth():
+    torch.manual_seed(0)
+    z = torch.randn(6, 3, 4, 4, dtype=D64)
+    force, h = rbf_repulsion(z, torch.zeros(6, dtype=torch.long))
+    assert (h == h[0]).all()
+    assert force.abs().max() > 1e-3
+    assert torch.allclose(force.sum(0), torch.zeros_like(force[0]), atol=1e-12)
+
+
+def test_force_is_minus_gradient_of_the_kernel_energy():
+    torch.manual_seed(1)
+    z = torch.randn(5, 7, dtype=D64, requires_grad=True)
+    force, h = rbf_repulsion(z.detach(), torch.zeros(5, dtype=torch.long))
+    d2 = (z[:, None] - z[None]).pow(2).sum(-1)
+    energy = 0.5 * torch.exp(-d2 / h[0]).sum()        # h held fixed, as the median heuristic's h is
+    (grad,) = torch.autograd.grad(energy, z)
+    assert torch.allclose(force, -grad, atol=1e-12)
+
+
+def test_no_repulsion_between_images():
+    torch.manual_seed(2)
+    groups = torch.tensor([0, 0, 1, 1])
+    z = torch.randn(4, 10, dtype=D64)
+    force, _ = rbf_repulsion(z, groups)
+    moved = z.clone()
+    moved[2:] += 50 * torch.randn(2, 10, dtype=D64)      # move image 1's particles anywhere
+    force_moved, _ = rbf_repulsion(moved, groups)
+    assert torch.equal(force[:2], force_moved[:2])
+    assert torch.allclose(force[:2].sum(0), torch.zeros(10, dtype=D64), atol=1e-12)
+    alone, _ = rbf_repulsion(z[:3], torch.tensor([0, 1, 2]))    # one particle per image: no force at all
+    assert torch.equal(alone, torch.zeros_like(alone))
+
+
+def test_dead_particles_neither_push_nor_move():
+    torch.manual_seed(3)
+    z = torch.randn(3, 4, dtype=D64)
+    alive = torch.tensor([True, True, False])
+    force, _ = rbf_repulsion(z, torch.zeros(3, dtype=torch.long), alive)
+    pair, _ = rbf_repulsion(z[:2], torch.zeros(2, dtype=torch.long))
+    assert torch.allclose(force[:2], pair) and torch.equal(force[2], torch.zeros(4, dtype=D64))
+
+
+class TinyDecoder:
+    """Nonlinear, upsampling decoder: (B, 1, 4, 4) latents -> (B, 3, 8, 8) images."""
+
+    def decode(self, z):
+        return torch.tanh(F.interpolate(z, scale_factor=2, mode="bilinear", align_corners=False)).expand(-1, 3, -1, -1)
+
+
+def test_pixel_features_force_is_the_decoder_vjp_of_the_pixel_force():
+    torch.manual_seed(4)
+    z = torch.randn(4, 1, 4, 4, dtype=D64, requires_grad=True)
+    state = make_state(z.detach())
+    hook = RepulsionHook(1.0, 10, mode="absolute", features="pixel", pixel_size=4)
+    force = hook._force(z.detach(), state, TinyDecoder())
+    f = F.adaptive_avg_pool2d(TinyDecoder().decode(z), 4).flatten(1)
+    _, h = rbf_repulsion(f.detach(), state.image_ids)
+    energy = 0.5 * torch.exp(-(f[:, None] - f[None]).pow(2).sum(-1) / h[0]).sum()
+    (grad,) = torch.autograd.grad(energy, z)
+    assert force.shape == z.shape and torch.allclose(force, -grad, atol=1e-12)
+
+
+# ---------------------------------------------------------------- schedule, modes, logging
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_strength_decays_to_exactly_zero_at_the_end(schedule):
+    hook = RepulsionHook(0.7, end_k=40, schedule=schedule)
+    values = [hook.strength(k) for k in range(50)]
+    assert values[0] == 0.7 and values[39] > 0
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert values[40:] == [0.0] * 10
+    state = make_state(torch.randn(3, 1, 2, 2, dtype=D64))
+    ctx = ctx_at(40, Identity())
+    assert hook.drift(state.z0, torch.randn_like(state.z0), state, ctx) is None
+    hook.after_step(state, ctx)
+    assert ctx.log["repulsion_strength"] == 0.0 and ctx.log["repulsion_score_ratio"] == 0.0
+
+
+def test_score_relative_force_is_a_fixed_fraction_of_each_score_and_is_logged():
+    torch.manual_seed(5)
+    hook = RepulsionHook(0.5, end_k=10, mode="score_relative", schedule="linear")
+    state = make_state(torch.randn(4, 2, 3, 3, dtype=D64))
+    ctx = ctx_at(2, Identity())
+    for _ in range(3):          # three MCMC iterations of one annealing step
+        score = torch.randn(4, 2, 3, 3, dtype=D64) * torch.tensor([1.0, 10, 100, 1000], dtype=D64).view(4, 1, 1, 1)
+        drift = hook.drift(state.z0, score, state, ctx)
+        ratio = drift.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1)
+        assert torch.allclose(ratio, torch.full((4,), hook.strength(2), dtype=D64))
+    hook.after_step(state, ctx)
+    assert ctx.log["repulsion_strength"] == pytest.approx(0.4)
+    assert ctx.log["repulsion_score_ratio"] == pytest.approx(0.4)
+
+
+def test_score_relative_direction_survives_float32_underflow():
+    hook = RepulsionHook(0.5, end_k=10, mode="score_relative")
+    z = torch.zeros(2, 4)
+    z[1, 0] = 1.0
+    force = torch.tensor([[-1e-25, 0, 0, 0], [1e-25, 0, 0, 0]])     # squares underflow in float32
+    hook._force = lambda *a: force
+    score = torch.ones(2, 4)
+    drift = hook.drift(z, score, make_state(z.double()), ctx_at(0, Identity()))
+    assert torch.allclose(drift.norm(dim=1), hook.strength(0) * score.norm(dim=1))
+    assert drift[0, 0] < 0 < drift[1, 0]
+
+
+def test_absolute_mode_logs_the_mean_ratio():
+    torch.manual_seed(6)
+    hook = RepulsionHook(3.0, end_k=10, mode="absolute", schedule="linear")
+    state = make_state(torch.randn(4, 6, dtype=D64))
+    ctx = ctx_at(0, Identity())
+    score = torch.randn(4, 6, dtype=D64)
+    drift = hook.drift(state.z0, score, state, ctx)
+    force, _ = rbf_repulsion(state.z0, state.image_ids)
+    assert torch.allclose(drift, 3.0 * force)
+    hook.after_step(state, ctx)
+    want = (drift.norm(dim=1) / score.norm(dim=1)).mean()
+    assert ctx.log["repulsion_score_ratio"] == pytest.approx(float(want))
+
+
+def test_repulsion_config_end_point_and_validation():
+    K = 50
+    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), None, None).end_k == trigger_step(200, K)
+    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), 30, 45).end_k == 45
+    assert RepulsionHook.from_config(compose("repulsion_scale=0.3", "repulsion.end_t=500"), None, 45).end_k == 25
+    for override, key in [("repulsion.mode=strong", "repulsion.mode"),
+                          ("repulsion.schedule=step", "repulsion.schedule"),
+                          ("repulsion.features=vgg", "repulsion.features"), ("repulsion.end_t=1000", "repulsion.end_t"),
+                          ("repulsion.pixel_size=0", "repulsion.pixel_size")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            RepulsionHook.from_config(compose("repulsion_scale=0.3", override), None, None)
+
+
+# ---------------------------------------------------------------- pruning
+
+
+def four_in_a_corner():
+    """A, B, C within 0.15 of each other; D far away. Losses A < B < C < D (D within 1.1x of A)."""
+    z0 = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 5.0]], dtype=D64).view(4, 1, 1, 2)
+    return z0, torch.tensor([1.0, 1.01, 1.02, 1.05], dtype=D64)
+
+
+def test_pruning_keeps_the_far_particle_that_loss_alone_would_drop():
+    z0, loss = four_in_a_corner()
+    dist = pairwise_sq_distances(z0).sqrt()
+    groups = torch.zeros(4, dtype=torch.long)
+    assert choose_kept(loss, dist, groups, 2, 0.5, 1.1).tolist() == [True, False, False, True]
+    # controls: diversity off keeps by loss; D outside the loss factor falls back to loss order too
+    assert choose_kept(loss, dist, groups, 2, 0.0, 1.0).tolist() == [True, True, False, False]
+    worse = loss.clone()
+    worse[3] = 3.0
+    assert choose_kept(worse, dist, groups, 2, 0.5, 1.1).tolist() == [True, True, False, False]
+    # three places: A, D, then the best of the rest (none is far from both A and D)
+    assert choose_kept(loss, dist, groups, 3, 0.5, 1.1).tolist() == [True, True, False, True]
+    # when several are far enough, the farthest wins, not the lowest loss: B, C at 1, D at 7 from A
+    spread = z0.clone()
+    spread[1:3] *= 10
+    dist = pairwise_sq_distances(spread).sqrt()
+    assert choose_kept(loss, dist, groups, 2, 0.2, 1.1).tolist() == [True, False, False, True]
+    assert choose_kept(loss, dist, groups, 2, 0.2, 1.03).tolist() == [True, True, False, False]
+    # equal distances never keep more than asked
+    tie = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], dtype=D64)
+    kept = choose_kept(torch.ones(4, dtype=D64), pairwise_sq_distances(tie).sqrt(), groups, 2, 0.1, 1.1)
+    assert kept.sum() == 2 and kept[0]
+
+
+def test_pruning_works_within_each_image():
+    z0, loss = four_in_a_corner()
+    z0 = torch.cat([z0, z0 + 1000])              # image 1: same layout, far from image 0
+    loss = torch.cat([loss, loss.flip(0)])       # image 1: D is its best
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    kept = choose_kept(loss, pairwise_sq_distances(z0).sqrt(), groups, 2, 0.5, 1.1)
+    # image 1: D (best), then A (the farthest of A, B, C, all far from D and good enough)
+    assert kept.tolist() == [True, False, False, True, True, False, False, True]
+
+
+def prune(state, losses, k=3, **kw):
+    hook = PruningHook(prune_k=k, keep=2, diversity_fraction=0.5, loss_factor=1.1, seed=9, **kw)
+    return hook, hook.after_step(state, ctx_at(k, Identity(), FixedLoss(losses)))
+
+
+def test_pruning_slices_every_per_particle_field_consistently():
+    z0, loss = four_in_a_corner()
+    state = make_state(z0)
+    old = make_state(z0)
+    hook, new = prune(state, loss)
+    keep = torch.tensor([0, 3])
+    assert new.size == 2
+    for f in fields(ParticleState):
+        v, o = getattr(new, f.name), getattr(old, f.name)
+        if isinstance(o, torch.Tensor):
+            assert torch.equal(v, o[keep]), f.name
+    assert torch.equal(new.extras["moment"], old.extras["moment"][keep])
+    assert new.generators == [state.generators[0], state.generators[3]]      # the same generator objects
+    assert new.particle_ids.tolist() == [0, 3] and new.image_ids.tolist() == [0, 0]
+    (rec,) = new.dropped
+    assert rec["k"] == 3 and rec["particle_ids"] == [1, 2] and torch.equal(rec["z0"], z0[[1, 2]])
+    assert rec["losses"] == pytest.approx([1.01, 1.02])
+    assert rec["distance_to_kept"] == pytest.approx([0.1, 0.1])
+    rep = hook.report()["pruning"]
+    assert rep["kept"] == [0, 3] and rep["dropped"] == [1, 2] and rep["mode"] == "prune"
+    # other steps leave the state alone
+    same = hook.after_step(new, ctx_at(4, Identity(), FixedLoss(loss)))
+    assert same is new
+
+
+def test_branch_refills_with_children_that_have_fresh_generators():
+    z0, loss = four_in_a_corner()
+    state = make_state(z0)
+    hook, new = prune(state, loss, mode="branch")
+    assert new.size == 4
+    # dropped places 1, 2 hold children 4, 5 of the kept particles, best parent first
+    assert new.particle_ids.tolist() == [0, 4, 5, 3]
+    assert hook.report()["pruning"]["children"] == {4: 0, 5: 3}
+    assert torch.equal(new.z0[1], z0[0]) and torch.equal(new.z0[2], z0[3])
+    for pos, cid in [(1, 4), (2, 5)]:
+        fresh = particle_generator(9, 0, cid, "cpu")
+        assert new.generators[pos] is not state.generators[0]
+        assert torch.equal(torch.randn(5, generator=new.generators[pos]), torch.randn(5, generator=fresh))
+    assert new.dropped[0]["particle_ids"] == [1, 2]
+
+
+def test_pruning_config_validation():
+    cfg = compose("pruning_step=300", "particle_num=4")
+    hook = PruningHook.from_config(cfg, 35)
+    assert (hook.keep, hook.mode, hook.prune_k) == (2, "prune", 35)
+    for override, key in [("pruning.mode=cut", "pruning.mode"), ("pruning.loss_factor=0.5", "pruning.loss_factor"),
+                          ("pruning.diversity_fraction=-1", "pruning.diversity_fraction"),
+                          ("pruning_keep=4", "pruning_keep")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            PruningHook.from_config(compose("pruning_step=300", "particle_num=4", override), 35)
+
+
+# ---------------------------------------------------------------- in the sampler loop
+
+
+class Spy(Hook):
+    """Records what the sampler works on at every step and inside every MCMC drift call."""
+
+    def __init__(self):
+        self.z_shapes, self.y_shapes, self.drift_shapes, self.ids, self.z = {}, {}, {}, {}, {}
+
+    def before_step(self, state, ctx):
+        self.z_shapes[ctx.k], self.y_shapes[ctx.k] = tuple(state.z.shape), tuple(state.y.shape)
+        self.ids[ctx.k], self.z[ctx.k] = state.particle_ids.tolist(), state.z.clone()
+        assert len(state.generators) == state.size
+        return state
+
+    def drift(self, z, score, state, ctx):
+        self.drift_shapes.setdefault(ctx.k, set()).add(tuple(z.shape))
+        return None
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    from models import build_model
+    from operators import build_operator
+    from sampler import measurement_generator
+
+    cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3")
+    model = build_model(cfg.model, "cpu").to(D64)
+    operator = build_operator(cfg.task, model.image_shape[-1])
+    y = operator.measure(model.means[:1].view(1, *model.image_shape), generator=measurement_generator(0, 0))
+    return model, operator, y
+
+
+def run_small(benchmark, *overrides):
+    from pipeline.run import build_hooks, make_state as run_state, phase_boundaries, phase_function
+
+    model, operator, y = benchmark
+    cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
+                  "particle_num=4", "repulsion_scale=0.3", *overrides)
+    prune_k, refine_k = phase_boundaries(cfg)
+    spy = Spy()
+    hooks = build_hooks(cfg, prune_k, refine_k) + [spy]
+    state = run_state(model, y, cfg, 0, "cpu", D64)
+    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k))
+    return state, spy, prune_k
+
+
+def test_later_steps_run_on_the_pruned_batch(benchmark):
+    state, spy, prune_k = run_small(benchmark, "pruning_step=500")
+    assert prune_k == 3
+    for k in range(6):
+        n = 4 if k <= prune_k else 2
+        assert spy.z_shapes[k][0] == n and spy.y_shapes[k][0] == n, k
+        assert spy.drift_shapes[k] == {(n, 3, 32, 32)}, k
+    assert state.size == 2 and state.z0.shape[0] == 2 and len(state.dropped) == 1
+    assert sorted(state.particle_ids.tolist() + state.dropped[0]["particle_ids"]) == [0, 1, 2, 3]
+
+
+def test_branch_children_differ_from_parents_after_one_step(benchmark):
+    state, spy, prune_k = run_small(benchmark, "pruning_step=500", "pruning.mode=branch")
+    assert all(spy.z_shapes[k][0] == 4 for k in range(6))
+    ids = spy.ids[prune_k + 1]
+    children = [i for i in ids if i >= 4]
+    assert len(children) == 2 and set(ids) - set(children) <= {0, 1, 2, 3}
+    z = spy.z[prune_k + 1]
+    # a child starts from its parent's z0 but is re-noised with its own generator
+    parents = [ids.index(i) for i in ids if i < 4]
+    for c in (ids.index(i) for i in children):
+        assert all(not torch.allclose(z[c], z[p]) for p in parents)
+    assert torch.isfinite(state.z).all()
+
+
+def test_pipeline_records_pruned_particles(benchmark):
+    from pipeline.run import run_image
+
+    model, operator, _ = benchmark
+    cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
+                  "particle_num=4", "repulsion_scale=0.3", "pruning_step=500", "save_images=false")
+    rec = run_image(model, operator, "x", model.means[0].view(3, 32, 32).float(), 0, cfg, torch.device("cpu"), D64)
+    pruned = [p for p in rec["particles"] if p["pruned_at"] is not None]
+    assert len(rec["particles"]) == 4 and len(pruned) == 2
+    assert rec["pruning"]["dropped"] == sorted(p["particle"] for p in pruned)
+    # the tracker records each step's state after its hooks: the pruning step already shows 2
+    assert [s["particles"] for s in rec["steps"]] == [4, 4, 4, 2, 2, 2]
+    assert all("repulsion_score_ratio" in s for s in rec["steps"])

@@ -1,0 +1,332 @@
+"""Experiment workflow: sweep scripts, parse_metrics tables, shard merging, resume, provenance, SLURM launcher."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import runpy
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import parse_metrics  # noqa: E402
+import pipeline.run as pipeline_run  # noqa: E402
+from tracking.metric_file import read_json  # noqa: E402
+
+# tiny sampler: K = 5 steps gives t = 1000, 800, 600, 400, 200, so the t = 200 triggers fire at the last step
+TINY = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2", "optimization.max_iters=10"]
+EXPERIMENTS = ["exp0_baseline", "exp1_repulsion", "exp2_pruning", "exp3_two_particles", "exp4_optimization",
+               "exp5_final"]
+# keys whose values are measurements of the machine, not results
+VOLATILE = {"time_s", "total_time_s", "peak_memory_mb", "memory_mb", "phase_time_s", "phase_peak_memory_mb",
+            "time_s_per_image", "opt_time_s", "opt_time_s_per_image", "provenance"}
+
+
+def env():
+    e = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    e.pop("RESULTS_DIR", None)
+    return e
+
+
+def script(name, *args, **kw):
+    return subprocess.run(["bash", str(ROOT / "scripts" / f"{name}.sh"), *map(str, args)], cwd=ROOT, env=env(),
+                          capture_output=True, text=True, **kw)
+
+
+def compose(*overrides):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return hydra_compose("default", overrides=[*TINY, "save_images=false", *overrides])
+
+
+def strip_volatile(obj):
+    if isinstance(obj, dict):
+        return {k: strip_volatile(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [strip_volatile(v) for v in obj]
+    return obj
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def run_in_process(line: str) -> None:
+    """Run a script's printed `+ python posterior_sample.py ...` line as __main__ in this interpreter."""
+    argv = shlex.split(line[2:])
+    assert argv[1] == "posterior_sample.py"
+    saved = sys.argv
+    sys.argv = [str(ROOT / argv[1]), *argv[2:]]
+    try:
+        runpy.run_path(str(ROOT / argv[1]), run_name="__main__")
+    finally:
+        sys.argv = saved
+
+
+# ---------------------------------------------------------------- scripts
+
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory):
+    """Every experiment script in --demo mode on 1 image.
+
+    exp0 runs end to end as a subprocess; the others (to spare five ~5 s interpreter starts on a small machine)
+    print their command with --dry-run and it runs here through posterior_sample's entry point, unchanged.
+    """
+    results = tmp_path_factory.mktemp("results")
+    p = script("exp0_baseline", 1, "--demo", "--results", results, *TINY, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for exp in EXPERIMENTS[1:]:
+        p = script(exp, 1, "--demo", "--results", results, *TINY, "--dry-run")
+        assert p.returncode == 0, p.stderr
+        (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+        run_in_process(line)
+    return results
+
+
+def test_scripts_usage_and_bad_arguments():
+    p = script("exp1_repulsion", "-h")
+    assert p.returncode == 0 and "usage: scripts/exp1_repulsion.sh" in p.stdout and "--start" in p.stdout
+    for args, message in [(["ten"], "positive integer"), (["0"], "positive integer"),
+                          (["--data", "cifar"], "--data cifar is not one of"), (["--start", "-3"], "--start must be"),
+                          (["--start"], "--start needs a value")]:
+        p = script("exp0_baseline", *args)
+        assert p.returncode == 2, args
+        assert p.stderr.startswith("error: ") and message in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_scripts_dry_run_settings_and_pass_through(tmp_path):
+    p = script("exp2_pruning", 10, "--start", 20, "--data", "ffhq", "--results", tmp_path, "--dry-run",
+               "--repulsion_scale", "0.3", "seed=7")
+    assert p.returncode == 0, p.stderr
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+    assert "model=ffhq256ldm sampler=langevin data=ffhq" in line
+    assert "--pruning_step 200 --pruning_keep 2" in line and "data.start_index=20" in line
+    assert "--num_eval_images 10" in line and f"save_dir={tmp_path}/exp2_pruning" in line
+    # extra arguments come after the script's settings, so they win
+    assert line.index("--repulsion_scale 0.1") < line.index("--repulsion_scale 0.3") < line.index("seed=7")
+    assert not tmp_path.joinpath("exp2_pruning").exists()  # dry run
+    p = script("exp5_final", "--demo", "--dry-run")
+    assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 1  # both data sets collapse to the demo
+    p = script("exp5_final", "--dry-run")
+    assert "data=imagenet" in p.stderr and "data=ffhq" in p.stderr
+    p = script("exp0_baseline", "--dry-run", "--multirun", "seed=1,2")
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+    assert line.split()[2:4] == ["posterior_sample.py", "--multirun"] and "_job${hydra:job.num}" in line
+
+
+def test_every_script_and_the_comparison_table(script_runs, tmp_path):
+    runs = {exp: sorted(script_runs.joinpath(exp).rglob("metric.json")) for exp in EXPERIMENTS}
+    assert all(len(f) == 1 for f in runs.values()), runs
+    metric = {exp: read_json(f[0]) for exp, f in runs.items()}
+    assert runs["exp1_repulsion"][0].parent.name == "two_mode_p4_rep0.1_n1_s0"
+    assert runs["exp0_baseline"][0].parent.name == "two_mode_p4_n1_s0"
+
+    # the settings each experiment stands for reached the run
+    cfg = {exp: m["config"] for exp, m in metric.items()}
+    assert cfg["exp0_baseline"]["repulsion_scale"] == 0 and cfg["exp0_baseline"]["pruning_step"] == -1
+    assert cfg["exp1_repulsion"]["repulsion_scale"] > 0 and cfg["exp1_repulsion"]["particle_num"] == 4
+    assert cfg["exp2_pruning"]["pruning_step"] == 200 and cfg["exp2_pruning"]["pruning_keep"] == 2
+    assert cfg["exp3_two_particles"]["particle_num"] == 2 and cfg["exp3_two_particles"]["pruning_step"] == -1
+    assert cfg["exp4_optimization"]["optimization_step"] == 200 and cfg["exp5_final"]["optimization_step"] == 200
+    assert all(c["model"]["name"] == "two_mode" and c["num_eval_images"] == 1 for c in cfg.values())
+
+    # reproducibility record
+    for m in metric.values():
+        prov = m["provenance"]
+        assert prov["torch"] == torch.__version__ and prov["device"].startswith("cpu")
+        assert "posterior_sample.py" in prov["command"] and "particle_num=" in prov["command"]
+        assert prov["git_commit"] is None or len(prov["git_commit"].split("-")[0]) == 40
+
+    # Markdown table from the command line: one row per experiment, cells formatted from the stored summary
+    p = subprocess.run([sys.executable, "parse_metrics.py", str(script_runs)], cwd=ROOT, env=env(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {r[0]: dict(zip(header, r)) for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:])}
+    assert sorted(rows) == sorted(f"{exp}/{f[0].parent.name}" for exp, f in runs.items())
+    for exp, m in metric.items():
+        row, s = rows[f"{exp}/{runs[exp][0].parent.name}"], m["summary"]
+        best = [im["best_oracle"]["psnr"] for im in m["images"]]
+        assert row["images"] == str(len(m["images"])) == "1"
+        assert row["max PSNR"] == f"{statistics.fmean(best):.2f} ± {s['max_psnr_std']:.2f}"
+        assert row["chosen PSNR"] == f"{m['images'][0]['best_by_loss']['psnr']:.2f}"
+        assert row["GT mode found"] == f"{100 * float(m['images'][0]['gt_mode_found']):.0f} %"
+        assert row["explore time s"] == f"{m['images'][0]['phases']['explore']['time_s']:.2f}"
+        assert row["LPIPS"] == ("" if s["min_lpips_mean"] is None else f"{s['min_lpips_mean']:.3f}")
+    assert rows[f"exp3_two_particles/{runs['exp3_two_particles'][0].parent.name}"]["particles"] == "2"
+    pruned = rows[f"exp2_pruning/{runs['exp2_pruning'][0].parent.name}"]
+    assert pruned["particles"] == "2" and "pruning" in metric["exp2_pruning"]["images"][0]
+    # the refine stage's counts appear only where it ran (a missing block is a blank cell)
+    opt = metric["exp4_optimization"]["images"][0]["optimization"]
+    assert rows[f"exp4_optimization/{runs['exp4_optimization'][0].parent.name}"]["opt iters/image"] == \
+        f"{opt['total_iterations']:.1f}"
+    assert rows[f"exp0_baseline/{runs['exp0_baseline'][0].parent.name}"]["opt iters/image"] == ""
+
+    # CSV: every number equals the run's own summary block exactly
+    table = list(csv.DictReader(io.StringIO(parse_metrics.format_csv(parse_metrics.load_experiments([script_runs])))))
+    assert len(table) == len(EXPERIMENTS)
+    for row in table:
+        s = read_json(script_runs / row["experiment"] / "metric.json")["summary"]
+        for key in ("images", "particles", "max_psnr_mean", "max_psnr_std", "mean_psnr", "particle_psnr_std",
+                    "max_ssim_mean", "success_rate", "both_modes_rate", "fail_rate", "chosen_psnr_mean",
+                    "time_s_per_image", "opt_iterations_per_image", "opt_time_s_per_image"):
+            assert (row[key] == "") if s[key] is None else (float(row[key]) == s[key]), key
+        for ph, t in s["phase_time_s"].items():
+            assert float(row[f"time_{ph}_s"]) == t
+            assert float(row[f"peak_memory_{ph}_mb"]) == s["phase_peak_memory_mb"][ph]
+
+    # LaTeX and plots
+    assert parse_metrics.main([str(script_runs), "--format", "latex", "--out", str(tmp_path)]) == 0
+    tex = tmp_path.joinpath("table.tex").read_text()
+    assert tex.count("\\\\") == len(EXPERIMENTS) + 1 and "exp0\\_baseline" in tex
+    for name in ("time_per_phase", "memory_per_phase", "pairwise_distance", "psnr_distribution"):
+        assert tmp_path.joinpath(f"{name}.png").stat().st_size > 1000
+    assert len(list(tmp_path.joinpath("grids").rglob("00000.png"))) == len(EXPERIMENTS)
+
+
+def test_script_resume_with_another_config_refuses(script_runs, capsys):
+    metric_file = next(script_runs.joinpath("exp0_baseline").rglob("metric.json"))
+    before = read_json(metric_file)
+    p = script("exp0_baseline", 1, "--demo", "--results", script_runs, *TINY, "sampler.mcmc.num_steps=3",
+               "resume=true", "--dry-run")
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # through Hydra's main unchanged: the interpreter exits 2, no traceback
+        run_in_process(line)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: resume=true") and "sampler.mcmc.num_steps" in err[0], err
+    assert read_json(metric_file) == before
+
+
+# ---------------------------------------------------------------- shards and resume (in process)
+
+@pytest.fixture(scope="module")
+def unsharded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    pipeline_run.run(compose(f"save_dir={root}", "name=full", "num_eval_images=2"))
+    return root
+
+
+def test_two_shards_merge_to_the_unsharded_table(unsharded, tmp_path):
+    for start in (0, 1):
+        pipeline_run.run(compose(f"save_dir={tmp_path}", f"name=shard{start}", "num_eval_images=1",
+                                 f"data.start_index={start}"))
+    warnings = []
+    (merged,) = parse_metrics.load_experiments([tmp_path / "shard1", tmp_path / "shard0"], warn=warnings.append)
+    (full,) = parse_metrics.load_experiments([unsharded / "full"], warn=warnings.append)
+    assert warnings == [] and len(merged["runs"]) == 2 and merged["label"].endswith("/shard")
+    assert [im["index"] for im in merged["images"]] == [0, 1]
+    assert strip_volatile(merged["images"]) == strip_volatile(full["images"])
+    rows = [next(csv.DictReader(io.StringIO(parse_metrics.format_csv([e])))) for e in (merged, full)]
+    for row in rows:
+        for key in ("experiment", "runs", *(k for k in row if "time" in k or "memory" in k)):
+            row.pop(key)
+    assert rows[0] == rows[1] and rows[0]["images"] == "2"
+
+    # an image run twice and an image missing are reported, not silently merged
+    warnings.clear()
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "metric.json").write_text((unsharded / "full" / "metric.json").read_text())
+    (dup,) = parse_metrics.load_experiments([tmp_path / "full", tmp_path / "shard1"], warn=warnings.append)
+    assert len(dup["images"]) == 2 and len(warnings) == 1 and "image 1 appears in" in warnings[0]
+    gap = read_json(tmp_path / "shard1" / "metric.json")
+    gap["config"]["num_eval_images"] = 3  # as if the shard 1-3 had stopped after its first image
+    (tmp_path / "gap").mkdir()
+    (tmp_path / "gap" / "metric.json").write_text(json.dumps(gap))
+    warnings.clear()
+    parse_metrics.load_experiments([tmp_path / "shard0", tmp_path / "gap"], warn=warnings.append)
+    assert len(warnings) == 1 and "missing image(s) 2-3" in warnings[0]
+    # --group none keeps shards apart
+    assert len(parse_metrics.load_experiments([tmp_path / "shard0", tmp_path / "shard1"], "none")) == 2
+
+
+def test_interrupted_run_keeps_finished_images_and_resumes_to_the_same_result(unsharded, tmp_path, monkeypatch):
+    real, calls = pipeline_run.run_image, []
+
+    def interrupt_at_second_image(*args, **kwargs):
+        calls.append(args[4])  # image_index
+        if args[4] == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_run, "run_image", interrupt_at_second_image)
+    cfg = compose(f"save_dir={tmp_path}", "name=full", "num_eval_images=2")
+    with pytest.raises(KeyboardInterrupt):
+        pipeline_run.run(cfg)
+    partial = read_json(tmp_path / "full" / "metric.json")
+    assert [im["index"] for im in partial["images"]] == [0] and partial["summary"]["images"] == 1
+
+    calls.clear()
+    monkeypatch.setattr(pipeline_run, "run_image", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    resumed = pipeline_run.run(compose(f"save_dir={tmp_path}", "name=full", "num_eval_images=2", "resume=true"))
+    assert calls == [1]  # image 0 came from the file
+    on_disk = read_json(tmp_path / "full" / "metric.json")
+    assert on_disk["images"][0] == partial["images"][0]
+    assert len(on_disk["provenance"]["earlier_runs"]) == 1
+    reference = read_json(unsharded / "full" / "metric.json")
+    for m in (on_disk, reference):
+        m["config"].pop("save_dir"), m["config"].pop("resume")
+    assert strip_volatile(on_disk) == strip_volatile(reference)
+    assert resumed["summary"]["images"] == 2
+
+    # resuming a finished run computes nothing
+    calls.clear()
+    pipeline_run.run(compose(f"save_dir={tmp_path}", "name=full", "num_eval_images=2", "resume=true"))
+    assert calls == []
+
+
+def test_resume_with_another_config_refuses_in_process(unsharded, capsys):
+    with pytest.raises(SystemExit) as e:
+        pipeline_run.run(compose(f"save_dir={unsharded}", "name=full", "num_eval_images=2", "resume=true", "seed=3"))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "resume=true" in err[0] and "(seed)" in err[0]
+
+
+def test_config_diff_names_nested_keys():
+    a = {"seed": 1, "sampler": {"mcmc": {"lr": 1e-4, "num_steps": 2}}, "x": [1, 2]}
+    b = {"seed": 1, "sampler": {"mcmc": {"lr": 2e-4, "num_steps": 2}}, "x": [1, 2], "y": 0}
+    assert pipeline_run.config_diff(a, b) == ["sampler.mcmc.lr", "y"]
+    assert pipeline_run.config_diff(a, a) == []
+
+
+def test_group_label_and_keys():
+    label = parse_metrics.group_label
+    assert label([{"label": "e/d_p4_n10_s0"}, {"label": "e/d_p4_n10_s10"}]) == "e/d_p4_n10"
+    assert label([{"label": "e/d_p4_n1_s0_job0"}, {"label": "e/d_p4_n1_s1_job1"}]) == "e/d_p4_n1"
+    assert label([{"label": "e/a"}]) == "e/a"
+    base = {"seed": 1, "name": "a", "num_eval_images": 5, "data": {"start_index": 0, "name": "x"}}
+    shard = {**base, "name": "b", "num_eval_images": 3, "data": {"start_index": 5, "name": "x"}}
+    other = {**base, "seed": 2}
+    key = parse_metrics.experiment_key
+    assert key(base) == key(shard) != key(other) and key(base, ["seed"]) == key(other, ["seed"])
+    assert key(base, folder="exp1") != key(shard, folder="exp2")
+
+
+# ---------------------------------------------------------------- cluster launcher
+
+def test_slurm_launcher_config_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="optional extra hydra-submitit-launcher")
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = hydra_compose("default", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                            return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu" and launcher.gpus_per_node == 1
