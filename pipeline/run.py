@@ -159,6 +159,8 @@ def run(cfg, argv=None) -> dict:
     """Run every image of cfg and keep metric.json current; returns the final metric dict."""
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
+    if device.type == "cpu" and cfg.model.get("cpu_threads"):
+        torch.set_num_threads(cfg.model.cpu_threads)
     set_tf32(cfg.sampler.precision.tf32)
     out_dir = Path(cfg.save_dir) / cfg.name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ $SUMMARY
 
 Every other argument goes to posterior_sample.py after this script's settings, so it wins, e.g.
   scripts/$EXP.sh 10 --repulsion_scale 0.2 sampler.mcmc.num_steps=30 resume=true
-  scripts/$EXP.sh 10 --multirun hydra/launcher=slurm data.start_index=0,10,20   (see README_workflow.md)
+  scripts/$EXP.sh 10 --multirun hydra/launcher=slurm data.start_index=0,10,20   (see README.md, "Experiment workflow")
 Settings: ${SETTINGS[*]}
 Environment: PYTHON (interpreter), PARTICLE_NUM (exp4, exp5), REPULSION_SCALE, PRUNING_STEP, PRUNING_KEEP, OPTIMIZATION_STEP.
 EOF

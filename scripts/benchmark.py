@@ -270,10 +270,16 @@ def to_unit(x):
     return (x.double() * 0.5 + 0.5).clamp(0, 1)
 
 
-def psnr(x, ref) -> list[float | None]:
-    """Per-row PSNR of images in [-1, 1] seen in [0, 1] (as evaluation/metrics.py); None where identical."""
-    mse = (to_unit(x) - to_unit(ref)).square().flatten(1).mean(1)
-    return [None if m == 0 else float(10 * torch.log10(1 / m)) for m in mse]
+def psnr(x, ref, clip: bool = True) -> list[float | None]:
+    """Per-row PSNR; clip: images in [-1, 1] seen in [0, 1] (as evaluation/metrics.py), else unclipped with the
+    reference's own peak-to-peak range (a random-weight decoder's outputs leave [-1, 1]). None where identical."""
+    if clip:
+        x, ref, peak = to_unit(x), to_unit(ref), torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
+    else:
+        x, ref = x.double(), ref.double()
+        peak = ref.flatten(1).amax(1) - ref.flatten(1).amin(1)
+    mse = (x - ref).square().flatten(1).mean(1)
+    return [None if m == 0 else float(10 * torch.log10(r ** 2 / m)) for m, r in zip(mse, peak)]
 
 
 def precision_check(base, args, device, dtype, variants=("fp32", "tf32", "bf16")) -> dict:
@@ -292,7 +298,7 @@ def precision_check(base, args, device, dtype, variants=("fp32", "tf32", "bf16")
         if ref is None:
             ref = (z, x, res["psnr_vs_gt"])
         else:
-            between = psnr(x, ref[1])
+            between = psnr(x, ref[1], clip=False)
             gt_diff = [abs(a - b) for a, b in zip(res["psnr_vs_gt"], ref[2]) if a is not None and b is not None]
             res.update(
                 identical_to_fp32=bool(torch.equal(z, ref[0])),
@@ -308,8 +314,9 @@ def precision_check(base, args, device, dtype, variants=("fp32", "tf32", "bf16")
 
 # ------------------------------------------------------------------------------------------------ cost model
 
-def cost_model(cfg, P: int) -> dict | None:
-    """Analytic FLOPs (shapes only, meta device) of one decoder VJP and one UNet call, and of a whole run."""
+def cost_model(cfg, P: int, preset) -> dict | None:
+    """Analytic FLOPs (shapes only, meta device) of one decoder VJP and one UNet call, and of P particles' sampling
+    at this run's step counts and at the preset's."""
     if cfg.model.name != "ldm":
         return None
     from torch.utils.flop_counter import FlopCounterMode
@@ -324,12 +331,13 @@ def cost_model(cfg, P: int) -> dict | None:
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         model.denoise(z.detach(), 1.0)
     unet = fc.get_total_flops()
-    K, M, ode = cfg.sampler.annealing.num_steps, cfg.sampler.mcmc.num_steps, cfg.sampler.ode.num_steps
-    total = P * (K * M * vjp + K * ode * unet)
-    return {"decoder_vjp_gflop": vjp / 1e9, "unet_forward_gflop": unet / 1e9,
-            "decoder_vjps_per_particle": K * M, "unet_calls_per_particle": K * ode,
-            "decoder_share": K * M * vjp / (K * M * vjp + K * ode * unet),
-            "run_tflop": total / 1e12, "particles": P}
+    out = {"decoder_vjp_gflop": vjp / 1e9, "unet_forward_gflop": unet / 1e9, "particles": P}
+    for name, s in (("run", cfg.sampler), ("preset", preset)):
+        K, M, ode = s.annealing.num_steps, s.mcmc.num_steps, s.ode.num_steps
+        out[name] = {"annealing_steps": K, "mcmc_steps": M, "decoder_vjps_per_particle": K * M,
+                     "unet_calls_per_particle": K * ode, "decoder_share": M * vjp / (M * vjp + ode * unet),
+                     "tflop": P * K * (M * vjp + ode * unet) / 1e12}
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -417,7 +425,7 @@ def markdown(result: dict) -> str:
     lines += [f"| {g['goal']} | {g['measured'] or '–'} | {g['status']} |" for g in result["goals"]]
     if result.get("precision_check"):
         lines += ["", "## Precision check (scenario b, same seeds; outputs decoded in fp32)", "",
-                  "| model | variant | identical to fp32 | PSNR vs fp32 output, min dB | latent rel. diff | "
+                  "| model | variant | identical to fp32 | PSNR vs fp32 output (unclipped), min dB | latent rel. diff | "
                   "max abs PSNR-vs-GT diff dB |", "|---|---|---|---|---|---|"]
         for model, res in result["precision_check"].items():
             for v, r in res.items():
@@ -428,10 +436,13 @@ def markdown(result: dict) -> str:
                              f"{r['latent_rel_diff']:.2e} | {_f(r['psnr_vs_gt_max_abs_diff'], '{:.4f}')} |")
     cm = result.get("cost_model")
     if cm:
-        lines += ["", f"Cost model (FLOP counter, per particle): {cm['decoder_vjps_per_particle']} decoder VJPs x "
-                  f"{cm['decoder_vjp_gflop']:.3g} GFLOP + {cm['unet_calls_per_particle']} UNet calls x "
-                  f"{cm['unet_forward_gflop']:.3g} GFLOP; the decoder is {100 * cm['decoder_share']:.1f} % of it; "
-                  f"{cm['run_tflop']:.3g} TFLOP for {cm['particles']} particles."]
+        lines += ["", f"Cost model (FLOP counter): decoder VJP {cm['decoder_vjp_gflop']:.3g} GFLOP, UNet forward "
+                  f"{cm['unet_forward_gflop']:.3g} GFLOP per particle."]
+        for name, c in (("this run", cm["run"]), ("the preset", cm["preset"])):
+            lines.append(f"At {name}'s K = {c['annealing_steps']}, M = {c['mcmc_steps']}: {c['decoder_vjps_per_particle']}"
+                         f" decoder VJPs + {c['unet_calls_per_particle']} UNet calls per particle, the decoder "
+                         f"{100 * c['decoder_share']:.1f} % of the FLOPs, {c['tflop']:.3g} TFLOP for "
+                         f"{cm['particles']} particles.")
     return "\n".join(lines) + "\n"
 
 
@@ -518,11 +529,11 @@ def main(argv=None) -> dict:
         two = base_config(args, "two_mode")
         result["precision_check"] = {model: precision_check(base, args, device, dtype),
                                      "two_mode": precision_check(two, args, device, dtype)}
-    result["cost_model"] = cost_model(base, args.particles)
+    result["cost_model"] = cost_model(base, args.particles, preset)
     result["goals"] = goals(result)
 
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "_".join([
-        datetime.date.today().isoformat(), re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-"), model])
+        result["date"][:10], re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-"), model])
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out.with_suffix(".json"), result)
     text = markdown(result)

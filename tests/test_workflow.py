@@ -110,14 +110,14 @@ def test_scripts_usage_and_bad_arguments():
 
 def test_scripts_dry_run_settings_and_pass_through(tmp_path):
     p = script("exp2_pruning", 10, "--start", 20, "--data", "ffhq", "--results", tmp_path, "--dry-run",
-               "--repulsion_scale", "0.3", "seed=7")
+               "--repulsion_scale", "0.7", "seed=7")
     assert p.returncode == 0, p.stderr
     (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
     assert "model=ffhq256ldm sampler=langevin data=ffhq" in line
     assert "--pruning_step 200 --pruning_keep 2" in line and "data.start_index=20" in line
     assert "--num_eval_images 10" in line and f"save_dir={tmp_path}/exp2_pruning" in line
     # extra arguments come after the script's settings, so they win
-    assert line.index("--repulsion_scale 0.1") < line.index("--repulsion_scale 0.3") < line.index("seed=7")
+    assert line.index("--repulsion_scale 0.3") < line.index("--repulsion_scale 0.7") < line.index("seed=7")
     assert not tmp_path.joinpath("exp2_pruning").exists()  # dry run
     p = script("exp5_final", "--demo", "--dry-run")
     assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 1  # both data sets collapse to the demo
@@ -132,7 +132,7 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     runs = {exp: sorted(script_runs.joinpath(exp).rglob("metric.json")) for exp in EXPERIMENTS}
     assert all(len(f) == 1 for f in runs.values()), runs
     metric = {exp: read_json(f[0]) for exp, f in runs.items()}
-    assert runs["exp1_repulsion"][0].parent.name == "two_mode_p4_rep0.1_n1_s0"
+    assert runs["exp1_repulsion"][0].parent.name == "two_mode_p4_rep0.3_n1_s0"
     assert runs["exp0_baseline"][0].parent.name == "two_mode_p4_n1_s0"
 
     # the settings each experiment stands for reached the run
