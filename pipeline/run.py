@@ -93,8 +93,8 @@ def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_
     bar = tqdm(total=K, desc=f"image {image_index} ({name})", leave=False, file=sys.stderr,
                disable=not sys.stderr.isatty() and not cfg.get("progress", False))
 
-    def progress(ctx, best_loss):
-        bar.set_postfix_str(f"k={ctx.k} t={ctx.t} σ={ctx.sigma:.3g} best loss={best_loss:.4g} n={state.size}")
+    def progress(ctx, best_loss, particles):
+        bar.set_postfix_str(f"k={ctx.k} t={ctx.t} σ={ctx.sigma:.3g} best loss={best_loss:.4g} n={particles}")
         bar.update(1)
 
     tracker = RunTracker(device, progress)

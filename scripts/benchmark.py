@@ -18,12 +18,10 @@ import argparse
 import copy
 import datetime
 import gc
-import json
 import os
 import platform
 import re
 import sys
-import time
 import warnings
 from pathlib import Path
 

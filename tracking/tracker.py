@@ -86,7 +86,7 @@ class RunTracker:
         self.phases[ctx.phase]["steps"] += 1
         if self.progress is not None:
             finite = loss[torch.isfinite(loss)]
-            self.progress(ctx, float(finite.min()) if len(finite) else float("nan"))
+            self.progress(ctx, float(finite.min()) if len(finite) else float("nan"), state.size)
 
     def finish(self) -> dict:
         self._close_phase()
