@@ -7,16 +7,14 @@ from pathlib import Path
 import piq
 import torch
 
+from operators.phase_retrieval import rot180
+
 LPIPS_TORCHVISION_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1], clipped: every metric sees the image a user would save."""
     return (x * 0.5 + 0.5).clamp(0, 1)
-
-
-def rot180(x: torch.Tensor) -> torch.Tensor:
-    return torch.flip(x, dims=(-2, -1))
 
 
 def load_lpips(net: str = "vgg", weights: str | None = None, device="cpu"):

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from operators.phase_retrieval import rot180
+
 from .base import LatentModel, sigma_column
 
 # Images bundled with scikit-image (no download); grey ones are repeated over RGB.
@@ -35,10 +37,6 @@ def benchmark_images(resolution: int = 32, count: int = len(SKIMAGE_IMAGES)) -> 
         img = img.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.BICUBIC)
         out.append(torch.from_numpy(np.asarray(img, dtype=np.float64) / 127.5 - 1.0).permute(2, 0, 1))
     return torch.stack(out)
-
-
-def rot180(x: torch.Tensor) -> torch.Tensor:
-    return torch.flip(x, dims=(-2, -1))
 
 
 class GaussianMixtureDenoiser(LatentModel):

@@ -7,6 +7,11 @@ import torch.nn.functional as F
 from .base import Operator
 
 
+def rot180(x: torch.Tensor) -> torch.Tensor:
+    """The 180° rotation: |F pad(x)| cannot tell x from it."""
+    return torch.flip(x, dims=(-2, -1))
+
+
 class PhaseRetrieval(Operator):
     """Zero-pad by int(oversample / 8 * H) per side, centred orthonormal 2-D FFT per channel, magnitude."""
 

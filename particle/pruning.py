@@ -71,14 +71,14 @@ class PruningHook(Hook):
 
     @classmethod
     def from_config(cls, cfg, prune_k) -> "PruningHook":
-        from pipeline.cli import ConfigError
+        from pipeline.cli import ConfigError, is_int
 
         pc = cfg.get("pruning", {}) or {}
         keep, mode = cfg.pruning_keep, pc.get("mode", "prune")
         frac, factor = pc.get("diversity_fraction", 0.5), pc.get("loss_factor", 1.1)
         if prune_k is None:
             raise ConfigError("pruning_step=-1: pruning is off, no PruningHook to build")
-        if not isinstance(keep, int) or isinstance(keep, bool) or not 1 <= keep < cfg.particle_num:
+        if not is_int(keep) or not 1 <= keep < cfg.particle_num:
             raise ConfigError(f"pruning_keep={keep} is invalid with particle_num={cfg.particle_num}: "
                               f"must be in 1 … {cfg.particle_num - 1}")
         if mode not in MODES:

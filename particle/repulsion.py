@@ -67,7 +67,7 @@ class RepulsionHook(Hook):
 
     @classmethod
     def from_config(cls, cfg, prune_k=None, refine_k=None) -> "RepulsionHook":
-        from pipeline.cli import ConfigError
+        from pipeline.cli import ConfigError, is_int
 
         rc = cfg.get("repulsion", {}) or {}
         K = cfg.sampler.annealing.num_steps
@@ -85,10 +85,10 @@ class RepulsionHook(Hook):
             raise ConfigError(f"repulsion.schedule={schedule} is invalid: must be one of {', '.join(SCHEDULES)}")
         if features not in FEATURES:
             raise ConfigError(f"repulsion.features={features} is invalid: must be one of {', '.join(FEATURES)}")
-        if not isinstance(pixel_size, int) or isinstance(pixel_size, bool) or pixel_size < 1:
+        if not is_int(pixel_size) or pixel_size < 1:
             raise ConfigError(f"repulsion.pixel_size={pixel_size} is invalid: must be an integer >= 1")
         if end_t is not None:
-            if not isinstance(end_t, int) or isinstance(end_t, bool) or not 0 <= end_t < 1000:
+            if not is_int(end_t) or not 0 <= end_t < 1000:
                 raise ConfigError(f"repulsion.end_t={end_t} is invalid: must be null (refine boundary, else "
                                   f"t={DEFAULT_END_T}) or a diffusion time t in 0 … 999")
             end_k = trigger_step(end_t, K)

@@ -54,6 +54,11 @@ def translate_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def is_int(v) -> bool:
+    """An int that is not a bool (YAML's true would pass isinstance(v, int))."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _check(ok: bool, message: str):
     if not ok:
         raise ConfigError(message)
@@ -61,9 +66,6 @@ def _check(ok: bool, message: str):
 
 def validate(cfg) -> None:
     """Stop before any computation on an impossible setting."""
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
     _check(is_int(cfg.particle_num) and cfg.particle_num >= 1,
            f"particle_num={cfg.particle_num} is invalid: must be an integer >= 1")
     _check(isinstance(cfg.repulsion_scale, (int, float)) and cfg.repulsion_scale >= 0,
@@ -76,10 +78,6 @@ def validate(cfg) -> None:
            f"num_eval_images={cfg.num_eval_images} is invalid: must be an integer >= 1")
     _check(is_int(cfg.particle_offset) and cfg.particle_offset >= 0,
            f"particle_offset={cfg.particle_offset} is invalid: must be an integer >= 0")
-    if cfg.pruning_step != -1:
-        _check(is_int(cfg.pruning_keep) and 1 <= cfg.pruning_keep < cfg.particle_num,
-               f"pruning_keep={cfg.pruning_keep} is invalid with particle_num={cfg.particle_num}: "
-               f"must be in 1 … {cfg.particle_num - 1} when pruning_step is set")
     if cfg.repulsion_scale > 0:
         _check(cfg.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype} is invalid: must be float32 or float64")

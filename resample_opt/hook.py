@@ -7,27 +7,24 @@ from collections import Counter
 
 import torch
 
-from pipeline.cli import ConfigError
+from pipeline.cli import ConfigError, is_int
 from sampler.hooks import Hook
 from sampler.precision import autocast, decoder_autocast_dtype
+from tracking.tracker import cuda_sync
 
 from .optimize import optimize_latents
 
 # key -> (check, description) for the config's `optimization:` block
 _RULES = {
-    "every": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no in-loop calls)"),
+    "every": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no in-loop calls)"),
     "final": (lambda v: isinstance(v, bool), "true or false"),
     "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
-    "max_iters": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "max_iters": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
     "eps": (lambda v: _is_num(v) and v >= 0, "a number >= 0 (0 = no threshold stop)"),
-    "plateau_window": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = no plateau stop)"),
+    "plateau_window": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no plateau stop)"),
     "accept_if_improve": (lambda v: isinstance(v, bool), "true or false"),
     "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
 }
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _is_num(v):
@@ -49,11 +46,6 @@ def validate_optimization(opt) -> dict:
         if not ok(opt[key]):
             raise ConfigError(f"optimization.{key}={opt[key]!r} is invalid: must be {what}")
     return opt
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _floats(t: torch.Tensor) -> list:
@@ -107,7 +99,7 @@ class RefineHook(Hook):
             return operator.loss(x.to(z.dtype), y[index]) / m
 
         device = state.z0.device
-        _sync(device)
+        cuda_sync(device)
         t0 = time.perf_counter()
         z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, self.eps ** 2, self.plateau_window,
                                        weight_decay=self.weight_decay)
@@ -117,7 +109,7 @@ class RefineHook(Hook):
             accept &= after < before
         state.z0 = torch.where(accept.view(-1, *[1] * (z_opt.ndim - 1)), z_opt, state.z0)
         state.loss = torch.where(accept, after, before)
-        _sync(device)
+        cuda_sync(device)
         seconds = time.perf_counter() - t0
 
         iters = info["iterations"].tolist()

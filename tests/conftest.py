@@ -18,6 +18,17 @@ def compose(*overrides: str):
         return hydra_compose("default", overrides=list(overrides))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: extra intra-op threads only add spin-wait overhead, several times slower on a busy CPU."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def shared():
     if not SHARED.is_dir():

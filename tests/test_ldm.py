@@ -25,17 +25,8 @@ FIXTURES = SHARED / "fixtures"
 UNET, VQ, COND = "model.diffusion_model.", "first_stage_model.", "cond_stage_model."
 TOL = 1e-4
 # Tiny models are built with random_init_ok=true; the once-per-process warning is tested explicitly below.
-pytestmark = pytest.mark.filterwarnings("ignore:models.ldm.*RANDOM weights:UserWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    # The tensors here are tiny: extra intra-op threads only add spin-wait overhead, which on a shared
-    # 2-core machine made this file 4x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = [pytest.mark.filterwarnings("ignore:models.ldm.*RANDOM weights:UserWarning"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

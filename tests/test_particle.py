@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,16 +12,9 @@ from particle import PruningHook, RepulsionHook, choose_kept, rbf_repulsion
 from particle.groups import pairwise_sq_distances
 from pipeline.cli import ConfigError
 from sampler import Hook, ParticleState, StepContext, latent_daps, particle_generator, trigger_step
+from tests.conftest import compose
 
-ROOT = Path(__file__).resolve().parents[1]
 D64 = torch.float64
-
-
-def compose(*overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose("default", overrides=list(overrides))
 
 
 def ctx_at(k, model=None, operator=None, K=50):

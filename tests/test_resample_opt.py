@@ -1,34 +1,21 @@
 """Tests for resample_opt: per-particle Adam and stopping, the refine hook, and repulsion being off while refining."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from operators import PhaseRetrieval
 from pipeline.cli import ConfigError
 from resample_opt import AdamState, RefineHook, adam_step, optimize_latents, validate_optimization
 from sampler import Hook, StepContext, latent_daps
 from sampler.schedule import trigger_step
+from tests.conftest import compose
 
-ROOT = Path(__file__).resolve().parents[1]
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than several fighting over a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def compose_cfg(*overrides):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose(config_name="default", overrides=list(overrides))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- problems: per-particle losses of different difficulty ---------------------------------------------------------
@@ -179,7 +166,7 @@ def test_nonfinite_loss_stops_that_particle_only():
 # --- the hook -----------------------------------------------------------------------------------------------------
 
 def test_validation_raises_config_error():
-    good = dict(compose_cfg().optimization)
+    good = dict(compose().optimization)
     validate_optimization(good)
     for key, bad in [("lr", 0.0), ("lr", -1e-3), ("max_iters", 0), ("max_iters", 2.5), ("eps", -1.0),
                      ("plateau_window", -1), ("every", -1), ("final", 1), ("max_iters", True)]:
@@ -189,7 +176,7 @@ def test_validation_raises_config_error():
         validate_optimization({**good, "learning_rate": 1e-3})
     with pytest.raises(ConfigError, match="no `optimization:` block"):
         validate_optimization(None)
-    cfg = compose_cfg("optimization_step=200", "optimization.every=0", "optimization.final=false")
+    cfg = compose("optimization_step=200", "optimization.every=0", "optimization.final=false")
     with pytest.raises(ConfigError, match="no optimisation would run"):
         RefineHook.from_config(cfg, trigger_step(200, 50))
 
@@ -213,7 +200,7 @@ def bench():
     from pipeline.run import make_state
     from sampler.state import measurement_generator
 
-    cfg = compose_cfg("dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3")
+    cfg = compose("dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3")
     model = build_model(cfg.model, "cpu").to(DT)
     op = build_operator(cfg.task, model.image_shape[-1])
     gt = model.means[:1].view(1, *model.image_shape).to(DT)
@@ -290,7 +277,7 @@ def test_repulsion_hook_is_off_in_refine_phase(bench):
     particle = pytest.importorskip("particle")
     if not hasattr(particle, "RepulsionHook"):
         pytest.skip("particle.RepulsionHook is not written yet")
-    cfg = compose_cfg("dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3",
+    cfg = compose("dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3",
                       "repulsion_scale=10.0", "optimization_step=500")
     hook = particle.RepulsionHook.from_config(cfg, None, 2)     # would repel at steps 0, 1 if they explored
     assert torch.equal(_sample(bench, [hook], "refine"), _sample(bench, [], "refine"))
@@ -306,11 +293,11 @@ def test_refinement_lowers_every_particles_loss():
 
     common = ["particle_num=3", "sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=3",
               "optimization.max_iters=50", "save_images=false"]
-    cfg = compose_cfg(*common)
+    cfg = compose(*common)
     model = build_model(cfg.model, "cpu")
     op = build_operator(cfg.task, model.image_shape[-1])
     name, gt = build_dataset(cfg.data, cfg.model, 0, 1)[0]
-    records = {opt: run_image(model, op, name, gt, 0, compose_cfg(*common, f"optimization_step={opt}"),
+    records = {opt: run_image(model, op, name, gt, 0, compose(*common, f"optimization_step={opt}"),
                               torch.device("cpu"), torch.float32)
                for opt in (-1, 400)}
     base, ref = records[-1], records[400]

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import parse_metrics  # noqa: E402
 import pipeline.run as pipeline_run  # noqa: E402
+from tests.conftest import compose as compose_default  # noqa: E402
 from tracking.metric_file import read_json  # noqa: E402
 
 # tiny sampler: K = 5 steps gives t = 1000, 800, 600, 400, 200, so the t = 200 triggers fire at the last step
@@ -43,10 +44,7 @@ def script(name, *args, **kw):
 
 
 def compose(*overrides):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose("default", overrides=[*TINY, "save_images=false", *overrides])
+    return compose_default(*TINY, "save_images=false", *overrides)
 
 
 def strip_volatile(obj):
@@ -57,12 +55,7 @@ def strip_volatile(obj):
     return obj
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_in_process(line: str) -> None:

@@ -7,8 +7,10 @@ import time
 
 import torch
 
+from particle.groups import same_group
 
-def _sync(device):
+
+def cuda_sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -23,7 +25,7 @@ def pairwise_distances(z: torch.Tensor, groups: torch.Tensor) -> tuple[float | N
     """Mean and min Euclidean distance between particles of the same group (None with < 2 per group)."""
     flat = z.flatten(1).float()
     d = torch.cdist(flat, flat)
-    same = (groups[:, None] == groups[None, :]) & ~torch.eye(len(groups), dtype=torch.bool, device=groups.device)
+    same = same_group(groups)
     if not same.any():
         return None, None
     vals = d[same.to(d.device)]
@@ -50,7 +52,7 @@ class RunTracker:
     def _close_phase(self):
         if self._phase is None:
             return
-        _sync(self.device)
+        cuda_sync(self.device)
         rec = self.phases[self._phase]
         rec["time_s"] += time.perf_counter() - self._phase_t0
         rec["peak_memory_mb"] = max(rec["peak_memory_mb"], self._memory_mb())
@@ -69,7 +71,7 @@ class RunTracker:
         self._step_t0 = time.perf_counter()
 
     def end_step(self, state, ctx):
-        _sync(self.device)
+        cuda_sync(self.device)
         mean_d, min_d = pairwise_distances(state.z0, state.image_ids)
         loss = state.loss.float().cpu()
         rec = {
