@@ -67,7 +67,7 @@ class PruningHook(Hook):
                  loss_factor: float = 1.1, seed: int = 0):
         self.prune_k, self.keep, self.mode = prune_k, keep, mode
         self.diversity_fraction, self.loss_factor, self.seed = diversity_fraction, loss_factor, seed
-        self._report = None
+        self._decision = None
 
     @classmethod
     def from_config(cls, cfg, prune_k) -> "PruningHook":
@@ -111,18 +111,15 @@ class PruningHook(Hook):
             "losses": loss[dropped].tolist(),
             "distance_to_kept": to_kept[dropped].tolist(),
         }
-        self._report = {
-            "mode": self.mode, "k": ctx.k, "t": ctx.t,
-            "kept": state.particle_ids[kept].tolist(), "dropped": record["particle_ids"],
-            "losses": dict(zip(state.particle_ids.tolist(), loss.tolist())),
-            "distance_to_kept": dict(zip(record["particle_ids"], record["distance_to_kept"])),
-            "median_distance": torch.nan_to_num(group_median(dist, pairs), nan=0.0).tolist(),
+        self._decision = {
+            "k": ctx.k, "t": ctx.t, "image_ids": state.image_ids.tolist(), "particle_ids": state.particle_ids.tolist(),
+            "kept": kept.tolist(), "losses": loss.tolist(), "distance_to_kept": to_kept.tolist(),
+            "median_distance": torch.nan_to_num(group_median(dist, pairs), nan=0.0).tolist(), "children": [],
         }
         if self.mode == "prune":
             new = state.select(kept.nonzero().flatten())
         else:
-            new, children = self._branch(state, kept, loss, pairs)
-            self._report["children"] = children
+            new, self._decision["children"] = self._branch(state, kept, loss, pairs)
         new.dropped.append(record)
         return new
 
@@ -148,8 +145,25 @@ class PruningHook(Hook):
             generators[i] = particle_generator(self.seed, int(state.image_ids[i]), int(new.particle_ids[i]),
                                                state.z.device)
         new.generators = generators
-        children = {int(new.particle_ids[i]): int(ids[parent[i]]) for i in child.nonzero().flatten().tolist()}
+        children = [(int(state.image_ids[i]), int(new.particle_ids[i]), int(ids[parent[i]]))
+                    for i in child.nonzero().flatten().tolist()]
         return new, children
 
-    def report(self) -> dict:
-        return {"pruning": self._report}
+    def report(self, image: int) -> dict:
+        d = self._decision
+        if d is None:
+            return {"pruning": None}
+        mine = [i for i, g in enumerate(d["image_ids"]) if g == image]
+        ids = [d["particle_ids"][i] for i in mine]
+        dropped = [i for i in mine if not d["kept"][i]]
+        rep = {
+            "mode": self.mode, "k": d["k"], "t": d["t"],
+            "kept": [d["particle_ids"][i] for i in mine if d["kept"][i]],
+            "dropped": [d["particle_ids"][i] for i in dropped],
+            "losses": dict(zip(ids, (d["losses"][i] for i in mine))),
+            "distance_to_kept": {d["particle_ids"][i]: d["distance_to_kept"][i] for i in dropped},
+            "median_distance": d["median_distance"][mine[0]] if mine else None,
+        }
+        if self.mode == "branch":
+            rep["children"] = {child: parent for g, child, parent in d["children"] if g == image}
+        return {"pruning": rep}

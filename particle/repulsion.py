@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from sampler.hooks import Hook, StepContext
+from sampler.hooks import Hook, PerParticle, StepContext
 from sampler.schedule import trigger_step
 from sampler.state import ParticleState
 
@@ -134,16 +134,18 @@ class RepulsionHook(Hook):
         force = torch.where(state.alive.view(-1, *[1] * (z.ndim - 1)), force, torch.zeros_like(force))
         ratio = force.flatten(1).norm(dim=1) / score_norm.clamp_min(torch.finfo(score.dtype).tiny)
         ok = state.alive & torch.isfinite(ratio)
-        # summed as tensors, read once per step in after_step: no device sync per MCMC iteration
-        self._ratio_sum = self._ratio_sum + torch.where(ok, ratio, torch.zeros_like(ratio)).sum()
-        self._ratio_n = self._ratio_n + ok.sum()
+        # per-particle sums kept on the device, read once per step in after_step: no sync per MCMC iteration
+        self._ratio_sum = self._ratio_sum + torch.where(ok, ratio, torch.zeros_like(ratio))
+        self._ratio_n = self._ratio_n + ok.long()
         return force
 
     def after_step(self, state: ParticleState, ctx: StepContext) -> ParticleState:
         s = self.strength(ctx.k)
         ctx.log["repulsion_strength"] = s
-        if self._k == ctx.k and int(self._ratio_n) > 0:
-            ctx.log["repulsion_score_ratio"] = float(self._ratio_sum / self._ratio_n)
+        if self._k == ctx.k and s != 0.0:
+            n = self._ratio_n.tolist()
+            ratios = [r / c if c else None for r, c in zip(self._ratio_sum.tolist(), n)]
+            ctx.log["repulsion_score_ratio"] = PerParticle(state.image_ids.tolist(), ratios)
         else:
             ctx.log["repulsion_score_ratio"] = 0.0 if s == 0.0 else None
         return state

@@ -6,7 +6,7 @@ import sys
 # flag -> type used to check its value before Hydra sees it
 FLAGS = {
     "particle_num": int, "repulsion_scale": float, "pruning_step": int, "optimization_step": int,
-    "num_eval_images": int, "seed": int, "particle_offset": int, "pruning_keep": int,
+    "num_eval_images": int, "images_per_batch": int, "seed": int, "particle_offset": int, "pruning_keep": int,
     "name": str, "save_dir": str, "device": str, "dtype": str, "resume": str, "save_images": str,
 }
 # Hydra's own long options and whether they take a value
@@ -76,6 +76,8 @@ def validate(cfg) -> None:
                f"{flag}={v} is invalid: must be -1 (off) or a diffusion time t in 0 … 1000")
     _check(is_int(cfg.num_eval_images) and cfg.num_eval_images >= 1,
            f"num_eval_images={cfg.num_eval_images} is invalid: must be an integer >= 1")
+    _check(is_int(cfg.images_per_batch) and cfg.images_per_batch >= 1,
+           f"images_per_batch={cfg.images_per_batch} is invalid: must be an integer >= 1")
     _check(is_int(cfg.particle_offset) and cfg.particle_offset >= 0,
            f"particle_offset={cfg.particle_offset} is invalid: must be an integer >= 0")
     if cfg.repulsion_scale > 0:

@@ -1,4 +1,5 @@
-"""One run: for each image, measure, sample all particles in one batch, evaluate and record."""
+"""One run: measure images, sample all their particles in one batch (images_per_batch images at a time),
+evaluate each particle and keep metric.json current."""
 from __future__ import annotations
 
 import sys
@@ -9,7 +10,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from data import build_dataset
-from evaluation.metrics import evaluate_particles, load_lpips, rot180
+from evaluation.metrics import evaluate_particles, load_lpips
 from evaluation.summary import summarize
 from models import build_model
 from operators import build_operator
@@ -18,7 +19,7 @@ from sampler import (ParticleState, init_latents, latent_daps, measurement_gener
 from sampler.precision import compile_model, decoder_autocast_dtype, set_tf32
 from tracking.metric_file import read_json, write_json_atomic
 from tracking.provenance import provenance
-from tracking.tracker import RunTracker
+from tracking.tracker import RunTracker, image_view
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,64 +82,93 @@ def _particle_rows(x, gt, y, operator, cfg, lpips_model, particle_ids, alive, pr
     return rows
 
 
-def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_model=None, out_dir=None):
-    """Sample cfg.particle_num particles for one image; returns its metric.json record."""
-    K = cfg.sampler.annealing.num_steps
-    gt = gt[None].to(device, dtype)
-    y = operator.measure(gt, generator=measurement_generator(cfg.seed, image_index))
-    state = make_state(model, y, cfg, image_index, device, dtype)
+def sample_batch(model, operator, gts, indices, cfg, device, dtype, progress=None):
+    """Measure each image and sample all its particles, every image's particles in one batch.
+
+    gts: (G, C, H, W) on device; indices: the images' data-set indices (they seed the noise, so an image's
+    result does not depend on which images share its batch). Returns (ys, final state, timing, hooks).
+    """
+    ys = [operator.measure(gt[None], generator=measurement_generator(cfg.seed, i)) for gt, i in zip(gts, indices)]
+    state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
     prune_k, refine_k = phase_boundaries(cfg)
     hooks = build_hooks(cfg, prune_k, refine_k)
-
-    bar = tqdm(total=K, desc=f"image {image_index} ({name})", leave=False, file=sys.stderr,
-               disable=not sys.stderr.isatty() and not cfg.get("progress", False))
-
-    def progress(ctx, best_loss, particles):
-        bar.set_postfix_str(f"k={ctx.k} t={ctx.t} σ={ctx.sigma:.3g} best loss={best_loss:.4g} n={particles}")
-        bar.update(1)
-
     tracker = RunTracker(device, progress)
-    autocast = decoder_autocast_dtype(cfg.sampler.precision)
-    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k),
-                        tracker, autocast)
-    bar.close()
-    timing = tracker.finish()
+    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k), tracker,
+                        decoder_autocast_dtype(cfg.sampler.precision))
+    return ys, state, tracker.finish(), hooks
 
-    with torch.no_grad():
-        x = model.decode(state.z)
-        particles = _particle_rows(x, gt, y, operator, cfg, lpips_model, state.particle_ids.tolist(),
-                                   state.alive.tolist())
-        dropped_images = []
-        for rec in state.dropped:
-            xd = model.decode(rec["z0"])
-            particles += _particle_rows(xd, gt, y, operator, cfg, lpips_model, rec["particle_ids"],
-                                        [True] * len(rec["particle_ids"]), {"k": rec["k"], "t": rec["t"]})
-            dropped_images.append((rec["particle_ids"], xd))
+
+def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg, lpips_model, out_dir, batch):
+    """metric.json's entry for one image of a sampled batch: its particles, pruned ones too, and its share."""
+    mine = (state.image_ids == index).nonzero().flatten()
+    final_state = state.select(mine)
+    x = model.decode(final_state.z)
+    particles = _particle_rows(x, gt, y, operator, cfg, lpips_model, final_state.particle_ids.tolist(),
+                               final_state.alive.tolist())
+    dropped_images = []
+    for rec in state.dropped:
+        rows = [j for j, g in enumerate(rec["image_ids"]) if g == index]
+        if not rows:
+            continue
+        pids = [rec["particle_ids"][j] for j in rows]
+        xd = model.decode(rec["z0"][rows])
+        particles += _particle_rows(xd, gt, y, operator, cfg, lpips_model, pids, [True] * len(pids),
+                                    {"k": rec["k"], "t": rec["t"]})
+        dropped_images.append((pids, xd))
     particles.sort(key=lambda p: p["particle"])
     final = [p for p in particles if p["pruned_at"] is None]
     ok = [p for p in final if not p["failed"]] or final
+    view = image_view(timing, index, len(batch))
     record = {
-        "index": image_index, "name": name,
+        "index": index, "name": name,
         "particles": particles,
         "best_oracle": max(ok, key=lambda p: p["psnr"]),
         "best_by_loss": min(ok, key=lambda p: p["measurement_loss"]),
         "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
         "gt_mode_found": any(p["mode"] == "0" for p in final),
         "both_modes": any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final),
-        "phases": timing["phases"], "total_time_s": timing["total_time_s"],
-        "boundaries": {"prune_k": prune_k, "refine_k": refine_k},
-        "steps": timing["steps"],
+        "phases": view["phases"], "total_time_s": view["total_time_s"],
+        "batch": {"indices": batch, "total_time_s": timing["total_time_s"]},
+        "boundaries": dict(zip(("prune_k", "refine_k"), phase_boundaries(cfg))),
+        "steps": view["steps"],
     }
     for h in hooks:
-        record.update(h.report())
+        record.update(h.report(index))
     if out_dir is not None and cfg.save_images:
         from tracking.images import save_image_outputs
-        save_image_outputs(out_dir, image_index, gt, y, x, state.particle_ids.tolist(), final, dropped_images)
+        save_image_outputs(out_dir, index, gt, y, x, final_state.particle_ids.tolist(), final, dropped_images)
     return record
 
 
+def run_batch(model, operator, items, cfg, device, dtype, lpips_model=None, out_dir=None) -> list[dict]:
+    """Sample cfg.particle_num particles for each (index, name, gt) of `items` in one batch; their records."""
+    K = cfg.sampler.annealing.num_steps
+    indices = [index for index, _, _ in items]
+    gts = torch.stack([gt for _, _, gt in items]).to(device, dtype)
+    label = f"image {indices[0]} ({items[0][1]})" if len(items) == 1 else f"images {', '.join(map(str, indices))}"
+    bar = tqdm(total=K, desc=label, leave=False, file=sys.stderr,
+               disable=not sys.stderr.isatty() and not cfg.get("progress", False))
+
+    def progress(ctx, best_loss, particles):
+        bar.set_postfix_str(f"k={ctx.k} t={ctx.t} σ={ctx.sigma:.3g} best loss={best_loss:.4g} n={particles}")
+        bar.update(1)
+
+    ys, state, timing, hooks = sample_batch(model, operator, gts, indices, cfg, device, dtype, progress)
+    bar.close()
+    with torch.no_grad():
+        return [_image_record(model, operator, index, name, gt[None], y, state, timing, hooks, cfg, lpips_model,
+                              out_dir, indices)
+                for (index, name, _), gt, y in zip(items, gts, ys)]
+
+
+def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_model=None, out_dir=None):
+    """One image alone in its batch (the studies and tests use it); returns its metric.json record."""
+    return run_batch(model, operator, [(image_index, name, gt)], cfg, device, dtype, lpips_model, out_dir)[0]
+
+
 def _without_resume(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k != "resume"}
+    # neither changes a result: images_per_batch only regroups images whose noise is seeded per image
+    return {k: v for k, v in config.items() if k not in ("resume", "images_per_batch")}
 
 
 def config_diff(a, b, prefix="") -> list[str]:
@@ -194,12 +224,10 @@ def run(cfg, argv=None) -> dict:
         metric["provenance"]["earlier_runs"] = earlier
     # written before the first image too, so no stale metric.json of another config survives an early interrupt
     write_json_atomic(metric_path, metric)
-    for i in range(len(dataset)):
-        index = dataset.indices[i]
-        if index in done:
-            continue
-        name, gt = dataset[i]
-        images.append(run_image(model, operator, name, gt, index, cfg, device, dtype, lpips_model, out_dir))
+    pending = [i for i in range(len(dataset)) if dataset.indices[i] not in done]
+    for start in range(0, len(pending), cfg.images_per_batch):
+        items = [(dataset.indices[i], *dataset[i]) for i in pending[start:start + cfg.images_per_batch]]
+        images.extend(run_batch(model, operator, items, cfg, device, dtype, lpips_model, out_dir))
         images.sort(key=lambda im: im["index"])
         metric["summary"] = summarize(images)
         write_json_atomic(metric_path, metric)

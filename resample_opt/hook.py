@@ -8,7 +8,7 @@ from collections import Counter
 import torch
 
 from pipeline.cli import ConfigError, is_int
-from sampler.hooks import Hook
+from sampler.hooks import Hook, PerParticle
 from sampler.precision import autocast, decoder_autocast_dtype
 from tracking.tracker import cuda_sync
 
@@ -112,23 +112,32 @@ class RefineHook(Hook):
         cuda_sync(device)
         seconds = time.perf_counter() - t0
 
-        iters = info["iterations"].tolist()
+        iters, images = info["iterations"].tolist(), state.image_ids.tolist()
         self.calls.append({
-            "k": ctx.k, "t": ctx.t, "sigma": ctx.sigma, "time_s": seconds,
+            "k": ctx.k, "t": ctx.t, "sigma": ctx.sigma, "time_s": seconds, "image_ids": images,
             "particle_ids": state.particle_ids.tolist(), "iterations": iters, "stop_reason": info["stop_reason"],
             "loss_before": _floats(before), "loss_after": _floats(after), "accepted": accept.tolist(),
         })
-        ctx.log.update(opt_iters_mean=statistics.fmean(iters), opt_iters_max=max(iters), opt_time_s=seconds,
-                       opt_accepted=int(accept.sum()))
+        ctx.log.update(opt_iters_mean=PerParticle(images, iters), opt_iters_max=PerParticle(images, iters, "max"),
+                       opt_time_s=seconds, opt_accepted=PerParticle(images, [int(a) for a in accept.tolist()], "sum"))
         return state
 
-    def report(self) -> dict:
-        iters = [n for c in self.calls for n in c["iterations"]]
+    def report(self, image: int) -> dict:
+        # a call's time is the whole batch's: each of its images is charged an equal share
+        calls = []
+        for c in self.calls:
+            mine = [i for i, g in enumerate(c["image_ids"]) if g == image]
+            calls.append({
+                "k": c["k"], "t": c["t"], "sigma": c["sigma"], "time_s": c["time_s"] / len(set(c["image_ids"])),
+                **{key: [c[key][i] for i in mine]
+                   for key in ("particle_ids", "iterations", "stop_reason", "loss_before", "loss_after", "accepted")},
+            })
+        iters = [n for c in calls for n in c["iterations"]]
         return {"optimization": {
-            "num_calls": len(self.calls),
+            "num_calls": len(calls),
             "total_iterations": sum(iters),
             "mean_iterations": statistics.fmean(iters) if iters else None,
-            "total_time_s": sum(c["time_s"] for c in self.calls),
-            "stop_reasons": dict(Counter(r for c in self.calls for r in c["stop_reason"])),
-            "calls": self.calls,
+            "total_time_s": sum(c["time_s"] for c in calls),
+            "stop_reasons": dict(Counter(r for c in calls for r in c["stop_reason"])),
+            "calls": calls,
         }}

@@ -9,8 +9,27 @@ from .state import ParticleState
 
 
 @dataclass
+class PerParticle:
+    """A per-step statistic with one value per particle (None where undefined); each image's step record gets
+    the `reduce` ("mean", "max" or "sum") over its own particles."""
+
+    image_ids: list[int]
+    values: list
+    reduce: str = "mean"
+
+    def for_image(self, image: int):
+        vals = [v for g, v in zip(self.image_ids, self.values) if g == image and v is not None]
+        if not vals:
+            return None
+        if self.reduce == "max":
+            return max(vals)
+        return sum(vals) / len(vals) if self.reduce == "mean" else sum(vals)
+
+
+@dataclass
 class StepContext:
-    """What a hook may know about the current annealing step; hooks write their per-step stats into `log`."""
+    """What a hook may know about the current annealing step; hooks write their per-step stats into `log`
+    (a number for the whole batch, or a PerParticle)."""
 
     k: int
     t: int
@@ -40,6 +59,7 @@ class Hook:
         """Runs after the MCMC step, before re-noising; may slice the state (pruning) or move state.z0."""
         return state
 
-    def report(self) -> dict:
-        """Per-image record merged into metric.json (e.g. pruning decisions, optimisation counts)."""
+    def report(self, image: int) -> dict:
+        """Record of one image of the batch, merged into its metric.json entry (e.g. pruning decisions,
+        optimisation counts); times in it are the batch's divided by the batch's image count."""
         return {}

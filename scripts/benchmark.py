@@ -34,12 +34,11 @@ sys.path.insert(0, str(ROOT))
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
 from pipeline.cli import validate  # noqa: E402
-from pipeline.run import build_hooks, make_state, phase_boundaries, phase_function, resolve_device  # noqa: E402
-from sampler import ParticleState, latent_daps, measurement_generator, trigger_step  # noqa: E402
-from sampler.precision import compile_model, decoder_autocast_dtype, set_tf32  # noqa: E402
+from pipeline.run import resolve_device, sample_batch  # noqa: E402
+from sampler import trigger_step  # noqa: E402
+from sampler.precision import compile_model, set_tf32  # noqa: E402
 from tracking.metric_file import write_json_atomic  # noqa: E402
 from tracking.provenance import device_name, git_commit  # noqa: E402
-from tracking.tracker import RunTracker  # noqa: E402
 
 TRIGGER_T = 200
 LEVERS = ("fp32", "tf32", "bf16", "cl", "compile")
@@ -160,21 +159,6 @@ def images(cfg, count: int, device, dtype) -> torch.Tensor:
     return torch.nn.functional.interpolate(low, size=(H, W), mode="bilinear", align_corners=False).to(device, dtype)
 
 
-def sample(model, operator, gts, cfg, device, dtype):
-    """All particles of the images `gts` in one batch, measured, seeded and hooked as pipeline.run.run_image does."""
-    states = []
-    for i, gt in enumerate(gts):
-        y = operator.measure(gt[None], generator=measurement_generator(cfg.seed, i))
-        states.append(make_state(model, y, cfg, i, device, dtype))
-    state = ParticleState.cat(states)
-    prune_k, refine_k = phase_boundaries(cfg)
-    hooks = build_hooks(cfg, prune_k, refine_k)
-    tracker = RunTracker(device)
-    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k), tracker,
-                        decoder_autocast_dtype(cfg.sampler.precision))
-    return state, tracker.finish(), hooks
-
-
 # ------------------------------------------------------------------------------------------------ scenarios
 
 def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[dict, dict]:
@@ -196,7 +180,7 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
     latents = {}
     for offset in offsets:
         cfg.particle_offset = offset
-        state, timing, hooks = sample(model, operator, gts, cfg, device, dtype)
+        _, state, timing, hooks = sample_batch(model, operator, gts, list(range(G)), cfg, device, dtype)
         row["time_s"] += timing["total_time_s"]
         for name, ph in timing["phases"].items():
             acc = row["phases"].setdefault(name, {"time_s": 0.0, "peak_memory_mb": 0.0, "steps": 0})
@@ -208,7 +192,8 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
             row["late_time_s"] += sum(s["time_s"] for s in timing["steps"] if s["k"] > late_k)
         row["final_particles"] += state.size // G
         for h in hooks:
-            row["opt_iterations"] += h.report().get("optimization", {}).get("total_iterations", 0)
+            for image in range(G):
+                row["opt_iterations"] += h.report(image).get("optimization", {}).get("total_iterations", 0)
         for z, img, pid in zip(state.z, state.image_ids.tolist(), state.particle_ids.tolist()):
             latents[(img, pid)] = z.detach().cpu()
     row["peak_memory_mb"] = max(p["peak_memory_mb"] for p in row["phases"].values())

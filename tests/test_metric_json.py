@@ -47,7 +47,7 @@ def test_schema_of_a_run(tmp_path):
 
 
 def test_interrupted_run_keeps_finished_images(tmp_path, monkeypatch):
-    real = run_mod.run_image
+    real = run_mod.run_batch
     calls = []
 
     def flaky(*args, **kwargs):
@@ -56,7 +56,7 @@ def test_interrupted_run_keeps_finished_images(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_mod, "run_image", flaky)
+    monkeypatch.setattr(run_mod, "run_batch", flaky)
     cfg = compose("particle_num=2", "num_eval_images=3", f"save_dir={tmp_path}", "name=r", *TINY)
     with pytest.raises(KeyboardInterrupt):
         run_mod.run(cfg)

@@ -170,7 +170,7 @@ def test_score_relative_force_is_a_fixed_fraction_of_each_score_and_is_logged():
         assert torch.allclose(ratio, torch.full((4,), hook.strength(2), dtype=D64))
     hook.after_step(state, ctx)
     assert ctx.log["repulsion_strength"] == pytest.approx(0.4)
-    assert ctx.log["repulsion_score_ratio"] == pytest.approx(0.4)
+    assert ctx.log["repulsion_score_ratio"].for_image(0) == pytest.approx(0.4)
 
 
 def test_score_relative_direction_survives_float32_underflow():
@@ -196,7 +196,7 @@ def test_absolute_mode_logs_the_mean_ratio():
     assert torch.allclose(drift, 3.0 * force)
     hook.after_step(state, ctx)
     want = (drift.norm(dim=1) / score.norm(dim=1)).mean()
-    assert ctx.log["repulsion_score_ratio"] == pytest.approx(float(want))
+    assert ctx.log["repulsion_score_ratio"].for_image(0) == pytest.approx(float(want))
 
 
 def test_repulsion_config_end_point_and_validation():
@@ -278,7 +278,7 @@ def test_pruning_slices_every_per_particle_field_consistently():
     assert rec["k"] == 3 and rec["particle_ids"] == [1, 2] and torch.equal(rec["z0"], z0[[1, 2]])
     assert rec["losses"] == pytest.approx([1.01, 1.02])
     assert rec["distance_to_kept"] == pytest.approx([0.1, 0.1])
-    rep = hook.report()["pruning"]
+    rep = hook.report(0)["pruning"]
     assert rep["kept"] == [0, 3] and rep["dropped"] == [1, 2] and rep["mode"] == "prune"
     # other steps leave the state alone
     same = hook.after_step(new, ctx_at(4, Identity(), FixedLoss(loss)))
@@ -292,7 +292,7 @@ def test_branch_refills_with_children_that_have_fresh_generators():
     assert new.size == 4
     # dropped places 1, 2 hold children 4, 5 of the kept particles, best parent first
     assert new.particle_ids.tolist() == [0, 4, 5, 3]
-    assert hook.report()["pruning"]["children"] == {4: 0, 5: 3}
+    assert hook.report(0)["pruning"]["children"] == {4: 0, 5: 3}
     assert torch.equal(new.z0[1], z0[0]) and torch.equal(new.z0[2], z0[3])
     for pos, cid in [(1, 4), (2, 5)]:
         fresh = particle_generator(9, 0, cid, "cpu")

@@ -224,7 +224,7 @@ def test_hook_replaces_z0_and_reports(bench):
     assert after.lt(op.loss(model.decode(z_mcmc), state.y)).all()
     torch.testing.assert_close(state.loss, after)                 # state.loss describes the new z0
     assert set(ctx.log) == {"opt_iters_mean", "opt_iters_max", "opt_time_s", "opt_accepted"}
-    rep = hook.report()["optimization"]
+    rep = hook.report(0)["optimization"]
     assert rep["num_calls"] == 1 and rep["total_iterations"] == sum(rep["calls"][0]["iterations"])
     call = rep["calls"][0]
     assert set(call) == {"k", "t", "sigma", "time_s", "particle_ids", "iterations", "stop_reason",

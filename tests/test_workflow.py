@@ -250,15 +250,16 @@ def test_two_shards_merge_to_the_unsharded_table(unsharded, tmp_path):
 
 
 def test_interrupted_run_keeps_finished_images_and_resumes_to_the_same_result(unsharded, tmp_path, monkeypatch):
-    real, calls = pipeline_run.run_image, []
+    real, calls = pipeline_run.run_batch, []
 
     def interrupt_at_second_image(*args, **kwargs):
-        calls.append(args[4])  # image_index
-        if args[4] == 1:
+        indices = [index for index, _, _ in args[2]]
+        calls.extend(indices)
+        if 1 in indices:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_run, "run_image", interrupt_at_second_image)
+    monkeypatch.setattr(pipeline_run, "run_batch", interrupt_at_second_image)
     cfg = compose(f"save_dir={tmp_path}", "name=full", "num_eval_images=2")
     with pytest.raises(KeyboardInterrupt):
         pipeline_run.run(cfg)
@@ -266,7 +267,8 @@ def test_interrupted_run_keeps_finished_images_and_resumes_to_the_same_result(un
     assert [im["index"] for im in partial["images"]] == [0] and partial["summary"]["images"] == 1
 
     calls.clear()
-    monkeypatch.setattr(pipeline_run, "run_image", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    monkeypatch.setattr(pipeline_run, "run_batch",
+                        lambda *a, **k: calls.extend(index for index, _, _ in a[2]) or real(*a, **k))
     resumed = pipeline_run.run(compose(f"save_dir={tmp_path}", "name=full", "num_eval_images=2", "resume=true"))
     assert calls == [1]  # image 0 came from the file
     on_disk = read_json(tmp_path / "full" / "metric.json")

@@ -8,6 +8,7 @@ import time
 import torch
 
 from particle.groups import same_group
+from sampler.hooks import PerParticle
 
 
 def cuda_sync(device):
@@ -21,15 +22,18 @@ def peak_rss_mb() -> float:
     return r / 1024 if sys.platform != "darwin" else r / 2 ** 20
 
 
-def pairwise_distances(z: torch.Tensor, groups: torch.Tensor) -> tuple[float | None, float | None]:
-    """Mean and min Euclidean distance between particles of the same group (None with < 2 per group)."""
-    flat = z.flatten(1).float()
-    d = torch.cdist(flat, flat)
-    same = same_group(groups)
-    if not same.any():
-        return None, None
-    vals = d[same.to(d.device)]
-    return float(vals.mean()), float(vals.min())
+def pairwise_distances(z: torch.Tensor, groups: torch.Tensor) -> dict[int, tuple[float | None, float | None]]:
+    """image -> mean and min Euclidean distance between its particles (None with < 2 particles)."""
+    d = torch.cdist(z.flatten(1).float(), z.flatten(1).float())
+    same = same_group(groups).to(d.device)
+    images, slot = torch.unique(groups, return_inverse=True)
+    member = torch.nn.functional.one_hot(slot, len(images)).T.bool().to(d.device)     # (images, B)
+    pair_sum = (member.double() @ torch.where(same, d, 0.0).sum(1).double()).tolist()
+    pair_count = (member.long() @ same.sum(1).long()).tolist()
+    row_min = torch.where(same, d, torch.inf).min(1).values
+    pair_min = torch.where(member, row_min, torch.inf).min(1).values.tolist()
+    return {g: (s / n, m) if n else (None, None)
+            for g, s, n, m in zip(images.tolist(), pair_sum, pair_count, pair_min)}
 
 
 class RunTracker:
@@ -72,25 +76,51 @@ class RunTracker:
 
     def end_step(self, state, ctx):
         cuda_sync(self.device)
-        mean_d, min_d = pairwise_distances(state.z0, state.image_ids)
         loss = state.loss.float().cpu()
-        rec = {
+        self.steps.append({
             "k": ctx.k, "t": ctx.t, "sigma": ctx.sigma, "phase": ctx.phase,
             "time_s": time.perf_counter() - self._step_t0,
             "memory_mb": self._memory_mb(),
-            "particles": state.size,
+            "image_ids": state.image_ids.tolist(),
             "particle_ids": state.particle_ids.tolist(),
-            "mean_pairwise_distance": mean_d, "min_pairwise_distance": min_d,
             "loss": [None if not torch.isfinite(v) else float(v) for v in loss],
-        }
-        rec.update(ctx.log)
-        self.steps.append(rec)
+            "distances": pairwise_distances(state.z0, state.image_ids),
+            "log": dict(ctx.log),
+        })
         self.phases[ctx.phase]["steps"] += 1
         if self.progress is not None:
             finite = loss[torch.isfinite(loss)]
             self.progress(ctx, float(finite.min()) if len(finite) else float("nan"), state.size)
 
     def finish(self) -> dict:
+        """The batch's phases and raw step records; image_view turns them into one image's record."""
         self._close_phase()
         return {"phases": self.phases, "steps": self.steps,
                 "total_time_s": sum(p["time_s"] for p in self.phases.values())}
+
+
+def image_view(timing: dict, image: int, images_in_batch: int) -> dict:
+    """One image's phases and steps out of its batch's: its particles only, and every time divided by the
+    batch's image count (the per-image throughput); memory stays the batch's peak."""
+    share = lambda seconds: seconds / images_in_batch  # noqa: E731
+    phases = {name: {**ph, "time_s": share(ph["time_s"])} for name, ph in timing["phases"].items()}
+    steps = []
+    for s in timing["steps"]:
+        mine = [i for i, g in enumerate(s["image_ids"]) if g == image]
+        mean_d, min_d = s["distances"].get(image, (None, None))
+        rec = {
+            "k": s["k"], "t": s["t"], "sigma": s["sigma"], "phase": s["phase"],
+            "time_s": share(s["time_s"]), "memory_mb": s["memory_mb"],
+            "particles": len(mine),
+            "particle_ids": [s["particle_ids"][i] for i in mine],
+            "mean_pairwise_distance": mean_d, "min_pairwise_distance": min_d,
+            "loss": [s["loss"][i] for i in mine],
+        }
+        for key, v in s["log"].items():
+            if isinstance(v, PerParticle):
+                v = v.for_image(image)
+            elif key.endswith("time_s"):
+                v = share(v)
+            rec[key] = v
+        steps.append(rec)
+    return {"phases": phases, "steps": steps, "total_time_s": share(timing["total_time_s"])}
