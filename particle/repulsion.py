@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from sampler.hooks import Hook, PerParticle, StepContext
+from sampler.precision import autocast, decoder_autocast_dtype
 from sampler.schedule import trigger_step
 from sampler.state import ParticleState
 
@@ -60,9 +61,9 @@ class RepulsionHook(Hook):
     """Adds strength_k * force to the MCMC score while the decay schedule is above zero."""
 
     def __init__(self, scale: float, end_k: int, mode: str = "score_relative", schedule: str = "cosine",
-                 features: str = "latent", pixel_size: int = 64):
+                 features: str = "latent", pixel_size: int = 64, autocast_dtype=None):
         self.scale, self.end_k, self.mode, self.schedule = scale, end_k, mode, schedule
-        self.features, self.pixel_size = features, pixel_size
+        self.features, self.pixel_size, self.autocast_dtype = features, pixel_size, autocast_dtype
         self._k, self._ratio_sum, self._ratio_n = None, 0.0, 0
 
     @classmethod
@@ -99,7 +100,8 @@ class RepulsionHook(Hook):
         if end_k is None or end_k < 1:
             raise ConfigError(f"repulsion.end_t={end_t} is invalid with {K} annealing steps: the repulsion would "
                               f"end before step 1 (use an end t below 1000, or optimization_step below 1000)")
-        return cls(float(scale), end_k, mode, schedule, features, pixel_size)
+        return cls(float(scale), end_k, mode, schedule, features, pixel_size,
+                   decoder_autocast_dtype(cfg.sampler.precision))
 
     def strength(self, k: int) -> float:
         return self.scale * decay(k, self.end_k, self.schedule)
@@ -110,11 +112,13 @@ class RepulsionHook(Hook):
         # decoded, downsampled pixels: force in feature space, pulled back to the latent by one batched VJP
         with torch.enable_grad():
             zr = z.detach().requires_grad_(True)
-            x = model.decode(zr)
+            with autocast(z.device.type, self.autocast_dtype):     # the sampler's decoder precision
+                x = model.decode(zr)
+            x = x.to(z.dtype)                                      # the kernel in the run's dtype
             if x.shape[-1] > self.pixel_size:
                 x = F.adaptive_avg_pool2d(x, self.pixel_size)
             force_f, _ = rbf_repulsion(x.detach(), state.image_ids, state.alive)
-            (force,) = torch.autograd.grad(x, zr, grad_outputs=force_f.view_as(x).to(x.dtype))
+            (force,) = torch.autograd.grad(x, zr, grad_outputs=force_f.view_as(x))
         return force.to(z.dtype)
 
     def drift(self, z, score, state: ParticleState, ctx: StepContext):

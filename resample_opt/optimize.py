@@ -101,14 +101,15 @@ def optimize_latents(z, loss_fn, lr: float = 5e-3, max_iters: int = 500, thresho
         stop = hits.any(0)
         # where several rules fire at once the non-finite one wins, then the order of STOP_REASONS
         first = torch.where(hits[3], 3, hits.long().argmax(0))
-        code[index[stop]] = first[stop]
+        # writes through `index` with masks as values, not boolean indexing: no device sync per iteration
+        code[index] = torch.where(stop, first, code[index])
         if W > 0:
             history[i % W, index] = loss
-        active[index[stop]] = False
+        active[index] = ~stop
         if i == max_iters:
             break
         go = torch.zeros(B, dtype=torch.bool, device=dev)
-        go[index[~stop]] = True
+        go[index] = ~stop
         g = torch.zeros_like(z)
         g[index] = grad
         z, adam = adam_step(z, g, adam, go, lr, betas, adam_eps, weight_decay)

@@ -33,11 +33,14 @@ def autocast(device_type: str, dtype: torch.dtype | None):
 
 def compile_model(model):
     """torch.compile the two network calls the sampler makes (decode: its forward and VJP run in every MCMC
-    iteration; denoise: the UNet, twice per annealing step); in place, returns the model.
+    iteration; the denoiser's network, twice per annealing step); in place, returns the model.
 
     The instance attributes shadow the methods, so the weights and state-dict keys stay as they are.
     Each new batch size (pruning, latent optimisation's shrinking active set) costs one recompilation.
     """
     model.decode = torch.compile(model.decode)
-    model.denoise = torch.compile(model.denoise)
+    # An LDM's UNet is compiled as `eps`, which takes the timestep as a tensor: `denoise` takes sigma as a
+    # Python float, and every new value would be a guard failure and a recompilation (50 per run).
+    name = "eps" if hasattr(model, "eps") else "denoise"
+    setattr(model, name, torch.compile(getattr(model, name)))
     return model

@@ -274,8 +274,9 @@ def precision_check(base, args, device, dtype, variants=("fp32", "tf32", "bf16")
         model, operator = build(cfg, device, dtype, args.seed)
         _, latents = run_scenario(model, operator, cfg, "b", spec, device, dtype)
         z = torch.stack([latents[k] for k in sorted(latents)]).to(device)
+        set_tf32(False)                 # plain fp32 decode: only the sampling path differs between variants
         with torch.no_grad():
-            x = model.decode(z)         # plain fp32 decode: only the sampling path differs between variants
+            x = model.decode(z)
         gt = images(cfg, 1, device, dtype)
         res = {"psnr_vs_gt": psnr(x, gt)}
         if ref is None:
@@ -503,25 +504,30 @@ def main(argv=None) -> dict:
                      "config": OmegaConf.to_container(base, resolve=True)},
         "rows": [],
     }
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "_".join([
+        result["date"][:10], re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-"), model])
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> str:
+        # after every variant too: a run killed by a time limit keeps what it measured
+        if result["rows"]:
+            result["memory_kind"] = result["rows"][0].get("memory_kind")
+        result["cost_model"] = cost_model(base, args.particles, preset)
+        result["goals"] = goals(result)
+        write_json_atomic(out.with_suffix(".json"), result)
+        text = markdown(result)
+        out.with_suffix(".md").write_text(text)
+        return text
+
     print(f"benchmark on {result['device']}: {label}, K={K}, M={M}", flush=True)
     for variant in variants if args.scenarios else []:
         result["rows"] += run_variant(base, variant, list(args.scenarios), args, device, dtype)
-    if result["rows"]:
-        result["memory_kind"] = result["rows"][0].get("memory_kind")
+        save()
     if args.precision_check:
         two = base_config(args, "two_mode")
         result["precision_check"] = {model: precision_check(base, args, device, dtype),
                                      "two_mode": precision_check(two, args, device, dtype)}
-    result["cost_model"] = cost_model(base, args.particles, preset)
-    result["goals"] = goals(result)
-
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "_".join([
-        result["date"][:10], re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-"), model])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out.with_suffix(".json"), result)
-    text = markdown(result)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    print(save())
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
     return result
 

@@ -148,6 +148,47 @@ def test_vq_parity(fx):
     assert (decoded_cl - entry["outputs"]["decoded"]).abs().max() <= TOL
 
 
+def test_code_search_in_codebook_chunks_is_the_exact_nearest_code_first_on_ties():
+    from models.ldm.vq import VectorQuantizer
+
+    torch.manual_seed(0)
+    vq = VectorQuantizer(n_embed=100, embed_dim=3, chunk_codes=16)     # 7 chunks, the last one short
+    book = torch.randn(100, 3)
+    book[57] = book[9]           # a tie across chunks: the first index must win
+    book[30] = book[31]          # and one inside a chunk
+    vq.embedding.weight.data.copy_(book)
+    z = torch.randn(2, 3, 5, 6)
+    z[0, :, 0, 0], z[1, :, 4, 5] = book[9], book[31]
+    want = torch.cdist(z.permute(0, 2, 3, 1).reshape(-1, 3).double(), book.double()).argmin(1).view(2, 5, 6)
+    got = vq.indices(z)
+    assert torch.equal(got, want)
+    assert got[0, 0, 0] == 9 and got[1, 4, 5] == 30
+    # the chunk size changes nothing
+    vq.chunk_codes = 100
+    assert torch.equal(vq.indices(z), got)
+
+
+def test_compile_targets_the_unet_not_the_sigma_taking_wrapper(monkeypatch):
+    from sampler.precision import compile_model
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda fn: compiled.append(fn.__name__) or fn)
+
+    class Ldm:
+        def decode(self, z): ...
+        def eps(self, x, t): ...
+        def denoise(self, z, sigma): ...
+
+    class TwoMode:
+        def decode(self, z): ...
+        def denoise(self, z, sigma): ...
+
+    compile_model(Ldm())
+    compile_model(TwoMode())
+    # a float sigma would be a new guard, and a recompilation, at every annealing step
+    assert compiled == ["decode", "eps", "decode", "denoise"]
+
+
 # ----------------------------------------------------------------------------------------- full size
 
 @pytest.mark.parametrize("config, key", [("ffhq256ldm", "ffhq256ldm"), ("imagenet256ldm", "imagenet256ldm_cin256v2")])

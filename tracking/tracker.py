@@ -28,8 +28,9 @@ def pairwise_distances(z: torch.Tensor, groups: torch.Tensor) -> dict[int, tuple
     same = same_group(groups).to(d.device)
     images, slot = torch.unique(groups, return_inverse=True)
     member = torch.nn.functional.one_hot(slot, len(images)).T.bool().to(d.device)     # (images, B)
-    pair_sum = (member.double() @ torch.where(same, d, 0.0).sum(1).double()).tolist()
-    pair_count = (member.long() @ same.sum(1).long()).tolist()
+    # elementwise, not matmuls: CUDA has no integer matmul
+    pair_sum = (member * torch.where(same, d, 0.0).sum(1).double()).sum(1).tolist()
+    pair_count = (member * same.sum(1)).sum(1).tolist()
     row_min = torch.where(same, d, torch.inf).min(1).values
     pair_min = torch.where(member, row_min, torch.inf).min(1).values.tolist()
     return {g: (s / n, m) if n else (None, None)

@@ -192,27 +192,36 @@ class Decoder(nn.Module):
 class VectorQuantizer(nn.Module):
     """Nearest-codebook quantiser (squared Euclidean) with a straight-through gradient."""
 
-    def __init__(self, n_embed: int, embed_dim: int, chunk_rows: int = 4096):
+    def __init__(self, n_embed: int, embed_dim: int, chunk_codes: int = 1024):
         super().__init__()
         self.embedding = nn.Embedding(n_embed, embed_dim)
-        self.chunk_rows = chunk_rows  # bounds the (rows x n_embed) distance matrix: 4096 x 8192 floats = 128 MiB
+        # bounds the (rows x codes) distance matrix: 4096 rows per 64x64 latent x 1024 codes = 16 MiB each.
+        # Chunks of the codebook, not of the rows: their number does not depend on the batch size, so a
+        # compiled decoder keeps one graph when pruning or the optimiser changes the batch.
+        self.chunk_codes = chunk_codes
 
     @torch.no_grad()
     def indices(self, z: torch.Tensor) -> torch.Tensor:
-        """Codebook index of every latent vector: (B, C, H, W) -> (B, H, W)."""
+        """Codebook index of every latent vector: (B, C, H, W) -> (B, H, W); the first index on ties."""
         b, c, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, c).float()
         book = self.embedding.weight.float()
-        book_sq = (book ** 2).sum(1)
-        out = []
         # fp32 even under a bf16 autocast of the decoder: in bf16 a third of the codes flip (8192-entry codebook)
         with (torch.autocast(z.device.type, enabled=False) if torch.amp.is_autocast_available(z.device.type)
               else contextlib.nullcontext()):
-            for rows in flat.split(self.chunk_rows):
-                # |z|^2 + |e|^2 - 2 z.e, the same expansion as the original, so near-ties resolve alike.
-                d = (rows ** 2).sum(1, keepdim=True) + book_sq - 2 * rows @ book.t()
-                out.append(d.argmin(1))
-        return torch.cat(out).reshape(b, h, w)
+            flat_sq = (flat ** 2).sum(1, keepdim=True)
+            best = torch.full((flat.shape[0],), torch.inf, device=z.device)
+            index = torch.zeros(flat.shape[0], dtype=torch.long, device=z.device)
+            for start in range(0, book.shape[0], self.chunk_codes):
+                part = book[start:start + self.chunk_codes]
+                # |z|^2 + |e|^2 - 2 z.e, the same expansion as the original, so near-ties resolve alike; the dot
+                # product over the few latent channels as multiply-adds, never a matmul that TF32 could round
+                dot = sum(flat[:, j, None] * part[None, :, j] for j in range(c))
+                d_min, i_min = (flat_sq + (part ** 2).sum(1) - 2 * dot).min(1)
+                closer = d_min < best                  # strict: an earlier chunk keeps a tie
+                best = torch.where(closer, d_min, best)
+                index = torch.where(closer, i_min + start, index)
+        return index.reshape(b, h, w)
 
     def lookup(self, idx: torch.Tensor) -> torch.Tensor:
         """Codebook vectors for indices (B, H, W) -> (B, C, H, W)."""
