@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from evaluation.summary import summarize
+from evaluation.trajectory import committed_fraction
 from tracking.metric_file import read_json
 
 # keys that choose which images a run does or where it writes, never how it samples
@@ -194,6 +195,7 @@ def columns(phases) -> list[tuple]:
     cols += [
         ("opt_iterations_per_image", "opt iters/image", get("opt_iterations_per_image"), "1f"),
         ("opt_time_s_per_image", "opt time/image s", get("opt_time_s_per_image"), "2f"),
+        ("mode_commit_t_median", "mode commit t", get("mode_commit_t_median"), "0f"),
     ]
     return cols
 
@@ -325,6 +327,24 @@ def plot_all(experiments, out: Path) -> list[Path]:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     save(fig, "pairwise_distance.png")
+
+    # eval.per_step runs: when do particles settle in their final mode (is a pruning step late enough?)
+    curves = {e["label"]: [committed_fraction(im) for im in e["images"]] for e in experiments}
+    curves = {label: [c for c in cs if c] for label, cs in curves.items()}
+    if any(curves.values()):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for label, cs in curves.items():
+            if cs:
+                ts = sorted({t for c in cs for t in c}, reverse=True)
+                ax.plot(ts, [sum(c[t] for c in cs if t in c) / sum(t in c for c in cs) for t in ts], marker=".",
+                        label=label)
+        ax.set_xlim(1000, 0)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("diffusion time t")
+        ax.set_ylabel("final particles already in their final mode")
+        ax.set_title("mode commitment (eval.per_step)")
+        ax.legend(fontsize=7)
+        save(fig, "mode_commitment.png")
 
     # PSNR distributions: best particle per image, and every final particle
     fig, axes = plt.subplots(1, 2, figsize=(2 * width, 4))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import statistics
 
+from evaluation.trajectory import commit_times
+
 
 def _mean(values):
     values = [v for v in values if v is not None]
@@ -24,6 +26,7 @@ def summarize(images: list[dict]) -> dict:
     chosen = [im["best_by_loss"] for im in images]
     all_final = [p for ps in finals for p in ps]
     optimised = [im for im in images if im.get("optimization")]
+    commits = [t for im in images for t in commit_times(im).values()]
     return {
         "images": len(images),
         "particles": _mean([len(ps) for ps in finals]),
@@ -45,4 +48,6 @@ def summarize(images: list[dict]) -> dict:
         # refine stage (resample_opt's 'optimization' block); None when no image was optimised
         "opt_iterations_per_image": _mean([im["optimization"].get("total_iterations") for im in optimised]),
         "opt_time_s_per_image": _mean([im["optimization"].get("total_time_s") for im in optimised]),
+        # eval.per_step only: the t from which a final particle's mode label no longer changed, median over particles
+        "mode_commit_t_median": statistics.median(commits) if commits else None,
     }

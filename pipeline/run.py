@@ -92,6 +92,9 @@ def sample_batch(model, operator, gts, indices, cfg, device, dtype, progress=Non
     state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
     prune_k, refine_k = phase_boundaries(cfg)
     hooks = build_hooks(cfg, prune_k, refine_k)
+    if cfg.eval.get("per_step", False):
+        from evaluation.trajectory import GroundTruthHook
+        hooks.append(GroundTruthHook(gts, indices, cfg.data.fail_psnr))     # last: it sees each step's final z0
     tracker = RunTracker(device, progress)
     state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k), tracker,
                         decoder_autocast_dtype(cfg.sampler.precision))

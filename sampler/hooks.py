@@ -11,13 +11,15 @@ from .state import ParticleState
 @dataclass
 class PerParticle:
     """A per-step statistic with one value per particle (None where undefined); each image's step record gets
-    the `reduce` ("mean", "max" or "sum") over its own particles."""
+    the `reduce` ("mean", "max" or "sum") over its own particles, or with "list" their values in batch order."""
 
     image_ids: list[int]
     values: list
     reduce: str = "mean"
 
     def for_image(self, image: int):
+        if self.reduce == "list":
+            return [v for g, v in zip(self.image_ids, self.values) if g == image]
         vals = [v for g, v in zip(self.image_ids, self.values) if g == image and v is not None]
         if not vals:
             return None

@@ -13,7 +13,8 @@ from tracking.metric_file import read_json
 # K = 5: t = 1000, 800, 600, 400, 200; pruning at t = 400, the optimisation at the last step
 STAGES = ["dtype=float64", "particle_num=3", "repulsion_scale=0.3", "pruning_step=400", "pruning_keep=2",
           "optimization_step=200", "num_eval_images=3", "save_images=false", "sampler.annealing.num_steps=5",
-          "sampler.mcmc.num_steps=3", "optimization.max_iters=15", "optimization.plateau_window=5"]
+          "sampler.mcmc.num_steps=3", "optimization.max_iters=15", "optimization.plateau_window=5",
+          "eval.per_step=true"]
 # measurements of the machine, and the batch block itself, which is what differs on purpose
 MACHINE = {"time_s", "total_time_s", "peak_memory_mb", "memory_mb", "opt_time_s", "batch"}
 
@@ -46,7 +47,9 @@ def test_batched_images_reproduce_one_image_runs(tmp_path, mode):
     assert [im["index"] for im in together] == [0, 1, 2]
     for a, b in zip(alone, together):
         assert_same(a, b)
-    # the pruning kept 2 of 3 per image, and the optimiser ran on each image's own particles
+    # the pruning kept 2 of 3 per image, the optimiser ran on each image's own particles, and the per-step
+    # metrics compared each particle with its own image
+    assert all(len(s["psnr"]) == s["particles"] for im in together for s in im["steps"])
     assert all(len(im["pruning"]["kept"]) == 2 for im in together)
     assert all(c["particle_ids"] == im["steps"][-1]["particle_ids"]
                for im in together for c in im["optimization"]["calls"])

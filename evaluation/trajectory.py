@@ -1,0 +1,60 @@
+"""Opt-in per-step metrics against the ground truth (eval.per_step): when does each particle commit to a mode?"""
+from __future__ import annotations
+
+import piq
+import torch
+
+from evaluation.metrics import mode_label, to_unit
+from operators.phase_retrieval import rot180
+from sampler.hooks import Hook, PerParticle
+
+
+class GroundTruthHook(Hook):
+    """After each step (and after every other hook), PSNR of each particle's z0 against its image's ground truth
+    and its 180° rotation, and the mode label. Costs one decode per particle per step, inside the timed step:
+    off by default so that timings measure the sampler alone."""
+
+    def __init__(self, gts: torch.Tensor, indices: list[int], fail_psnr: float):
+        self.gts, self.fail_psnr = gts, fail_psnr
+        self.slot = {index: i for i, index in enumerate(indices)}
+
+    @torch.no_grad()
+    def after_step(self, state, ctx):
+        x = to_unit(ctx.model.decode(state.z0).float())
+        gt = to_unit(self.gts[[self.slot[i] for i in state.image_ids.tolist()]].float())
+        psnr_0 = piq.psnr(x, gt, data_range=1.0, reduction="none").tolist()
+        psnr_180 = piq.psnr(x, rot180(gt), data_range=1.0, reduction="none").tolist()
+        images = state.image_ids.tolist()
+        ctx.log.update(
+            psnr=PerParticle(images, psnr_0, "list"),
+            psnr_180=PerParticle(images, psnr_180, "list"),
+            mode=PerParticle(images, [mode_label(a, b, self.fail_psnr) for a, b in zip(psnr_0, psnr_180)], "list"),
+        )
+        return state
+
+
+def commit_times(record: dict) -> dict[int, int]:
+    """Final particle -> the earliest t from which its per-step mode label stayed its final label (needs
+    eval.per_step; {} without it). A particle absent from a step (a branch child before its birth) ends the run."""
+    steps = [s for s in record.get("steps", []) if "mode" in s]
+    if not steps:
+        return {}
+    last = steps[-1]
+    out = {}
+    for pid, final in zip(last["particle_ids"], last["mode"]):
+        t = last["t"]
+        for s in reversed(steps):
+            if pid not in s["particle_ids"] or s["mode"][s["particle_ids"].index(pid)] != final:
+                break
+            t = s["t"]
+        out[pid] = t
+    return out
+
+
+def committed_fraction(record: dict) -> dict[int, float]:
+    """t -> fraction of the final particles whose label at that step already was their final one (for plots)."""
+    steps = [s for s in record.get("steps", []) if "mode" in s]
+    commits = commit_times(record)
+    if not commits:
+        return {}
+    return {s["t"]: sum(t >= s["t"] for t in commits.values()) / len(commits) for s in steps}
