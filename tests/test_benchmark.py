@@ -52,6 +52,7 @@ def test_json_covers_every_scenario(report):
     assert rows["e"]["opt_iterations"] == 2 * 4 * OPT          # calls at steps 8 and 9 (final), OPT Adam steps each
     assert rows["f"]["time_per_image_s"] == pytest.approx(rows["f"]["time_s"] / 2)
     assert "| fp32 | f |" in md and "## Goals" in md
+    assert rows["b"]["min_psnr_vs_a"] > 60 and "dB apart" in md       # fp32: the same outputs
 
 
 def test_loop_makes_no_unused_network_calls(report):
@@ -85,6 +86,9 @@ def test_batch_equals_sequential_runs(bm):
         torch.testing.assert_close(zf[key], zb[key], rtol=0, atol=1e-10)
     assert not torch.allclose(za[(0, 0)], za[(0, 1)])                 # the particles are not all the same
     assert not torch.allclose(zf[(0, 0)], zf[(1, 0)])                 # nor the two images' particles
+    # in image space: equal latents decode to equal images; two particles' outputs are far apart
+    assert bm.output_psnr(model, za, zb, dev) > 100
+    assert bm.output_psnr(model, {0: za[(0, 0)]}, {0: za[(0, 1)]}, dev) < 40
 
 
 def test_bf16_changes_tiny_ldm_output_slightly(bm):
