@@ -82,6 +82,8 @@ def validate(cfg) -> None:
            f"particle_offset={cfg.particle_offset} is invalid: must be an integer >= 0")
     if cfg.repulsion_scale > 0:
         _check(cfg.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
+    _check(isinstance(cfg.eval.get("per_step", False), bool),
+           f"eval.per_step={cfg.eval.get('per_step')!r} is invalid: must be true or false")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype} is invalid: must be float32 or float64")
     _check(cfg.sampler.precision.decoder in ("fp32", "bf16"),
            f"sampler.precision.decoder={cfg.sampler.precision.decoder} is invalid: must be fp32 or bf16")

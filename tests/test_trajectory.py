@@ -45,6 +45,13 @@ def test_per_step_metrics_only_observe(runs):
         assert [s["loss"] for s in off["steps"]] == [s["loss"] for s in on["steps"]]
 
 
+def test_per_step_flag_must_be_a_bool():
+    from pipeline.cli import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="eval.per_step='yes' is invalid"):
+        validate(compose("eval.per_step=yes"))
+
+
 def test_commit_times_from_per_step_labels():
     from evaluation.trajectory import commit_times, committed_fraction
 
