@@ -13,8 +13,9 @@ LPIPS_TORCHVISION_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clipped: every metric sees the image a user would save."""
-    return (x * 0.5 + 0.5).clamp(0, 1)
+    """[-1, 1] -> [0, 1], clipped: every metric sees the image a user would save (a diverged particle's NaNs as
+    gray: it is labelled `fail` anyway, and its metrics stay numbers)."""
+    return (torch.nan_to_num(x, nan=0.0) * 0.5 + 0.5).clamp(0, 1)
 
 
 def load_lpips(net: str = "vgg", weights: str | None = None, device="cpu"):

@@ -22,12 +22,25 @@ def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
 def group_median(values: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """Median of values[j, l] over each particle's group pairs (j < l), shape (B,); NaN for a group without pairs.
 
-    Every member of a group gets the same number, so a kernel built from it is symmetric inside the group.
+    Groups are the cliques of `pairs`. Every member of a group gets the same number, so a kernel built from it
+    is symmetric inside the group. O(B^2) memory whatever the number of groups, and no device sync (it runs in
+    every MCMC iteration with repulsion): all pairs are sorted by (group, value), non-pairs last in their group.
     """
     B = values.shape[0]
-    upper = torch.triu(pairs, diagonal=1)
-    # row i: the pairs (j, l) whose both ends are in i's group (pairs[i, j] or j == i, same for l)
-    member = pairs | torch.eye(B, dtype=torch.bool, device=pairs.device)
-    in_group = member[:, :, None] & member[:, None, :] & upper[None]
-    table = torch.where(in_group, values[None].expand(B, B, B), torch.full_like(values[None], float("nan")))
-    return torch.nanquantile(table.flatten(1), 0.5, dim=1)
+    label = (pairs | torch.eye(B, dtype=torch.bool, device=pairs.device)).long().argmax(1)   # first member
+    j, l = torch.triu_indices(B, B, 1, device=values.device)
+    is_pair = pairs[j, l]
+    v = torch.where(is_pair, values[j, l], torch.full_like(values[j, l], float("inf")))
+    g = label[j]
+    order = torch.argsort(v, stable=True)
+    order = order[torch.argsort(g[order], stable=True)]
+    v = torch.cat([v[order], v.new_full((1,), float("nan"))])        # a NaN slot for groups without pairs
+    zeros = torch.zeros(B, dtype=torch.long, device=values.device)
+    size = zeros.scatter_add(0, g, torch.ones_like(g))              # entries per group in the sorted list
+    count = zeros.scatter_add(0, g, is_pair.long())                 # of which real pairs
+    start = torch.cumsum(size, 0) - size
+    none = torch.full_like(start, v.shape[0] - 1)
+    lo = torch.where(count > 0, start + (count - 1) // 2, none)
+    hi = torch.where(count > 0, start + count // 2, none)
+    # the mean of the two middle values: torch.quantile's linear interpolation at 0.5
+    return ((v[lo] + v[hi]) / 2)[label]

@@ -147,6 +147,7 @@ class RepulsionHook(Hook):
         s = self.strength(ctx.k)
         ctx.log["repulsion_strength"] = s
         if self._k == ctx.k and s != 0.0:
+            # per particle, the mean over this step's MCMC iterations; an image's record averages its particles
             n = self._ratio_n.tolist()
             ratios = [r / c if c else None for r, c in zip(self._ratio_sum.tolist(), n)]
             ctx.log["repulsion_score_ratio"] = PerParticle(state.image_ids.tolist(), ratios)

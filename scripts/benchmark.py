@@ -245,7 +245,9 @@ def run_variant(base, variant, keys, args, device, dtype) -> list[dict]:
     by_key = {r["scenario"]: r for r in rows}
     if "a" in latents and "b" in latents:
         by_key["b"]["max_abs_diff_vs_a"] = max_diff(latents["a"], latents["b"])
-        by_key["b"]["min_psnr_vs_a"] = output_psnr(model, latents["a"], latents["b"], device)
+        p = output_psnr(model, latents["a"], latents["b"], device)
+        # JSON has no inf: identical outputs are said in a field of their own (min_psnr_vs_a is then null)
+        by_key["b"]["min_psnr_vs_a"], by_key["b"]["outputs_identical_to_a"] = p, p == float("inf")
     if "b" in latents and "f" in latents:
         by_key["f"]["max_abs_diff_vs_b"] = max_diff(latents["b"], latents["f"])
     if "a" in by_key:

@@ -61,25 +61,29 @@ def test_batched_images_reproduce_one_image_runs(tmp_path, mode):
     assert first["optimization"]["total_time_s"] == pytest.approx(second["optimization"]["total_time_s"])
 
 
-def test_resume_with_another_images_per_batch_gives_the_same_records(tmp_path, monkeypatch):
+def test_interrupted_batched_run_resumes_to_the_same_records(tmp_path, monkeypatch):
     common = [*STAGES[:2], "num_eval_images=3", "save_images=false", "sampler.annealing.num_steps=3",
-              "sampler.mcmc.num_steps=2", f"save_dir={tmp_path}"]
+              "sampler.mcmc.num_steps=2", f"save_dir={tmp_path}", "images_per_batch=2"]
     pipeline_run.run(compose(*common, "name=whole"))
     real, batches = pipeline_run.run_batch, []
 
-    def interrupt_at_image_1(*args, **kwargs):
+    def interrupt_at_image_2(*args, **kwargs):
         batches.append([index for index, _, _ in args[2]])
-        if 1 in batches[-1]:
+        if 2 in batches[-1]:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline_run, "run_batch", interrupt_at_image_1)
+    monkeypatch.setattr(pipeline_run, "run_batch", interrupt_at_image_2)
     with pytest.raises(KeyboardInterrupt):
         pipeline_run.run(compose(*common, "name=r"))
+    assert [im["index"] for im in read_json(tmp_path / "r" / "metric.json")["images"]] == [0, 1]
+    # another batch size would change the times per image: refused like any other setting
+    with pytest.raises(SystemExit):
+        pipeline_run.run(compose(*common, "name=r", "resume=true", "images_per_batch=1"))
     monkeypatch.setattr(pipeline_run, "run_batch", lambda *a, **k: batches.append([i for i, _, _ in a[2]])
                         or real(*a, **k))
-    pipeline_run.run(compose(*common, "name=r", "images_per_batch=2", "resume=true"))
-    assert batches == [[0], [1], [1, 2]]     # image 0 from the file, then 1 and 2 together
+    pipeline_run.run(compose(*common, "name=r", "resume=true"))
+    assert batches == [[0, 1], [2], [2]]     # images 0 and 1 from the file
     for a, b in zip(read_json(tmp_path / "whole" / "metric.json")["images"],
                     read_json(tmp_path / "r" / "metric.json")["images"]):
         assert_same(a, b)

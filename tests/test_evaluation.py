@@ -1,5 +1,5 @@
 """Metrics: PSNR/SSIM against the image and its rotation, the mode label, LPIPS with and without weights."""
-import warnings
+import math
 
 import pytest
 import torch
@@ -41,3 +41,11 @@ def test_lpips_from_shared_backbone(shared):
     rows = evaluate_particles(x, gt, 20.0, model)
     assert rows[0]["lpips"] == pytest.approx(0.0, abs=1e-6)
     assert rows[1]["lpips"] > 0.01
+
+
+def test_a_diverged_particle_gets_numbers_not_an_exception():
+    gt = torch.rand(1, 3, 16, 16) * 2 - 1
+    x = torch.cat([gt, torch.full_like(gt, float("nan"))])
+    rows = evaluate_particles(x, gt, fail_psnr=20.0)
+    assert rows[0]["psnr"] > 60 and rows[0]["mode"] == "0"
+    assert math.isfinite(rows[1]["psnr"]) and rows[1]["psnr"] < 20 and rows[1]["mode"] == "fail"

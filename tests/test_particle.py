@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from particle import PruningHook, RepulsionHook, choose_kept, rbf_repulsion
-from particle.groups import pairwise_sq_distances
+from particle.groups import pairwise_sq_distances, same_group
 from pipeline.cli import ConfigError
 from sampler import Hook, ParticleState, StepContext, latent_daps, particle_generator, trigger_step
 from tests.conftest import compose
@@ -397,3 +397,26 @@ def test_pipeline_records_pruned_particles(benchmark):
     # the tracker records each step's state after its hooks: the pruning step already shows 2
     assert [s["particles"] for s in rec["steps"]] == [4, 4, 4, 2, 2, 2]
     assert all("repulsion_score_ratio" in s for s in rec["steps"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_group_median_equals_each_groups_own_median(seed):
+    from particle.groups import group_median
+
+    g = torch.Generator().manual_seed(seed)
+    B = 11
+    groups = torch.randint(0, 4, (B,), generator=g)            # interleaved, unequal groups, maybe a singleton
+    alive = torch.rand(B, generator=g) > 0.2
+    x = torch.randn(B, 5, generator=g, dtype=D64)
+    values = torch.cdist(x, x)
+    for mask_alive in (None, alive):
+        pairs = same_group(groups, mask_alive)
+        got = group_median(values, pairs)
+        for i in range(B):
+            members = [j for j in range(B) if j == i or pairs[i, j]]
+            vals = [values[a, b] for a in members for b in members if a < b]
+            if vals:
+                assert got[i] == pytest.approx(float(torch.quantile(torch.stack(vals), 0.5)), rel=1e-12), (i, mask_alive)
+            else:
+                assert torch.isnan(got[i])
+    assert torch.isnan(group_median(values[:1, :1], same_group(groups[:1]))).all()   # one particle: no pairs

@@ -195,9 +195,9 @@ class VectorQuantizer(nn.Module):
     def __init__(self, n_embed: int, embed_dim: int, chunk_codes: int = 1024):
         super().__init__()
         self.embedding = nn.Embedding(n_embed, embed_dim)
-        # bounds the (rows x codes) distance matrix: 4096 rows per 64x64 latent x 1024 codes = 16 MiB each.
-        # Chunks of the codebook, not of the rows: their number does not depend on the batch size, so a
-        # compiled decoder keeps one graph when pruning or the optimiser changes the batch.
+        # bounds the (rows x codes) distance matrix: 4096 rows per 64x64 latent x 1024 codes = 16 MiB per
+        # particle (256 MiB at 16). Chunks of the codebook, not of the rows: their number does not depend on the
+        # batch size, so a compiled decoder keeps one graph when pruning or the optimiser changes the batch.
         self.chunk_codes = chunk_codes
 
     @torch.no_grad()
