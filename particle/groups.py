@@ -42,5 +42,5 @@ def group_median(values: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     none = torch.full_like(start, v.shape[0] - 1)
     lo = torch.where(count > 0, start + (count - 1) // 2, none)
     hi = torch.where(count > 0, start + count // 2, none)
-    # the mean of the two middle values: torch.quantile's linear interpolation at 0.5
-    return ((v[lo] + v[hi]) / 2)[label]
+    # halfway between the two middle values, computed as torch.quantile interpolates (bit for bit)
+    return torch.lerp(v[lo], v[hi], 0.5)[label]
