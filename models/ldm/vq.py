@@ -216,8 +216,10 @@ class VectorQuantizer(nn.Module):
                 part = book[start:start + self.chunk_codes]
                 # |z|^2 + |e|^2 - 2 z.e, the same expansion as the original, so near-ties resolve alike; the dot
                 # product over the few latent channels as multiply-adds, never a matmul that TF32 could round
-                dot = sum(flat[:, j, None] * part[None, :, j] for j in range(c))
-                d_min, i_min = (flat_sq + (part ** 2).sum(1) - 2 * dot).min(1)
+                dot = flat[:, :1] * part[:, 0]
+                for j in range(1, c):
+                    dot += flat[:, j:j + 1] * part[:, j]
+                d_min, i_min = (flat_sq + (part ** 2).sum(1)).sub_(dot, alpha=2).min(1)
                 closer = d_min < best                  # strict: an earlier chunk keeps a tie
                 best = torch.where(closer, d_min, best)
                 index = torch.where(closer, i_min + start, index)
