@@ -20,11 +20,11 @@ class GroundTruthHook(Hook):
 
     @torch.no_grad()
     def after_step(self, state, ctx):
+        images = state.image_ids.tolist()
         x = to_unit(ctx.model.decode(state.z0).float())
-        gt = to_unit(self.gts[[self.slot[i] for i in state.image_ids.tolist()]].float())
+        gt = to_unit(self.gts[[self.slot[i] for i in images]].float())
         psnr_0 = piq.psnr(x, gt, data_range=1.0, reduction="none").tolist()
         psnr_180 = piq.psnr(x, rot180(gt), data_range=1.0, reduction="none").tolist()
-        images = state.image_ids.tolist()
         ctx.log.update(
             psnr=PerParticle(images, psnr_0, "list"),
             psnr_180=PerParticle(images, psnr_180, "list"),

@@ -25,9 +25,9 @@ def peak_rss_mb() -> float:
 def pairwise_distances(z: torch.Tensor, groups: torch.Tensor) -> dict[int, tuple[float | None, float | None]]:
     """image -> mean and min Euclidean distance between its particles (None with < 2 particles)."""
     d = torch.cdist(z.flatten(1).float(), z.flatten(1).float())
-    same = same_group(groups).to(d.device)
+    same = same_group(groups)
     images, slot = torch.unique(groups, return_inverse=True)
-    member = torch.nn.functional.one_hot(slot, len(images)).T.bool().to(d.device)     # (images, B)
+    member = torch.nn.functional.one_hot(slot, len(images)).T.bool()     # (images, B)
     # elementwise, not matmuls: CUDA has no integer matmul
     pair_sum = (member * torch.where(same, d, 0.0).sum(1).double()).sum(1).tolist()
     pair_count = (member * same.sum(1)).sum(1).tolist()
@@ -103,7 +103,9 @@ class RunTracker:
 def image_view(timing: dict, image: int, images_in_batch: int) -> dict:
     """One image's phases and steps out of its batch's: its particles only, and every time divided by the
     batch's image count (the per-image throughput); memory stays the batch's peak."""
-    share = lambda seconds: seconds / images_in_batch  # noqa: E731
+    def share(seconds):
+        return seconds / images_in_batch
+
     phases = {name: {**ph, "time_s": share(ph["time_s"])} for name, ph in timing["phases"].items()}
     steps = []
     for s in timing["steps"]:
