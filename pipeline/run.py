@@ -86,7 +86,8 @@ def sample_batch(model, operator, gts, indices, cfg, device, dtype, progress=Non
     """Measure each image and sample all its particles, every image's particles in one batch.
 
     gts: (G, C, H, W) on device; indices: the images' data-set indices (they seed the noise, so an image's
-    result does not depend on which images share its batch, beyond float round-off). Returns (ys, final state, timing, hooks).
+    result does not depend on which images share its batch, beyond float round-off).
+    Returns (ys, final state, timing, hooks).
     """
     ys = [operator.measure(gt[None], generator=measurement_generator(cfg.seed, i)) for gt, i in zip(gts, indices)]
     state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
