@@ -16,7 +16,7 @@ def print_table(metric: dict) -> None:
         print(f"{im['index']:>5} {im['name'][:16]:<16} {m['0']:>6}/{m['180']}/{m['fail']:<6} "
               f"{im['best_oracle']['psnr']:>9.2f} {im['best_by_loss']['psnr']:>11.2f} {im['total_time_s']:>7.1f}")
     s = metric["summary"]
-    print(f"summary: {s['images']} image(s), best PSNR {s['max_psnr_mean']:.2f} dB, "
+    print(f"summary: {s['images']} image(s), best-of-{s['particles']:g} PSNR {s['best_of_n_psnr_mean']:.2f} dB, "
           f"GT mode found {100 * s['success_rate']:.0f} %, both modes {100 * s['both_modes_rate']:.0f} %, "
           f"failed particles {100 * s['fail_rate']:.0f} %, {s['time_s_per_image']:.1f} s/image")
 

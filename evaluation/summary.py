@@ -22,6 +22,7 @@ def summarize(images: list[dict]) -> dict:
         return {"images": 0}
     finals = [[p for p in im["particles"] if p.get("pruned_at") is None] for im in images]
     phases = sorted({ph for im in images for ph in im["phases"]})
+    dap = [im["best_of_n"] for im in images]
     best = [im["best_oracle"] for im in images]
     chosen = [im["best_by_loss"] for im in images]
     all_final = [p for ps in finals for p in ps]
@@ -30,13 +31,16 @@ def summarize(images: list[dict]) -> dict:
     return {
         "images": len(images),
         "particles": _mean([len(ps) for ps in finals]),
-        "max_psnr_mean": _mean([b["psnr"] for b in best]),
-        "max_psnr_std": _std([b["psnr"] for b in best]),
+        # best-of-N as DAPS's eval.py: per image the max PSNR, max SSIM and min LPIPS over all final particles
+        # (failed ones included), each chosen on its own; mean and std over images
+        **{f"best_of_n_{m}_{stat}": f([d[m] for d in dap]) for m in ("psnr", "ssim", "lpips")
+           for stat, f in (("mean", _mean), ("std", _std))},
+        # the particle with the max PSNR, its own SSIM and LPIPS
+        "oracle_psnr_mean": _mean([b["psnr"] for b in best]),
+        "oracle_ssim_mean": _mean([b["ssim"] for b in best]),
+        "oracle_lpips_mean": _mean([b["lpips"] for b in best]),
         "mean_psnr": _mean([p["psnr"] for p in all_final]),
         "particle_psnr_std": _mean([_std([p["psnr"] for p in ps]) for ps in finals]),
-        "max_ssim_mean": _mean([b["ssim"] for b in best]),
-        "min_lpips_mean": _mean([min((p["lpips"] for p in ps if p["lpips"] is not None), default=None)
-                                 for ps in finals]),
         "chosen_psnr_mean": _mean([c["psnr"] for c in chosen]),
         "success_rate": _mean([float(im["gt_mode_found"]) for im in images]),
         "both_modes_rate": _mean([float(im["both_modes"]) for im in images]),

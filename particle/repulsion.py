@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sampler.hooks import Hook, PerParticle, StepContext
 from sampler.precision import autocast, decoder_autocast_dtype
 from sampler.schedule import trigger_step
-from sampler.state import ParticleState
+from sampler.state import ParticleState, rows
 
 from .groups import group_median, pairwise_sq_distances, same_group
 
@@ -131,11 +131,11 @@ class RepulsionHook(Hook):
         score_norm = score.flatten(1).norm(dim=1)
         if self.mode == "score_relative":
             # the push of each particle is a fixed fraction of its own score, whatever the model's scale
-            force = unit_rows(force) * (s * score_norm).view(-1, *[1] * (z.ndim - 1))
+            force = unit_rows(force) * rows(s * score_norm, z)
         else:
             force = s * force
         # a dead particle is frozen by the MCMC anyway; keep its drift finite and zero
-        force = torch.where(state.alive.view(-1, *[1] * (z.ndim - 1)), force, torch.zeros_like(force))
+        force = torch.where(rows(state.alive, z), force, torch.zeros_like(force))
         ratio = force.flatten(1).norm(dim=1) / score_norm.clamp_min(torch.finfo(score.dtype).tiny)
         ok = state.alive & torch.isfinite(ratio)
         # per-particle sums kept on the device, read once per step in after_step: no sync per MCMC iteration

@@ -10,7 +10,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from data import build_dataset
-from evaluation.metrics import evaluate_particles, load_lpips
+from evaluation.metrics import best_of_n, evaluate_particles
+from evaluation.perceptual import load_lpips
 from evaluation.summary import summarize
 from models import build_model
 from operators import build_operator
@@ -121,13 +122,14 @@ def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg
         dropped_images.append((pids, xd))
     particles.sort(key=lambda p: p["particle"])
     final = [p for p in particles if p["pruned_at"] is None]
-    ok = [p for p in final if not p["failed"]] or final
+    alive = [p for p in final if not p["failed"]] or final
     view = image_view(timing, index, len(batch))
     record = {
         "index": index, "name": name,
         "particles": particles,
-        "best_oracle": max(ok, key=lambda p: p["psnr"]),
-        "best_by_loss": min(ok, key=lambda p: p["measurement_loss"]),
+        "best_of_n": best_of_n(final),
+        "best_oracle": max(final, key=lambda p: p["psnr"]),
+        "best_by_loss": min(alive, key=lambda p: p["measurement_loss"]),
         "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
         "gt_mode_found": any(p["mode"] == "0" for p in final),
         "both_modes": any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final),
@@ -218,7 +220,7 @@ def run(cfg, argv=None) -> dict:
         compile_model(model)
     operator = build_operator(cfg.task, model.image_shape[-1])
     dataset = build_dataset(cfg.data, cfg.model, cfg.data.start_index, cfg.num_eval_images)
-    lpips_model = load_lpips(cfg.eval.lpips_net, cfg.eval.lpips_weights, device)
+    lpips_model = load_lpips(cfg.eval.lpips_variant, cfg.eval.lpips_weights, device)
 
     done = {im["index"] for im in images}
     metric = {"provenance": provenance(device, argv), "config": resolved, "images": images,

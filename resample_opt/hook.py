@@ -9,6 +9,7 @@ import torch
 
 from pipeline.cli import ConfigError, is_int
 from sampler.hooks import Hook, PerParticle
+from sampler.state import rows
 from sampler.precision import autocast, decoder_autocast_dtype
 from tracking.tracker import cuda_sync
 
@@ -102,13 +103,13 @@ class RefineHook(Hook):
         cuda_sync(device)
         t0 = time.perf_counter()
         z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, self.eps ** 2, self.plateau_window,
-                                       weight_decay=self.weight_decay)
+                                       weight_decay=self.weight_decay, frozen=~state.alive)
         before, after = info["loss_before"] * m, info["loss_after"] * m
-        accept = torch.isfinite(after)
+        accept = torch.isfinite(after) & state.alive
         if self.accept_if_improve:
             accept &= after < before
-        state.z0 = torch.where(accept.view(-1, *[1] * (z_opt.ndim - 1)), z_opt, state.z0)
-        state.loss = torch.where(accept, after, before)
+        state.z0 = torch.where(rows(accept, z_opt), z_opt, state.z0)
+        state.loss = torch.where(accept, after, torch.where(state.alive, before, state.loss))
         cuda_sync(device)
         seconds = time.perf_counter() - t0
 

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 
 import torch
 
-STOP_REASONS = ("threshold", "plateau", "max_iters", "nonfinite")
+from sampler.state import rows
+
+STOP_REASONS = ("threshold", "plateau", "max_iters", "nonfinite", "frozen")
 
 
 @dataclass
@@ -21,10 +23,6 @@ class AdamState:
         return cls(torch.zeros_like(z), torch.zeros_like(z), torch.zeros(z.shape[0], dtype=torch.long, device=z.device))
 
 
-def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return mask.view(-1, *[1] * (like.ndim - 1))
-
-
 def adam_step(z, grad, adam: AdamState, active, lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
               weight_decay: float = 0.0):
     """One Adam(W) update of the particles where `active` is True; the other rows of z and moments are returned as is.
@@ -32,11 +30,11 @@ def adam_step(z, grad, adam: AdamState, active, lr: float, betas=(0.9, 0.999), e
     Same update as torch.optim.AdamW (decoupled weight decay; weight_decay=0 is Adam), written per particle.
     """
     b1, b2 = betas
-    act = _rows(active, z)
+    act = rows(active, z)
     steps = adam.steps + active.long()
     m = torch.where(act, b1 * adam.m + (1 - b1) * grad, adam.m)
     v = torch.where(act, b2 * adam.v + (1 - b2) * grad * grad, adam.v)
-    t = _rows(steps.clamp(min=1), z).to(z.dtype)          # inactive rows may have 0 steps; their update is discarded
+    t = rows(steps.clamp(min=1), z).to(z.dtype)          # inactive rows may have 0 steps; their update is discarded
     m_hat = m / (1 - b1 ** t)
     v_hat = v / (1 - b2 ** t)
     z_new = z * (1 - lr * weight_decay) - lr * m_hat / (v_hat.sqrt() + eps)
@@ -57,7 +55,7 @@ def _loss_and_grad(loss_fn, z, index, need_grad: bool):
 
 def optimize_latents(z, loss_fn, lr: float = 5e-3, max_iters: int = 500, threshold: float = 0.0,
                      plateau_window: int = 200, betas=(0.9, 0.999), adam_eps: float = 1e-8,
-                     weight_decay: float = 0.0):
+                     weight_decay: float = 0.0, frozen: torch.Tensor | None = None):
     """Minimise loss_fn over z with Adam, each particle stopped on its own; returns (z_opt, info).
 
     loss_fn(z_sub, index) -> (n,) losses of the rows z_sub (n, ...) whose positions in the batch are `index`
@@ -67,14 +65,15 @@ def optimize_latents(z, loss_fn, lr: float = 5e-3, max_iters: int = 500, thresho
       'plateau'    when i >= plateau_window and loss_i > loss_{i - plateau_window} (0 switches it off),
       'nonfinite'  when loss_i is NaN/inf (its latent then is not usable; the caller should reject it),
       'max_iters'  when i == max_iters,
-    and keeps z_i. info: iterations (B,) Adam steps taken, stop_reason list[str], loss_before (B,) = loss_0,
+    and keeps z_i; a `frozen` particle ((B,) mask: a diverged one) is never evaluated, 0 steps, reason 'frozen',
+    NaN losses. info: iterations (B,) Adam steps taken, stop_reason list[str], loss_before (B,) = loss_0,
     loss_after (B,) = loss of the returned latent, adam (the final AdamState).
     """
     B, dev = z.shape[0], z.device
     z = z.detach().clone()
     adam = AdamState.zeros_like(z)
-    active = torch.ones(B, dtype=torch.bool, device=dev)
-    code = torch.full((B,), -1, dtype=torch.long, device=dev)      # index into STOP_REASONS
+    active = torch.ones(B, dtype=torch.bool, device=dev) if frozen is None else ~frozen
+    code = torch.where(active, -1, STOP_REASONS.index("frozen"))    # index into STOP_REASONS
     loss_before = torch.full((B,), float("nan"), dtype=z.dtype, device=dev)
     loss_after = loss_before.clone()
     # ring buffer of the last plateau_window losses; slot i % W holds loss_{i-W} when iterate i is read

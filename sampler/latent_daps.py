@@ -6,7 +6,7 @@ import torch
 from .hooks import Hook, StepContext
 from .mcmc import mcmc, step_size
 from .schedule import annealing_sigmas, lr_ratio, ode_sigmas, step_time
-from .state import ParticleState
+from .state import ParticleState, rows
 
 
 @torch.no_grad()
@@ -45,12 +45,16 @@ def latent_daps(model, operator, state: ParticleState, cfg, hooks: list[Hook] = 
                 terms = [d for d in (h.drift(z, score, _state, _ctx) for h in hooks) if d is not None]
                 return sum(terms) if terms else None
         lr = step_size(lr_ratio(k, K), cfg.mcmc.lr, cfg.mcmc.lr_min_ratio)
-        state.z0, state.loss = mcmc(state, z0_hat, ctx.sigma, lr, cfg.mcmc, model, operator, drift, autocast_dtype)
+        was_alive = state.alive
+        z0, loss = mcmc(state, z0_hat, ctx.sigma, lr, cfg.mcmc, model, operator, drift, autocast_dtype)
+        # a particle that diverged at an earlier step stays frozen: its z0, loss and z no longer change
+        state.z0 = z0 if state.z0 is None else torch.where(rows(was_alive, z0), z0, state.z0)
+        state.loss = torch.where(was_alive, loss, state.loss)
         state.z0_hat = z0_hat
 
         for h in hooks:
             state = h.after_step(state, ctx)
-        state.z = state.z0 + ctx.sigma_next * state.randn()
+        state.z = torch.where(rows(state.alive, state.z), state.z0 + ctx.sigma_next * state.randn(), state.z)
         if tracker is not None:
             tracker.end_step(state, ctx)
     return state

@@ -6,7 +6,7 @@ import math
 import torch
 
 from .precision import autocast
-from .state import ParticleState
+from .state import ParticleState, rows
 
 
 def measurement_loss_and_grad(model, operator, z, y, autocast_dtype=None):
@@ -53,5 +53,5 @@ def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, oper
         # a particle that blows up is frozen and marked failed; the others go on
         finite = torch.isfinite(x_new).flatten(1).all(1) & state.alive
         state.alive = finite
-        x = torch.where(finite.view(-1, *[1] * (x.ndim - 1)), x_new, x)
+        x = torch.where(rows(finite, x), x_new, x)
     return x.detach(), loss

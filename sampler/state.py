@@ -19,6 +19,11 @@ def measurement_generator(seed: int, image_index: int) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
+def rows(per_particle: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (B,) per-particle tensor shaped to broadcast over (B, ...) tensors like `like`."""
+    return per_particle.view(-1, *[1] * (like.ndim - 1))
+
+
 @dataclass
 class ParticleState:
     """Per-particle tensors share dim 0; `extras` holds hook-owned per-particle tensors (e.g. optimiser moments)."""

@@ -16,13 +16,18 @@ OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
 
 usage() {
     cat <<EOF
-usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--start S] [--demo] [--results DIR] [--dry-run] [-h]
+usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--sampler langevin|hmc] [--start S] [--demo] [--results DIR]
+                       [--dry-run] [-h]
                        [extra posterior_sample.py arguments ...]
 
 $SUMMARY
 
   N               number of images (default $DEFAULT_N): 1 = sanity, 10 = tuning, 100 = final
-  --data SET      imagenet | ffhq | demo-imagenet | demo-ffhq, or a comma list (default $DEFAULT_DATA)
+  --data SET      test-imagenet | test-ffhq (DAPS's 100-image test sets: compare with published numbers there),
+                  imagenet | ffhq (the first N images of a folder: tuning), demo-imagenet | demo-ffhq, or a
+                  comma list (default $DEFAULT_DATA)
+  --sampler S     langevin (default: the mission's LatentDAPS with Langevin dynamics, not a DAPS-published preset)
+                  or hmc (the published LatentDAPS phase-retrieval preset); it names the result folder too
   --start S       first image index, for a shard of a larger run (default 0): images S … S+N-1
   --demo          the embedded two-mode benchmark instead (model=two_mode sampler=two_mode data=two_mode; CPU;
                   20 images)
@@ -48,18 +53,20 @@ die() {
 }
 
 exp_main() {
-    local n="" start=0 data="$DEFAULT_DATA" demo=0 dry=0 results="${RESULTS_DIR:-results}" multirun=0
+    local n="" start=0 data="$DEFAULT_DATA" sampler=langevin demo=0 dry=0 results="${RESULTS_DIR:-results}" multirun=0
     local extra=() pending=0
     while [[ $# -gt 0 ]]; do
         case "$1" in
             -h|--help) usage; exit 0 ;;
             --demo) demo=1 ;;
             --dry-run) dry=1 ;;
-            --data|--start|--results)
+            --data|--start|--results|--sampler)
                 [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"
-                case "$1" in --data) data="$2" ;; --start) start="$2" ;; --results) results="$2" ;; esac
+                case "$1" in --data) data="$2" ;; --start) start="$2" ;; --results) results="$2" ;;
+                             --sampler) sampler="$2" ;; esac
                 shift ;;
             --data=*) data="${1#*=}" ;;
+            --sampler=*) sampler="${1#*=}" ;;
             --start=*) start="${1#*=}" ;;
             --results=*) results="${1#*=}" ;;
             --) shift; extra+=("$@"); break ;;
@@ -80,23 +87,24 @@ exp_main() {
     n="${n:-$DEFAULT_N}"
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "N (the number of images) must be a positive integer, got '$n'"
     [[ "$start" =~ ^[0-9]+$ ]] || die "--start must be an integer >= 0, got '$start'"
+    [[ "$sampler" == langevin || "$sampler" == hmc ]] || die "--sampler must be langevin or hmc, got '$sampler'"
 
     # one run per data set; --demo replaces them all by the benchmark
     local sets=() set
     IFS=',' read -r -a sets <<< "$data"
     [[ ${#sets[@]} -gt 0 ]] || die "--data is empty"
     for set in "${sets[@]}"; do
-        case "$set" in imagenet|ffhq|demo-imagenet|demo-ffhq) ;; *)
-            die "--data $set is not one of imagenet, ffhq, demo-imagenet, demo-ffhq" ;;
+        case "$set" in test-imagenet|test-ffhq|imagenet|ffhq|demo-imagenet|demo-ffhq) ;; *)
+            die "--data $set is not one of test-imagenet, test-ffhq, imagenet, ffhq, demo-imagenet, demo-ffhq" ;;
         esac
     done
-    [[ $demo -eq 1 ]] && sets=(two_mode)
+    [[ $demo -eq 1 ]] && sets=(two_mode) && sampler=two_mode
 
     [[ "$results" = /* ]] || results="$PWD/$results"
     local save_dir="$results/$EXP"
     # the directory name is built by Hydra from the resolved config, so a pass-through flag or a --multirun
     # sweep over any named setting gets its own directory; other sweeps are told apart by the job number
-    local name="\${data.name}_${NAME_TAGS}_n\${num_eval_images}_s\${data.start_index}"
+    local name="\${data.name}_${sampler}_${NAME_TAGS}_n\${num_eval_images}_s\${data.start_index}"
     [[ $multirun -eq 1 ]] && name="${name}_job\${hydra:job.num}"
 
     cd "$REPO_ROOT"
@@ -104,8 +112,8 @@ exp_main() {
         local stack=()
         case "$set" in
             two_mode) stack=(model=two_mode sampler=two_mode data=two_mode) ;;
-            imagenet|demo-imagenet) stack=(model=imagenet256ldm sampler=langevin "data=$set") ;;
-            ffhq|demo-ffhq) stack=(model=ffhq256ldm sampler=langevin "data=$set") ;;
+            *imagenet) stack=(model=imagenet256ldm "sampler=$sampler" "data=$set") ;;
+            *ffhq) stack=(model=ffhq256ldm "sampler=$sampler" "data=$set") ;;
         esac
         local cmd=("$PYTHON" posterior_sample.py)
         [[ $multirun -eq 1 ]] && cmd+=(--multirun)

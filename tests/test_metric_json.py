@@ -29,6 +29,11 @@ def test_schema_of_a_run(tmp_path):
         assert p["mode"] in ("0", "180", "fail")
         assert p["mode"] != "fail" or max(p["psnr"], p["psnr_180"]) < cfg.data.fail_psnr
     assert im["best_oracle"]["psnr"] == max(p["psnr"] for p in im["particles"])
+    # DAPS's best-of-N: each metric's best over the particles on its own
+    assert im["best_of_n"] == {"n": 3, "psnr": max(p["psnr"] for p in im["particles"]),
+                               "ssim": max(p["ssim"] for p in im["particles"]),
+                               "lpips": min((p["lpips"] for p in im["particles"] if p["lpips"] is not None),
+                                            default=None)}
     assert im["best_by_loss"]["measurement_loss"] == min(p["measurement_loss"] for p in im["particles"])
     assert set(im["phases"]) == {"explore"}
     assert im["phases"]["explore"]["steps"] == 5 and im["phases"]["explore"]["time_s"] > 0

@@ -67,17 +67,48 @@ class _PoisonOne(Hook):
         return None
 
 
-def test_nan_particle_is_marked_failed_and_others_continue():
+class _Record(Hook):
+    """z at the start of every step and z0 after it."""
+
+    def __init__(self):
+        self.z, self.z0 = [], []
+
+    def before_step(self, state, ctx):
+        self.z.append(state.z.clone())
+        return state
+
+    def after_step(self, state, ctx):
+        self.z0.append(state.z0.clone())
+        return state
+
+
+def test_nan_particle_is_frozen_and_others_continue():
+    """Particle 1 diverges at step 2: it is marked failed, its z0 and z never change again (no ODE restart, no
+    re-noise), the optimiser skips it, and the other particles are exactly as in a clean run."""
+    from resample_opt import RefineHook
+
     cfg = compose("particle_num=3", *FAST)
     clean, _ = _run(cfg)
     model = build_model(cfg.model, "cpu").double()
     op = build_operator(cfg.task, 32)
     state = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
-    out = latent_daps(model, op, state, cfg.sampler, hooks=[_PoisonOne()])
+    rec = _Record()
+    refine = RefineHook(refine_k=4, every=1, final=True, lr=1e-3, max_iters=3, eps=0.0, plateau_window=0)
+    out = latent_daps(model, op, state, cfg.sampler, hooks=[_PoisonOne(), rec, refine])
     assert out.alive.tolist() == [True, False, True]
-    assert torch.isfinite(out.z).all()
+    assert torch.isfinite(out.z).all() and torch.isfinite(out.z0).all()
+    for k in range(3, 6):
+        assert torch.equal(rec.z0[k][1], rec.z0[2][1]), k          # frozen at its last finite value
+        assert torch.equal(rec.z[k][1], rec.z[2][1]), k            # and never re-noised
+    assert torch.equal(out.z[1], rec.z[2][1])
+    assert not torch.equal(rec.z0[5][0], rec.z0[2][0])             # the others move on
+    for call in refine.calls:                                      # steps 4 and 5: the dead one is not optimised
+        assert call["iterations"] == [3, 0, 3] and call["stop_reason"][1] == "frozen"
+        assert call["accepted"] == [True, False, True]
     # the NaN did not leak into the other particles
-    assert torch.allclose(out.z[0], clean.z[0], atol=1e-10) and torch.allclose(out.z[2], clean.z[2], atol=1e-10)
+    plain = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
+    poisoned = latent_daps(model, op, plain, cfg.sampler, hooks=[_PoisonOne()])
+    assert torch.allclose(poisoned.z[0], clean.z[0], atol=1e-10) and torch.allclose(poisoned.z[2], clean.z[2], atol=1e-10)
 
 
 def test_hmc_preset_runs_batch_equal_to_single():
