@@ -192,6 +192,9 @@ def columns(phases) -> list[tuple]:
         ("fail_rate", "fail", get("fail_rate"), "pct"),
         ("chosen_psnr_mean", "chosen PSNR", get("chosen_psnr_mean"), "db"),
         ("time_s_per_image", "time/image s", get("time_s_per_image"), "2f"),
+        ("decoder_vjp_rows_per_image", "decoder VJPs/image", get("decoder_vjp_rows_per_image"), "0f"),
+        ("unet_rows_per_image", "UNet rows/image", get("unet_rows_per_image"), "0f"),
+        ("tflop_per_image", "TFLOP/image", get("tflop_per_image"), "0f"),
     ]
     cols += [(f"time_{ph}_s", f"{ph} time s", phase("phase_time_s", ph), "2f") for ph in phases]
     cols += [(f"peak_memory_{ph}_mb", f"{ph} peak MB", phase("phase_peak_memory_mb", ph), "0f") for ph in phases]

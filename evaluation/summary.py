@@ -46,6 +46,10 @@ def summarize(images: list[dict]) -> dict:
         "both_modes_rate": _mean([float(im["both_modes"]) for im in images]),
         "fail_rate": _mean([float(p["mode"] == "fail") for p in all_final]),
         "time_s_per_image": _mean([im["total_time_s"] for im in images]),
+        # the sampler's network rows and TFLOP by the cost model (tracking/compute.py), per image
+        "decoder_vjp_rows_per_image": _mean([im.get("compute", {}).get("rows", {}).get("decoder_vjp") for im in images]),
+        "unet_rows_per_image": _mean([im.get("compute", {}).get("rows", {}).get("unet") for im in images]),
+        "tflop_per_image": _mean([im.get("compute", {}).get("tflop") for im in images]),
         "phase_time_s": {ph: _mean([im["phases"].get(ph, {}).get("time_s") for im in images]) for ph in phases},
         "phase_peak_memory_mb": {ph: max((im["phases"].get(ph, {}).get("peak_memory_mb") or 0.0) for im in images)
                                  for ph in phases},

@@ -85,6 +85,9 @@ def validate(cfg) -> None:
     _check(isinstance(cfg.eval.get("per_step", False), bool),
            f"eval.per_step={cfg.eval.get('per_step')!r} is invalid: must be true or false")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype} is invalid: must be float32 or float64")
+    from evaluation.perceptual import VARIANTS
+    _check(cfg.eval.get("lpips_variant") in VARIANTS,
+           f"eval.lpips_variant={cfg.eval.get('lpips_variant')!r} is invalid: must be one of {', '.join(VARIANTS)}")
     _check(cfg.sampler.precision.decoder in ("fp32", "bf16"),
            f"sampler.precision.decoder={cfg.sampler.precision.decoder} is invalid: must be fp32 or bf16")
     want = cfg.sampler.get("for_model")

@@ -19,6 +19,7 @@ from sampler import (ParticleState, init_latents, latent_daps, measurement_gener
                      trigger_step)
 from sampler.precision import compile_model, decoder_autocast_dtype, set_tf32
 from tracking.metric_file import read_json, write_json_atomic
+from tracking.compute import NetworkCounter, compute_record, tflop_per_row
 from tracking.provenance import provenance
 from tracking.tracker import RunTracker, image_view
 
@@ -98,9 +99,21 @@ def sample_batch(model, operator, gts, indices, cfg, device, dtype, progress=Non
         from evaluation.trajectory import GroundTruthHook
         hooks.append(GroundTruthHook(gts, indices, cfg.data.fail_psnr))     # last: it sees each step's final z0
     tracker = RunTracker(device, progress)
-    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k), tracker,
-                        decoder_autocast_dtype(cfg.sampler.precision))
-    return ys, state, tracker.finish(), hooks
+    with NetworkCounter(model) as counter:
+        state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k), tracker,
+                            decoder_autocast_dtype(cfg.sampler.precision))
+    return ys, state, {**tracker.finish(), "network_rows": counter.rows}, hooks
+
+
+_COST = {}
+
+
+def cost_per_row(model_cfg) -> dict | None:
+    """tracking.compute.tflop_per_row, counted once per model config."""
+    key = OmegaConf.to_yaml(model_cfg)
+    if key not in _COST:
+        _COST[key] = tflop_per_row(model_cfg)
+    return _COST[key]
 
 
 def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg, lpips_model, out_dir, batch):
@@ -134,6 +147,8 @@ def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg
         "gt_mode_found": any(p["mode"] == "0" for p in final),
         "both_modes": any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final),
         "phases": view["phases"], "total_time_s": view["total_time_s"],
+        # the sampler's network work (evaluation decodes excluded); the batch's divided by its image count
+        "compute": compute_record(timing["network_rows"], cost_per_row(cfg.model), len(batch)),
         "batch": {"indices": batch, "total_time_s": timing["total_time_s"]},
         "boundaries": dict(zip(("prune_k", "refine_k"), phase_boundaries(cfg))),
         "steps": view["steps"],
@@ -223,8 +238,9 @@ def run(cfg, argv=None) -> dict:
     lpips_model = load_lpips(cfg.eval.lpips_variant, cfg.eval.lpips_weights, device)
 
     done = {im["index"] for im in images}
-    metric = {"provenance": provenance(device, argv), "config": resolved, "images": images,
-              "summary": summarize(images)}
+    metric = {"provenance": provenance(device, argv), "config": resolved,
+              "lpips": {"variant": cfg.eval.lpips_variant, "weights": getattr(lpips_model, "source", None)},
+              "images": images, "summary": summarize(images)}
     if earlier:
         metric["provenance"]["earlier_runs"] = earlier
     # written before the first image too, so no stale metric.json of another config survives an early interrupt

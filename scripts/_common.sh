@@ -98,13 +98,15 @@ exp_main() {
             die "--data $set is not one of test-imagenet, test-ffhq, imagenet, ffhq, demo-imagenet, demo-ffhq" ;;
         esac
     done
-    [[ $demo -eq 1 ]] && sets=(two_mode) && sampler=two_mode
+    # the LDM runs' folder names say which sampler ran; the benchmark has one
+    local tag="${sampler}_"
+    [[ $demo -eq 1 ]] && sets=(two_mode) && tag=""
 
     [[ "$results" = /* ]] || results="$PWD/$results"
     local save_dir="$results/$EXP"
     # the directory name is built by Hydra from the resolved config, so a pass-through flag or a --multirun
     # sweep over any named setting gets its own directory; other sweeps are told apart by the job number
-    local name="\${data.name}_${sampler}_${NAME_TAGS}_n\${num_eval_images}_s\${data.start_index}"
+    local name="\${data.name}_${tag}${NAME_TAGS}_n\${num_eval_images}_s\${data.start_index}"
     [[ $multirun -eq 1 ]] && name="${name}_job\${hydra:job.num}"
 
     cd "$REPO_ROOT"

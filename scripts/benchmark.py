@@ -37,6 +37,7 @@ from pipeline.cli import validate  # noqa: E402
 from pipeline.run import resolve_device, sample_batch  # noqa: E402
 from sampler import trigger_step  # noqa: E402
 from sampler.precision import compile_model, set_tf32  # noqa: E402
+from tracking.compute import tflop_per_row  # noqa: E402
 from tracking.metric_file import write_json_atomic  # noqa: E402
 from tracking.provenance import device_name, git_commit  # noqa: E402
 
@@ -122,18 +123,6 @@ def apply_variant(cfg, variant: str):
     return cfg
 
 
-class CallCounter:
-    """Counts calls of a model method and the rows (particles) they process: the loop's network work, exactly."""
-
-    def __init__(self, fn):
-        self.fn, self.calls, self.rows = fn, 0, 0
-
-    def __call__(self, z, *args, **kwargs):
-        self.calls += 1
-        self.rows += z.shape[0]
-        return self.fn(z, *args, **kwargs)
-
-
 def build(cfg, device, dtype, seed: int):
     """Model (same random weights for every variant) and operator, levers applied as pipeline.run.run does."""
     torch.manual_seed(seed)
@@ -143,7 +132,6 @@ def build(cfg, device, dtype, seed: int):
     set_tf32(cfg.sampler.precision.tf32)
     if cfg.sampler.precision.compile:
         compile_model(model)
-    model.decode, model.denoise = CallCounter(model.decode), CallCounter(model.denoise)
     return model, build_operator(cfg.task, model.image_shape[-1])
 
 
@@ -171,17 +159,19 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
     K, M = cfg.sampler.annealing.num_steps, cfg.sampler.mcmc.num_steps
     late_k = trigger_step(TRIGGER_T, K)
     gts = images(cfg, G, device, dtype)
-    for c in (model.decode, model.denoise):
-        c.calls = c.rows = 0
     row = {"scenario": key, "description": description, "images": G, "particles": cfg.particle_num * len(offsets),
            "batch": cfg.particle_num * G, "runs": len(offsets), "annealing_steps": K, "mcmc_steps": M,
            "time_s": 0.0, "peak_memory_mb": 0.0, "phases": {}, "late_time_s": 0.0 if late_k is not None else None,
-           "final_particles": 0, "opt_iterations": 0}
+           "final_particles": 0, "opt_iterations": 0, "decoder_rows": 0, "decoder_vjp_rows": 0, "denoiser_rows": 0}
     latents = {}
     for offset in offsets:
         cfg.particle_offset = offset
         _, state, timing, hooks = sample_batch(model, operator, gts, list(range(G)), cfg, device, dtype)
         row["time_s"] += timing["total_time_s"]
+        rows = timing["network_rows"]         # counted at the model's methods (tracking/compute.py)
+        row["decoder_rows"] += rows["decoder_vjp"] + rows["decoder_forward"]
+        row["decoder_vjp_rows"] += rows["decoder_vjp"]
+        row["denoiser_rows"] += rows["unet"]
         for name, ph in timing["phases"].items():
             acc = row["phases"].setdefault(name, {"time_s": 0.0, "peak_memory_mb": 0.0, "steps": 0})
             acc["time_s"] += ph["time_s"]
@@ -198,8 +188,6 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
             latents[(img, pid)] = z.detach().cpu()
     row["peak_memory_mb"] = max(p["peak_memory_mb"] for p in row["phases"].values())
     row["time_per_image_s"] = row["time_s"] / G
-    row.update(decoder_calls=model.decode.calls, decoder_rows=model.decode.rows,
-               denoiser_calls=model.denoise.calls, denoiser_rows=model.denoise.rows)
     return row, latents
 
 
@@ -316,20 +304,10 @@ def precision_check(base, args, device, dtype, variants=("fp32", "tf32", "bf16")
 def cost_model(cfg, P: int, preset) -> dict | None:
     """Analytic FLOPs (shapes only, meta device) of one decoder VJP and one UNet call, and of P particles' sampling
     at this run's step counts and at the preset's."""
-    if cfg.model.name != "ldm":
+    per_row = tflop_per_row(cfg.model)
+    if per_row is None:
         return None
-    from torch.utils.flop_counter import FlopCounterMode
-    from models.ldm.model import LatentDiffusion
-
-    model = LatentDiffusion(cfg.model, meta=True).requires_grad_(False)
-    model.denoiser.to("meta")
-    z = torch.zeros(1, *model.latent_shape, device="meta", requires_grad=True)
-    with FlopCounterMode(display=False) as fc:
-        model.decode(z).sum().backward()
-    vjp = fc.get_total_flops()
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        model.denoise(z.detach(), 1.0)
-    unet = fc.get_total_flops()
+    vjp, unet = per_row["decoder_vjp"] * 1e12, per_row["unet"] * 1e12
     out = {"decoder_vjp_gflop": vjp / 1e9, "unet_forward_gflop": unet / 1e9, "particles": P}
     for name, s in (("run", cfg.sampler), ("preset", preset)):
         K, M, ode = s.annealing.num_steps, s.mcmc.num_steps, s.ode.num_steps
@@ -368,10 +346,10 @@ def projections(result: dict) -> list[dict]:
     for r in result["rows"]:
         if r["scenario"] != "b" or not r["time_s"]:
             continue
-        tflop = r["decoder_rows"] * vjp + r["denoiser_rows"] * unet
+        tflop = r["decoder_vjp_rows"] * vjp + r["denoiser_rows"] * unet
         rate = tflop / r["time_s"]
-        row = {"variant": r["variant"], "time_s": r["time_s"], "decoder_rows": r["decoder_rows"],
-               "s_per_vjp_row": r["time_s"] / r["decoder_rows"], "tflop": tflop, "tflop_per_s": rate,
+        row = {"variant": r["variant"], "time_s": r["time_s"], "decoder_vjp_rows": r["decoder_vjp_rows"],
+               "s_per_vjp_row": r["time_s"] / r["decoder_vjp_rows"], "tflop": tflop, "tflop_per_s": rate,
                "peak_memory_mb": r["peak_memory_mb"],
                "bf16_peak_fraction": rate / peaks["bf16"] if peaks else None,
                "own_peak_fraction": rate / peaks[variant_precision(r["variant"])] if peaks else None}

@@ -1,7 +1,9 @@
 """Metrics: PSNR/SSIM against the image and its rotation, the mode label, LPIPS with and without weights."""
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -132,3 +134,38 @@ def test_summary_reports_best_of_n_as_daps_and_the_oracle_particle():
     assert s["best_of_n_psnr_mean"] == pytest.approx(26.0) and s["best_of_n_psnr_std"] == pytest.approx(4.0)
     assert s["best_of_n_ssim_mean"] == pytest.approx(0.70) and s["best_of_n_lpips_mean"] == pytest.approx(0.125)
     assert s["oracle_ssim_mean"] == pytest.approx(0.60) and s["oracle_lpips_mean"] == pytest.approx(0.30)
+
+
+def test_a_run_records_daps_lpips_of_its_saved_images(shared, tmp_path, monkeypatch):
+    """The issue's acceptance run: each particle's LPIPS is what piq's average-pool LPIPS (DAPS's eval.py) gives on
+    the saved PNGs, up to 8-bit rounding, and the summary's SSIM is DAPS's best-of-N (max over final particles)."""
+    import statistics
+
+    import piq
+    from PIL import Image
+
+    import pipeline.run as run_mod
+    from tests.conftest import compose
+
+    weights = shared / "weights" / "lpips_vgg16_backbone.pt"
+    cfg = compose("particle_num=4", "num_eval_images=2", f"eval.lpips_weights={weights}", f"save_dir={tmp_path}",
+                  "name=a", "sampler.annealing.num_steps=10", "sampler.mcmc.num_steps=5")
+    run_mod.run(cfg, ["posterior_sample.py"])
+    m = json.loads((tmp_path / "a" / "metric.json").read_text())
+    assert m["lpips"] == {"variant": "daps", "weights": str(weights)}
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
+    _lay_torch_home(shared, tmp_path / "th")
+    daps = piq.LPIPS(replace_pooling=True, reduction="none")
+
+    def png(path):
+        return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+
+    for im in m["images"]:
+        folder = tmp_path / "a" / "images" / f"{im['index']:05d}"
+        gt = png(folder / "gt.png")[None]
+        xs = torch.stack([png(folder / f"particle_{p['particle']}.png") for p in im["particles"]])
+        expected = daps(xs, gt.expand_as(xs))
+        assert [p["lpips"] for p in im["particles"]] == pytest.approx(expected.tolist(), abs=5e-3)
+    best_ssim = [max(p["ssim"] for p in im["particles"]) for im in m["images"]]
+    assert m["summary"]["best_of_n_ssim_mean"] == pytest.approx(statistics.fmean(best_ssim), abs=1e-12)

@@ -40,7 +40,7 @@ def test_dry_run_benchmark_has_every_variant_and_projection(dry_run):
     assert [p["variant"] for p in result["projections"]] == variants
     for p in result["projections"]:
         b = rows_b[p["variant"]]
-        assert b["decoder_rows"] == 4 * 10 * 1 and b["denoiser_rows"] == 4 * 10 * 2
+        assert b["decoder_vjp_rows"] == b["decoder_rows"] == 4 * 10 * 1 and b["denoiser_rows"] == 4 * 10 * 2
         assert p["s_per_vjp_row"] == pytest.approx(b["time_s"] / 40)
         rate = (40 * vjp + 80 * unet) / b["time_s"]
         assert p["tflop_per_s"] == pytest.approx(rate)
@@ -65,7 +65,7 @@ def test_goals_are_judged_on_a_gpu_result():
         if prune_mb is not None:
             phases["prune"] = {"peak_memory_mb": prune_mb}
         return {"variant": variant, "scenario": scenario, "time_s": time_s, "late_time_s": late, "particles": 4,
-                "decoder_rows": 400, "denoiser_rows": 80, "peak_memory_mb": explore_mb, "phases": phases, **extra}
+                "decoder_vjp_rows": 400, "denoiser_rows": 80, "peak_memory_mb": explore_mb, "phases": phases, **extra}
 
     result = {
         "device": "NVIDIA H200", "device_type": "cuda", "settings": {"model": "full", "sampler": "langevin"},

@@ -16,7 +16,8 @@ def test_schema_of_a_run(tmp_path):
     out = tmp_path / "r"
     m = json.loads((out / "metric.json").read_text())
     assert (out / "config.yaml").is_file()
-    assert set(m) == {"provenance", "config", "images", "summary"}
+    assert set(m) == {"provenance", "config", "lpips", "images", "summary"}
+    assert m["lpips"]["variant"] == "daps"
     assert set(m["provenance"]) >= {"git_commit", "torch", "device", "command", "started"}
     assert m["config"]["particle_num"] == 3
     assert [im["index"] for im in m["images"]] == [0, 1]

@@ -114,8 +114,14 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
     assert not tmp_path.joinpath("exp2_pruning").exists()  # dry run
     p = script("exp5_final", "--demo", "--dry-run")
     assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 1  # both data sets collapse to the demo
-    p = script("exp5_final", "--dry-run")
-    assert "data=imagenet" in p.stderr and "data=ffhq" in p.stderr
+    p = script("exp5_final", "--dry-run")                  # the final runs: DAPS's test sets, Langevin
+    assert "sampler=langevin data=test-imagenet" in p.stderr and "sampler=langevin data=test-ffhq" in p.stderr
+    assert "name=${data.name}_langevin_p" in p.stderr
+    p = script("exp0_baseline", 10, "--sampler", "hmc", "--data", "test-imagenet", "--dry-run")
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+    assert "model=imagenet256ldm sampler=hmc data=test-imagenet" in line and "name=${data.name}_hmc_p" in line
+    p = script("exp0_baseline", "--sampler", "euler", "--dry-run")
+    assert p.returncode == 2 and "--sampler must be langevin or hmc" in p.stderr
     p = script("exp0_baseline", "--dry-run", "--multirun", "seed=1,2")
     (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
     assert line.split()[2:4] == ["posterior_sample.py", "--multirun"] and "_job${hydra:job.num}" in line
