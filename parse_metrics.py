@@ -284,6 +284,18 @@ def plot_all(experiments, out: Path) -> list[Path]:
     phases = phases_of(experiments)
     written = []
 
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "v", "D", "x"]
+
+    def curve_style(i):
+        """Runs that share a seed can lie exactly on top of each other: line style and marker tell them apart."""
+        return {"linestyle": styles[i % len(styles)], "marker": markers[i % len(markers)], "markersize": 3,
+                "alpha": 0.85}
+
+    def legend_outside(ax):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
     def save(fig, name):
         path = out / name
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -301,24 +313,27 @@ def plot_all(experiments, out: Path) -> list[Path]:
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("time per image (s)")
     ax.set_title("time per image, by phase")
-    ax.legend()
+    legend_outside(ax)
     save(fig, "time_per_phase.png")
 
-    fig, ax = plt.subplots(figsize=(width, 4))
-    bar = 0.8 / max(1, len(phases))
-    for j, ph in enumerate(phases):
-        vals = [(e["summary"].get("phase_peak_memory_mb") or {}).get(ph) or 0.0 for e in experiments]
-        ax.bar([i + (j - (len(phases) - 1) / 2) * bar for i in range(len(labels))], vals, width=bar, label=ph)
+    # per-phase memory exists only on CUDA (max allocated, reset at each phase); a CPU's peak RSS is one number
+    # for the whole process, so no per-phase plot is drawn from it
     kinds = {p.get("memory_kind") for e in experiments for im in e["images"] for p in im["phases"].values()}
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("peak memory (MB): " + ", ".join(sorted(k for k in kinds if k)))
-    ax.set_title("peak memory, by phase")
-    ax.legend()
-    save(fig, "memory_per_phase.png")
+    if kinds == {"cuda_max_allocated"}:
+        fig, ax = plt.subplots(figsize=(width, 4))
+        bar = 0.8 / max(1, len(phases))
+        for j, ph in enumerate(phases):
+            vals = [(e["summary"].get("phase_peak_memory_mb") or {}).get(ph) or 0.0 for e in experiments]
+            ax.bar([i + (j - (len(phases) - 1) / 2) * bar for i in range(len(labels))], vals, width=bar, label=ph)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("peak GPU memory (MB, torch.cuda.max_memory_allocated)")
+        ax.set_title("peak memory, by phase")
+        legend_outside(ax)
+        save(fig, "memory_per_phase.png")
 
     # mean pairwise latent distance against t, averaged over images
     fig, ax = plt.subplots(figsize=(6, 4))
-    for e in experiments:
+    for i, e in enumerate(experiments):
         per_t: dict[int, list[float]] = {}
         for im in e["images"]:
             for s in im.get("steps", []):
@@ -326,13 +341,12 @@ def plot_all(experiments, out: Path) -> list[Path]:
                     per_t.setdefault(s["t"], []).append(s["mean_pairwise_distance"])
         if per_t:
             ts = sorted(per_t, reverse=True)
-            ax.plot(ts, [sum(per_t[t]) / len(per_t[t]) for t in ts], marker=".", label=e["label"])
+            ax.plot(ts, [sum(per_t[t]) / len(per_t[t]) for t in ts], label=e["label"], **curve_style(i))
     ax.set_xlim(1000, 0)
     ax.set_xlabel("diffusion time t")
     ax.set_ylabel("mean pairwise latent distance")
     ax.set_title("particle spread")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    legend_outside(ax)
     save(fig, "pairwise_distance.png")
 
     # eval.per_step runs: when do particles settle in their final mode (is a pruning step late enough?)
@@ -340,17 +354,17 @@ def plot_all(experiments, out: Path) -> list[Path]:
     curves = {label: [c for c in cs if c] for label, cs in curves.items()}
     if any(curves.values()):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for label, cs in curves.items():
+        for i, (label, cs) in enumerate(curves.items()):
             if cs:
                 ts = sorted({t for c in cs for t in c}, reverse=True)
-                ax.plot(ts, [sum(c[t] for c in cs if t in c) / sum(t in c for c in cs) for t in ts], marker=".",
-                        label=label)
+                ax.plot(ts, [sum(c[t] for c in cs if t in c) / sum(t in c for c in cs) for t in ts], label=label,
+                        **curve_style(i))
         ax.set_xlim(1000, 0)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("diffusion time t")
         ax.set_ylabel("final particles already in their final mode")
         ax.set_title("mode commitment (eval.per_step)")
-        ax.legend(fontsize=7)
+        legend_outside(ax)
         save(fig, "mode_commitment.png")
 
     # PSNR distributions: best particle per image, and every final particle

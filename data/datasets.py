@@ -41,9 +41,14 @@ class ImageFolder:
         try:
             with Image.open(path) as img:
                 x = self.transform(img.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"cannot read image {path}: {e}") from None
         return path.name, x * 2 - 1
+
+    def verify(self) -> None:
+        """Decode every image of the range now (DataError naming the first bad file), before any model is built."""
+        for i in range(len(self)):
+            self[i]
 
 
 class BenchmarkImages:
@@ -65,6 +70,9 @@ class BenchmarkImages:
 
     def __getitem__(self, i):
         return self.names[i], self.images[i]
+
+    def verify(self) -> None:
+        """The bundled images were decoded when the set was built."""
 
 
 def build_dataset(data_cfg, model_cfg, start: int, count: int):

@@ -3,7 +3,7 @@ lpips package's max-pooling one; the backbone from a file, torchvision's cache, 
 from __future__ import annotations
 
 import socket
-import warnings
+import sys
 from pathlib import Path
 
 import torch
@@ -89,14 +89,24 @@ def backbone_state(weights: str | None) -> tuple[dict | None, str]:
 
 
 def load_lpips(variant: str = "daps", weights: str | None = None, device="cpu") -> VggLPIPS | None:
-    """The LPIPS model of `variant`, frozen; None with one warning when no backbone weights can be had."""
-    sd, source = backbone_state(weights)
+    """The LPIPS model of `variant`, frozen; None, said in one line on stderr, when no backbone weights can be had;
+    ConfigError when the `weights` file is not a VGG16 state dict."""
+    from pipeline.checks import ConfigError
+
+    try:
+        sd, source = backbone_state(weights)
+    except Exception as e:                                   # a corrupt or foreign file: say which, stop early
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"eval.lpips_weights={weights} cannot be read as a VGG16 state dict ({reason})") from None
     if sd is None:
-        warnings.warn(f"LPIPS is recorded as null: {source}", stacklevel=2)
+        print(f"note: LPIPS is recorded as null: {source}", file=sys.stderr)
         return None
     model = VggLPIPS(variant)
-    model.features.load_state_dict({k.split(".", 1)[1]: v for k, v in sd.items() if k.startswith("features.")
-                                    and int(k.split(".")[1]) < len(model.features)})
+    try:
+        model.features.load_state_dict({k.split(".", 1)[1]: v for k, v in sd.items() if k.startswith("features.")
+                                        and int(k.split(".")[1]) < len(model.features)})
+    except (RuntimeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"LPIPS backbone from {source} does not fit VGG16: {str(e).splitlines()[0]}") from None
     for p, w in zip(model.lin, lpips_linear_weights()):
         p.data.copy_(w)
     model.source = source

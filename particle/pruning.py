@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.checks import ConfigError, is_int, is_number
 from sampler.hooks import Hook, StepContext
 from sampler.state import ParticleState, particle_generator
 
@@ -71,8 +72,6 @@ class PruningHook(Hook):
 
     @classmethod
     def from_config(cls, cfg, prune_k) -> "PruningHook":
-        from pipeline.cli import ConfigError, is_int
-
         pc = cfg.get("pruning", {}) or {}
         keep, mode = cfg.pruning_keep, pc.get("mode", "prune")
         frac, factor = pc.get("diversity_fraction", 0.5), pc.get("loss_factor", 1.1)
@@ -83,10 +82,10 @@ class PruningHook(Hook):
                               f"must be in 1 … {cfg.particle_num - 1}")
         if mode not in MODES:
             raise ConfigError(f"pruning.mode={mode} is invalid: must be one of {', '.join(MODES)}")
-        if not isinstance(frac, (int, float)) or not 0 <= frac <= 10:
+        if not is_number(frac) or not 0 <= frac <= 10:
             raise ConfigError(f"pruning.diversity_fraction={frac} is invalid: must be a number in 0 … 10 "
                               f"(a fraction of the median pairwise distance)")
-        if not isinstance(factor, (int, float)) or factor < 1:
+        if not is_number(factor) or factor < 1:
             raise ConfigError(f"pruning.loss_factor={factor} is invalid: must be a number >= 1")
         return cls(prune_k, keep, mode, float(frac), float(factor), cfg.seed)
 

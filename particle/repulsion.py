@@ -6,6 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from pipeline.checks import ConfigError, is_int, is_number
 from sampler.hooks import Hook, PerParticle, StepContext
 from sampler.precision import autocast, decoder_autocast_dtype
 from sampler.schedule import trigger_step
@@ -68,8 +69,6 @@ class RepulsionHook(Hook):
 
     @classmethod
     def from_config(cls, cfg, prune_k=None, refine_k=None) -> "RepulsionHook":
-        from pipeline.cli import ConfigError, is_int
-
         rc = cfg.get("repulsion", {}) or {}
         K = cfg.sampler.annealing.num_steps
         scale = cfg.repulsion_scale
@@ -78,7 +77,7 @@ class RepulsionHook(Hook):
         features = rc.get("features", "latent")
         pixel_size = rc.get("pixel_size", 64)
         end_t = rc.get("end_t", None)
-        if not isinstance(scale, (int, float)) or scale < 0:
+        if not is_number(scale) or scale < 0:
             raise ConfigError(f"repulsion_scale={scale} is invalid: must be a number >= 0 (0 = off)")
         if mode not in MODES:
             raise ConfigError(f"repulsion.mode={mode} is invalid: must be one of {', '.join(MODES)}")

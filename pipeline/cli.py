@@ -1,23 +1,53 @@
 """`--flag value` style experiment flags translated to Hydra overrides, and config validation."""
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
+
+from .checks import ConfigError, check as _check, is_int, is_number
 
 # flag -> type used to check its value before Hydra sees it
 FLAGS = {
     "particle_num": int, "repulsion_scale": float, "pruning_step": int, "optimization_step": int,
     "num_eval_images": int, "images_per_batch": int, "seed": int, "particle_offset": int, "pruning_keep": int,
-    "name": str, "save_dir": str, "device": str, "dtype": str, "resume": str, "save_images": str,
+    "name": str, "save_dir": str, "device": str, "dtype": str, "resume": bool, "save_images": bool,
+    "overwrite": bool,
 }
+# what each flag means, for --help (the config keys of the same name; configs/default.yaml has the rest)
+FLAG_HELP = {
+    "particle_num": "particles per measurement, one batch (4 = DAPS's protocol of four runs)",
+    "repulsion_scale": "initial repulsion strength, decaying to 0 (0 = independent particles; 0.3 recommended)",
+    "pruning_step": "diffusion time t at which to prune to pruning_keep particles (-1 = off)",
+    "optimization_step": "diffusion time t from which ReSample-style latent optimisation runs (-1 = off)",
+    "num_eval_images": "the first N images of the data set (1 sanity, 10 tuning, 100 final)",
+    "images_per_batch": "images sampled together, particle_num each (throughput; same results up to round-off)",
+    "seed": "seed of every particle's and measurement's generator (integer >= 0)",
+    "particle_offset": "particle i of this run uses the generator of particle offset + i",
+    "pruning_keep": "particles kept per image at pruning_step (default 2)",
+    "name": "the run's folder under save_dir (default: model, data, sampler and stage flags)",
+    "save_dir": "results root (default results/)",
+    "device": "auto | cpu | cuda | cuda:N",
+    "dtype": "float32 | float64",
+    "resume": "true: continue the folder's metric.json (same settings; more images allowed)",
+    "save_images": "true: PNGs of every particle and a labelled grid per image",
+    "overwrite": "true: replace the folder's earlier results (otherwise a run never writes over another)",
+}
+
+
+def parse_bool(value: str) -> bool:
+    """true/false (any case), as Hydra reads YAML booleans; anything else is an error, not 'true'."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(value)
+
+
+parse_bool.__name__ = "true/false"
 # Hydra's own long options and whether they take a value
 HYDRA_LONG = {"help": False, "hydra-help": False, "version": False, "cfg": True, "resolve": False,
               "package": True, "run": False, "multirun": False, "shell-completion": False,
               "config-path": True, "config-name": True, "config-dir": True, "info": False,
               "experimental-rerun": True}
-
-
-class ConfigError(ValueError):
-    """A bad flag or an impossible combination; the message is one line naming the flag and its valid range."""
 
 
 def translate_argv(argv: list[str]) -> list[str]:
@@ -46,30 +76,21 @@ def translate_argv(argv: list[str]) -> list[str]:
             value = argv[i + 1]
             i += 1
         try:
-            FLAGS[key](value)
+            (parse_bool if FLAGS[key] is bool else FLAGS[key])(value)
         except ValueError:
-            raise ConfigError(f"--{key}={value!r} is not a valid {FLAGS[key].__name__}") from None
+            raise ConfigError(f"--{key}={value!r} is not a valid "
+                          f"{'true/false' if FLAGS[key] is bool else FLAGS[key].__name__}") from None
         out.append(f"{key}={value}")
         i += 1
     return out
-
-
-def is_int(v) -> bool:
-    """An int that is not a bool (YAML's true would pass isinstance(v, int))."""
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check(ok: bool, message: str):
-    if not ok:
-        raise ConfigError(message)
 
 
 def validate(cfg) -> None:
     """Stop before any computation on an impossible setting."""
     _check(is_int(cfg.particle_num) and cfg.particle_num >= 1,
            f"particle_num={cfg.particle_num} is invalid: must be an integer >= 1")
-    _check(isinstance(cfg.repulsion_scale, (int, float)) and cfg.repulsion_scale >= 0,
-           f"repulsion_scale={cfg.repulsion_scale} is invalid: must be a number >= 0 (0 = off)")
+    _check(is_number(cfg.repulsion_scale) and cfg.repulsion_scale >= 0,
+           f"repulsion_scale={cfg.repulsion_scale} is invalid: must be a finite number >= 0 (0 = off)")
     for flag in ("pruning_step", "optimization_step"):
         v = cfg[flag]
         _check(is_int(v) and (v == -1 or 0 <= v <= 1000),
@@ -82,8 +103,16 @@ def validate(cfg) -> None:
            f"particle_offset={cfg.particle_offset} is invalid: must be an integer >= 0")
     if cfg.repulsion_scale > 0:
         _check(cfg.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
-    _check(isinstance(cfg.eval.get("per_step", False), bool),
-           f"eval.per_step={cfg.eval.get('per_step')!r} is invalid: must be true or false")
+    for key in ("resume", "save_images", "overwrite", "eval.per_step"):
+        node, _, leaf = key.rpartition(".")
+        value = (cfg[node] if node else cfg).get(leaf, False)
+        _check(isinstance(value, bool), f"{key}={value!r} is invalid: must be true or false")
+    _check(is_int(cfg.seed) and cfg.seed >= 0, f"seed={cfg.seed} is invalid: must be an integer >= 0")
+    check_device(cfg.device)
+    check_writable(cfg.save_dir)
+    weights = cfg.eval.get("lpips_weights")
+    _check(weights is None or (Path(str(weights)).is_file() and os.access(str(weights), os.R_OK)),
+           f"eval.lpips_weights={weights} is not a readable file (null: torchvision's cache or a download)")
     _check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype} is invalid: must be float32 or float64")
     from evaluation.perceptual import VARIANTS
     _check(cfg.eval.get("lpips_variant") in VARIANTS,
@@ -102,6 +131,35 @@ def validate(cfg) -> None:
     # each stage checks its own config block; building the hooks is cheap and loads no model
     from pipeline.run import build_hooks, phase_boundaries
     build_hooks(cfg, *phase_boundaries(cfg))
+
+
+def check_device(name) -> None:
+    """auto, cpu, cuda or cuda:N, and a CUDA device only where one exists."""
+    import torch
+
+    _check(isinstance(name, str) and (name in ("auto", "cpu", "cuda") or
+                                      (name.startswith("cuda:") and name[5:].isdigit())),
+           f"device={name} is invalid: must be auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name[5:]) if ":" in name else 0
+        _check(count > index, f"device={name} but this machine has {count} CUDA device(s) (torch {torch.__version__}"
+                              f"{'' if torch.version.cuda else ', a CPU-only build'}): use device=auto or device=cpu")
+
+
+def check_writable(save_dir) -> None:
+    """save_dir, or the nearest folder above it that exists, takes a file (tried with a temporary one, which leaves
+    nothing behind)."""
+    import tempfile
+
+    p = Path(str(save_dir)).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise ConfigError(f"save_dir={save_dir} cannot be written ({p}: {e.strerror or e})") from None
 
 
 def main_argv() -> list[str]:

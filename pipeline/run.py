@@ -157,7 +157,8 @@ def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg
         record.update(h.report(index))
     if out_dir is not None and cfg.save_images:
         from tracking.images import save_image_outputs
-        save_image_outputs(out_dir, index, gt, y, x, final_state.particle_ids.tolist(), final, dropped_images)
+        save_image_outputs(out_dir, index, gt, y, x, final_state.particle_ids.tolist(), final, dropped_images,
+                           chosen=record["best_by_loss"]["particle"])
     return record
 
 
@@ -187,8 +188,9 @@ def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_
     return run_batch(model, operator, [(image_index, name, gt)], cfg, device, dtype, lpips_model, out_dir)[0]
 
 
-def _without_resume(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k != "resume"}
+# settings that change no result: a resumed run may differ in them (num_eval_images: more images extend the run)
+# (images_per_batch is not among them: the times per image of two batch sizes would mix)
+RESUMABLE = ("resume", "overwrite", "save_images", "progress", "num_eval_images", "save_dir")
 
 
 def config_diff(a, b, prefix="") -> list[str]:
@@ -200,43 +202,90 @@ def config_diff(a, b, prefix="") -> list[str]:
 
 
 def refuse(message: str):
-    """A one-line error and exit status 2, no traceback (resume against a different config)."""
+    """A one-line error and exit status 2, no traceback."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
 
 
+def default_name(cfg, choices: dict | None = None) -> str:
+    """What ran: model, data, sampler (config-group choices where Hydra gives them) and the stage flags that are
+    on, repeated words dropped, e.g. `two_mode_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`."""
+    choices = choices or {}
+    words = [choices.get("model", cfg.model.name), cfg.data.name, choices.get("sampler", cfg.sampler.mcmc.algo),
+             f"p{cfg.particle_num}"]
+    if cfg.repulsion_scale > 0:
+        words.append(f"rep{cfg.repulsion_scale:g}")
+    if cfg.pruning_step >= 0:
+        words.append(f"prune{cfg.pruning_step}k{cfg.pruning_keep}")
+    if cfg.optimization_step >= 0:
+        words.append(f"opt{cfg.optimization_step}")
+    return "_".join(dict.fromkeys(words))
+
+
+def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list]:
+    """The earlier run in out_dir that this one continues (resume=true): its images and provenance records; a
+    one-line refusal where continuing or starting would mix or destroy results."""
+    metric_path = out_dir / "metric.json"
+    if not metric_path.exists() or cfg.overwrite:
+        return [], []
+    try:
+        old = read_json(metric_path)
+    except (OSError, ValueError) as e:
+        refuse(f"{metric_path} cannot be read ({e}); move it away or pass overwrite=true")
+    images = old.get("images", [])
+    if not cfg.resume:
+        if images:
+            refuse(f"{metric_path} already holds {len(images)} image(s): pass resume=true to continue it, another "
+                   f"name= for a new run, or overwrite=true to replace it")
+        return [], []
+    keep = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE}  # noqa: E731
+    diff = config_diff(keep(old.get("config", {})), keep(resolved))
+    if diff:
+        shown = ", ".join(diff[:5]) + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else "")
+        refuse(f"resume=true but {metric_path} was run with a different config ({shown}); "
+               f"use the same settings, another name=, or overwrite=true")
+    # the finished images may come from other commits or machines: keep every earlier run's record
+    return images, old.get("provenance", {}).pop("earlier_runs", []) + [old.get("provenance")]
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """overwrite=true: this tool's outputs of an earlier run in out_dir, and nothing else."""
+    import shutil
+
+    for name in ("metric.json", "config.yaml"):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "images", ignore_errors=True)
+
+
 def run(cfg, argv=None) -> dict:
-    """Run every image of cfg and keep metric.json current; returns the final metric dict."""
+    """Run every image of cfg and keep metric.json current; returns the final metric dict.
+
+    Everything that can fail on bad input (the earlier run in the folder, the data, every image of the range, the
+    LPIPS weights, the checkpoint) is checked before the folder is touched; config.yaml comes after."""
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     if device.type == "cpu" and cfg.model.get("cpu_threads"):
         torch.set_num_threads(cfg.model.cpu_threads)
     set_tf32(cfg.sampler.precision.tf32)
+    if cfg.name is None:
+        cfg.name = default_name(cfg)
     out_dir = Path(cfg.save_dir) / cfg.name
-    out_dir.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     metric_path = out_dir / "metric.json"
+    images, earlier = previous_run(cfg, out_dir, resolved)
 
-    images, earlier = [], []
-    if cfg.resume and metric_path.exists():
-        old = read_json(metric_path)
-        diff = config_diff(_without_resume(old.get("config", {})), _without_resume(resolved))
-        if diff:
-            shown = ", ".join(diff[:5]) + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else "")
-            refuse(f"resume=true but {metric_path} was run with a different config ({shown}); "
-                   f"use the same settings, another name=, or delete {out_dir}")
-        images = old.get("images", [])
-        # the finished images may come from other commits or machines: keep every earlier run's record
-        earlier = old.get("provenance", {}).pop("earlier_runs", []) + [old.get("provenance")]
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-
+    dataset = build_dataset(cfg.data, cfg.model, cfg.data.start_index, cfg.num_eval_images)
+    dataset.verify()                                 # every image of the range opens: no failure after an hour
+    lpips_model = load_lpips(cfg.eval.lpips_variant, cfg.eval.lpips_weights, device)
     model = build_model(cfg.model, device).to(dtype)
     if cfg.sampler.precision.get("compile", False):
         compile_model(model)
     operator = build_operator(cfg.task, model.image_shape[-1])
-    dataset = build_dataset(cfg.data, cfg.model, cfg.data.start_index, cfg.num_eval_images)
-    lpips_model = load_lpips(cfg.eval.lpips_variant, cfg.eval.lpips_weights, device)
 
+    if cfg.overwrite:
+        clear_outputs(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     done = {im["index"] for im in images}
     metric = {"provenance": provenance(device, argv), "config": resolved,
               "lpips": {"variant": cfg.eval.lpips_variant, "weights": getattr(lpips_model, "source", None)},

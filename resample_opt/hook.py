@@ -7,7 +7,7 @@ from collections import Counter
 
 import torch
 
-from pipeline.cli import ConfigError, is_int
+from pipeline.checks import ConfigError, is_int, is_number
 from sampler.hooks import Hook, PerParticle
 from sampler.state import rows
 from sampler.precision import autocast, decoder_autocast_dtype
@@ -19,17 +19,13 @@ from .optimize import optimize_latents
 _RULES = {
     "every": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no in-loop calls)"),
     "final": (lambda v: isinstance(v, bool), "true or false"),
-    "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
     "max_iters": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
-    "eps": (lambda v: _is_num(v) and v >= 0, "a number >= 0 (0 = no threshold stop)"),
+    "eps": (lambda v: is_number(v) and v >= 0, "a number >= 0 (0 = no threshold stop)"),
     "plateau_window": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no plateau stop)"),
     "accept_if_improve": (lambda v: isinstance(v, bool), "true or false"),
-    "weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
 }
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def validate_optimization(opt) -> dict:

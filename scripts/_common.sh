@@ -9,7 +9,7 @@ PYTHON="${PYTHON:-python}"
 
 # The chosen values of the stage flags, shared by the experiments; override by environment or by passing the
 # flag through (e.g. `--repulsion_scale 0.2`: the last value wins and the directory name follows it).
-REPULSION_SCALE="${REPULSION_SCALE:-0.3}"     # the strength chosen in the two-mode study (README)
+REPULSION_SCALE="${REPULSION_SCALE:-0.3}"     # the strength chosen in the two-mode study (docs/particle_search.md)
 PRUNING_STEP="${PRUNING_STEP:-200}"
 PRUNING_KEEP="${PRUNING_KEEP:-2}"
 OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
@@ -37,7 +37,7 @@ $SUMMARY
 
 Every other argument goes to posterior_sample.py after this script's settings, so it wins, e.g.
   scripts/$EXP.sh 10 --repulsion_scale 0.2 sampler.mcmc.num_steps=30 resume=true
-  scripts/$EXP.sh 10 --multirun hydra/launcher=slurm data.start_index=0,10,20   (see README.md, "Experiment workflow")
+  scripts/$EXP.sh 10 --multirun hydra/launcher=slurm data.start_index=0,10,20   (see docs/workflow.md)
 Settings: ${SETTINGS[*]}
 Environment: PYTHON (interpreter), PARTICLE_NUM (exp4, exp5), REPULSION_SCALE, PRUNING_STEP, PRUNING_KEEP, OPTIMIZATION_STEP.
 EOF

@@ -1,4 +1,4 @@
-"""Two-mode benchmark study: repulsion, pruning and branching against independent runs (see README.md, "Particle search").
+"""Two-mode benchmark study: repulsion, pruning and branching against independent runs (see docs/particle_search.md).
 
     python scripts/study_particles.py                 # the comparison: 10 images x 3 seeds, 6 configurations
     python scripts/study_particles.py --sweep         # repulsion_scale / mode sweep on 10 images, another seed

@@ -1,4 +1,4 @@
-"""Two-mode benchmark study of the refine stage: the same runs with and without latent optimisation (README.md, "Refine stage").
+"""Two-mode benchmark study of the refine stage: the same runs with and without latent optimisation (docs/refine.md).
 
     python scripts/study_refine.py                          # 10 images x 4 particles, optimization_step=200
     python scripts/study_refine.py --images 2 --max_iters 50   # a quick look

@@ -29,13 +29,13 @@ def test_rotated_particle_is_labelled_180():
     assert evaluate_particles(half, gt, 20.0)[0]["psnr"] == pytest.approx(expected.item(), rel=1e-4)
 
 
-def test_lpips_missing_weights_is_null_with_one_warning(tmp_path, monkeypatch):
-    """Offline, with no weights file and an empty cache: LPIPS is null, one warning, the run goes on."""
+def test_lpips_missing_weights_is_null_with_one_note(tmp_path, monkeypatch, capsys):
+    """Offline, with no weights file and an empty cache: LPIPS is null, said in one line, the run goes on."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "download_url_to_file", _offline)
-    with pytest.warns(UserWarning, match="LPIPS is recorded as null") as record:
-        model = load_lpips("daps", None)
-    assert model is None and len(record) == 1
+    model = load_lpips("daps", None)
+    err = capsys.readouterr().err
+    assert model is None and err.count("\n") == 1 and err.startswith("note: LPIPS is recorded as null")
     assert not (tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth").exists()      # no half-written file
     gt = torch.rand(1, 3, 32, 32) * 2 - 1
     assert evaluate_particles(gt, gt, 20.0)[0]["lpips"] is None
@@ -79,6 +79,18 @@ def test_daps_lpips_equals_piq_average_pool_lpips(shared, tmp_path, monkeypatch)
     torch.testing.assert_close(ours_file(x, y), expected, rtol=0, atol=1e-5)
     # max pooling, as the lpips package: not DAPS's number
     assert (load_lpips("lpips", None)(x, y) - expected).abs().min() > 1e-3
+
+
+def test_corrupt_lpips_weights_are_a_config_error(tmp_path):
+    from pipeline.checks import ConfigError
+
+    bad = tmp_path / "vgg.pt"
+    bad.write_bytes(b"not a state dict")
+    with pytest.raises(ConfigError, match="cannot be read as a VGG16 state dict"):
+        load_lpips("daps", str(bad))
+    torch.save({"features.0.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ConfigError, match="does not fit VGG16"):
+        load_lpips("daps", str(bad))
 
 
 def test_maxpool_variant_equals_the_lpips_package(shared):

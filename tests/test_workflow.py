@@ -196,8 +196,9 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     assert parse_metrics.main([str(script_runs), "--format", "latex", "--out", str(tmp_path)]) == 0
     tex = tmp_path.joinpath("table.tex").read_text()
     assert tex.count("\\\\") == len(EXPERIMENTS) + 1 and "exp0\\_baseline" in tex
-    for name in ("time_per_phase", "memory_per_phase", "pairwise_distance", "psnr_distribution"):
+    for name in ("time_per_phase", "pairwise_distance", "psnr_distribution"):
         assert tmp_path.joinpath(f"{name}.png").stat().st_size > 1000
+    assert not tmp_path.joinpath("memory_per_phase.png").exists()    # CPU runs: peak RSS is not per phase
     assert len(list(tmp_path.joinpath("grids").rglob("00000.png"))) == len(EXPERIMENTS)
 
 
@@ -334,3 +335,24 @@ def test_slurm_launcher_config_composes():
                             return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu" and launcher.gpus_per_node == 1
+
+
+def test_submitit_two_shard_multirun_merges_to_the_unsharded_table(tmp_path):
+    """The cluster path, run locally: an exp script's --multirun over two shards through hydra-submitit-launcher's
+    submitit_local (each shard a separate job process), merged by parse_metrics into the unsharded run's table."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="hydra-submitit-launcher is in requirements")
+    p = script("exp0_baseline", 1, "--demo", "--results", tmp_path / "sharded", "--multirun",
+               "hydra/launcher=submitit_local", "data.start_index=0,1", *TINY, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    shards = sorted((tmp_path / "sharded" / "exp0_baseline").glob("*/metric.json"))
+    assert [read_json(f)["config"]["data"]["start_index"] for f in shards] == [0, 1]
+    assert (tmp_path / "sharded" / "exp0_baseline" / ".submitit").is_dir()           # the jobs' own logs
+    p = script("exp0_baseline", 2, "--demo", "--results", tmp_path / "whole", *TINY, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    tables = []
+    for root in (tmp_path / "sharded", tmp_path / "whole"):
+        (e,) = parse_metrics.load_experiments([root])
+        (row,) = csv.DictReader(io.StringIO(parse_metrics.format_csv([e])))
+        tables.append({k: v for k, v in row.items() if k not in ("experiment", "runs") and "time" not in k
+                       and "memory" not in k})
+    assert tables[0] == tables[1] and tables[0]["images"] == "2"

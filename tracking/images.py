@@ -1,10 +1,16 @@
 """Image outputs of one measurement: ground truth, a view of y, every particle and a labelled grid."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
-from torchvision.utils import make_grid, save_image
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import save_image
+
+TILE = 128            # grid tiles are upscaled to at least this many pixels: a 32 px benchmark image stays legible
+LABEL_H = 30          # the label strip under each tile: two lines
 
 
 def measurement_view(y: torch.Tensor) -> torch.Tensor:
@@ -15,18 +21,48 @@ def measurement_view(y: torch.Tensor) -> torch.Tensor:
     return (v - lo) / (hi - lo).clamp_min(1e-12)
 
 
-def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=()):
+def _unit(t: torch.Tensor) -> torch.Tensor:
+    return (torch.nan_to_num(t.float().cpu()) * 0.5 + 0.5).clamp(0, 1)
+
+
+def labelled_grid(tiles: list[torch.Tensor], labels: list[tuple[str, str]]) -> Image.Image:
+    """One row of (3, H, W) [0, 1] tiles, each upscaled (nearest) to >= TILE px and captioned with two lines."""
+    size = max(TILE, tiles[0].shape[-1])
+    font = ImageFont.load_default()
+    pad = 4
+    canvas = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + LABEL_H + 2 * pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, (top, bottom)) in enumerate(zip(tiles, labels)):
+        t = torch.nn.functional.interpolate(tile[None], size=(size, size), mode="nearest")[0]
+        img = Image.fromarray((t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+        x = pad + i * (size + pad)
+        canvas.paste(img, (x, pad))
+        draw.text((x, pad + size + 2), top, fill="black", font=font)
+        draw.text((x, pad + size + 15), bottom, fill="black", font=font)
+    return canvas
+
+
+def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(), chosen=None):
+    """images/NNNNN/: gt.png, measurement.png, particle_<id>.png (pruned_particle_<id>.png for pruned ones) and
+    grid.png (GT, |y|, every final particle with its mode and PSNR; `chosen` = the lowest-loss particle's id)."""
     out = Path(out_dir) / "images" / f"{index:05d}"
-    out.mkdir(parents=True, exist_ok=True)
-    unit = lambda t: (t.float().cpu() * 0.5 + 0.5).clamp(0, 1)  # noqa: E731
-    save_image(unit(gt), out / "gt.png")
+    shutil.rmtree(out, ignore_errors=True)            # this image is being redone: no PNG of an earlier run stays
+    out.mkdir(parents=True)
+    save_image(_unit(gt), out / "gt.png")
     save_image(measurement_view(y).cpu(), out / "measurement.png")
     for pid, xi in zip(particle_ids, x):
-        save_image(unit(xi), out / f"particle_{pid}.png")
+        save_image(_unit(xi), out / f"particle_{pid}.png")
     for pids, xd in dropped:
         for pid, xi in zip(pids, xd):
-            save_image(unit(xi), out / f"pruned_particle_{pid}.png")
-    tiles = [unit(gt[0])]
-    tiles += [torch.nn.functional.interpolate(measurement_view(y)[:1].cpu(), size=gt.shape[-2:])[0]]
-    tiles += [unit(xi) for xi in x]
-    save_image(make_grid(torch.stack(tiles), nrow=len(tiles), padding=2, pad_value=1.0), out / "grid.png")
+            save_image(_unit(xi), out / f"pruned_particle_{pid}.png")
+    view = torch.nn.functional.interpolate(measurement_view(y)[:1].cpu(), size=gt.shape[-2:])[0]
+    tiles = [_unit(gt[0]), view.expand(3, -1, -1)] + [_unit(xi) for xi in x]
+    by_id = {r["particle"]: r for r in rows}
+    labels = [("ground truth", ""), ("log |y|", "")]
+    for pid in particle_ids:
+        r = by_id[pid]
+        mode = "fail" if r["mode"] == "fail" else f"{r['mode']} deg"
+        # a 180-degree particle is judged against the rotated ground truth, which it matches
+        psnr = f"{r['psnr_180']:.1f} dB vs rot. GT" if r["mode"] == "180" else f"{r['psnr']:.1f} dB"
+        labels.append((f"particle {pid}: {mode}" + (", lowest loss" if pid == chosen else ""), psnr))
+    labelled_grid(tiles, labels).save(out / "grid.png")

@@ -22,7 +22,10 @@ def _clean(obj):
 def write_json_atomic(path, data) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)         # mkstemp's 0600 would hide the results from collaborators
         with os.fdopen(fd, "w") as f:
             json.dump(_clean(data), f, indent=1, allow_nan=False)
             f.flush()

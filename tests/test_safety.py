@@ -1,0 +1,178 @@
+"""No run destroys another, every bad input stops before any work with one line, outputs others can read."""
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+import pipeline.run as pipeline_run
+from tests.conftest import ROOT, compose
+from tracking.metric_file import read_json
+
+TINY = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2"]
+
+
+def entry(*args, env=None):
+    return subprocess.run([sys.executable, "posterior_sample.py", *map(str, args), *TINY], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def snapshot(folder):
+    """Every file under folder with its bytes: 'unchanged' means byte-identical."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def corrupt_data(tmp_path_factory):
+    """An image folder whose third image is not an image."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imgs")
+    for i in range(3):
+        Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(root / f"{i:05d}.png")
+    (root / "00002.png").write_bytes(b"\x89PNG broken")
+    return root
+
+
+def bad_inputs(tmp_path, corrupt):
+    bad_weights = tmp_path / "vgg.pt"
+    bad_weights.write_bytes(b"not torch")
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    return [
+        (["device=cuda"], "device=cuda but this machine has 0 CUDA device(s)"),
+        (["device=gpu"], "device=gpu is invalid"),
+        (["--seed", "-1"], "seed=-1 is invalid"),
+        (["--repulsion_scale", "inf"], "repulsion_scale=inf is invalid"),
+        (["--resume", "maybe"], "--resume='maybe' is not a valid true/false"),
+        (["save_images=maybe"], "save_images='maybe' is invalid: must be true or false"),
+        ([f"eval.lpips_weights={bad_weights}"], "cannot be read as a VGG16 state dict"),
+        ([f"save_dir={readonly}/sub"], "cannot be written"),
+        (["model=ffhq256ldm", "sampler=langevin", "data=demo-ffhq", f"data.root={corrupt}", "num_eval_images=3",
+          "model.ckpt_path=/no/such.ckpt"], "cannot read image"),
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; see the in-process check below")
+def test_readonly_save_dir_is_refused_as_user(tmp_path):
+    from pipeline.checks import ConfigError
+    from pipeline.cli import check_writable
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    with pytest.raises(ConfigError, match="cannot be written"):
+        check_writable(ro / "sub")
+
+
+def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_data):
+    """Exit status 2, one line on stderr, no traceback, and no result folder made."""
+    results = tmp_path / "results"
+    for args, needle in bad_inputs(tmp_path, corrupt_data):
+        if needle == "cannot be written" and os.geteuid() == 0:
+            args = ["save_dir=/proc/results"]          # root may write anywhere a mode allows; /proc takes no files
+        else:
+            args = [*args, f"save_dir={results}"]
+        r = entry(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2, (args, r.stderr[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (args, r.stderr)
+        assert "Traceback" not in r.stderr
+        assert not results.exists(), args
+    # the corrupt image is found before the checkpoint is even looked for (the checkpoint path is wrong too)
+    assert "00002.png" in entry("model=ffhq256ldm", "sampler=langevin", "data=demo-ffhq", f"data.root={corrupt_data}",
+                                "num_eval_images=3", "model.ckpt_path=/no/such.ckpt").stderr
+
+
+def test_a_repeated_run_leaves_the_first_untouched(tmp_path):
+    r = entry(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = tmp_path / "x"
+    before = snapshot(run_dir)
+    assert stat.S_IMODE((run_dir / "metric.json").stat().st_mode) == 0o666 & ~_umask()      # 0644 under 022
+    r = entry(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "already holds 2 image(s)" in r.stderr and "resume=true" in r.stderr and "overwrite=true" in r.stderr
+    assert snapshot(run_dir) == before
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_default_names_say_what_ran_and_do_not_collide(tmp_path):
+    cfg = compose(f"save_dir={tmp_path}", *TINY)
+    assert cfg.name is None
+    assert pipeline_run.default_name(cfg) == "two_mode_langevin_p4"
+    cfg = compose("repulsion_scale=0.3", "pruning_step=200", "optimization_step=100")
+    assert pipeline_run.default_name(cfg, {"model": "two_mode", "sampler": "two_mode"}) == \
+        "two_mode_p4_rep0.3_prune200k2_opt100"
+    ldm = compose("model=ffhq256ldm", "sampler=hmc", "data=demo-ffhq")
+    assert pipeline_run.default_name(ldm, {"model": "ffhq256ldm", "sampler": "hmc"}) == "ffhq256ldm_demo-ffhq_hmc_p4"
+    # two plain runs with different stage flags land in different folders
+    assert entry(f"save_dir={tmp_path}").returncode == 0
+    assert entry(f"save_dir={tmp_path}", "--repulsion_scale", 0.3).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two_mode_p4", "two_mode_p4_rep0.3"]
+
+
+def test_overwrite_clears_the_old_outputs_and_resume_extends(tmp_path):
+    common = [f"save_dir={tmp_path}", "name=r", "save_images=true", *TINY]
+    pipeline_run.run(compose(*common, "particle_num=4", "pruning_step=200", "num_eval_images=1"))
+    img = tmp_path / "r" / "images" / "00000"
+    assert any(p.name.startswith("pruned_particle_") for p in img.iterdir())
+    # a new setting with overwrite=true: no PNG of the pruned run stays beside the new ones
+    pipeline_run.run(compose(*common, "particle_num=3", "overwrite=true", "num_eval_images=1"))
+    assert sorted(p.name for p in img.iterdir()) == ["grid.png", "gt.png", "measurement.png", "particle_0.png",
+                                                     "particle_1.png", "particle_2.png"]
+    first = read_json(tmp_path / "r" / "metric.json")["images"]
+    # more images, resumed: the first image is kept as it was, the second is added
+    m = pipeline_run.run(compose(*common, "particle_num=3", "resume=true", "num_eval_images=2", "save_images=false"))
+    assert [im["index"] for im in m["images"]] == [0, 1] and m["images"][0] == json.loads(json.dumps(first[0]))
+    assert m["config"]["num_eval_images"] == 2
+    with pytest.raises(SystemExit):                   # a setting that changes results is still refused
+        pipeline_run.run(compose(*common, "particle_num=2", "resume=true", "num_eval_images=3"))
+
+
+def test_unexpected_errors_are_one_line_with_the_traceback_in_a_file(tmp_path):
+    """A bug, not bad input: exit 1, one line naming the log that holds the traceback."""
+    hook = tmp_path / "sitecustomize.py"
+    hook.write_text("import pipeline.run as r\n"
+                    "def boom(*a, **k):\n    raise RuntimeError('simulated bug')\n"
+                    "r.run_batch = boom\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
+    r = entry(f"save_dir={tmp_path}/res", env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    assert "RuntimeError: simulated bug (full traceback in " in line
+    log = line.rsplit("full traceback in ", 1)[1].rstrip(")")
+    assert "simulated bug" in open(log).read() and "Traceback" in open(log).read()
+
+
+def test_a_default_run_prints_no_warnings_and_help_lists_the_flags(tmp_path):
+    r = entry(f"save_dir={tmp_path}")
+    assert r.returncode == 0
+    assert "Warning" not in r.stderr and "warn" not in r.stderr.lower()
+    h = subprocess.run([sys.executable, "posterior_sample.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert h.returncode == 0
+    ours = h.stdout.index("--repulsion_scale")
+    assert ours < h.stdout.index("powered by Hydra") and "--pruning_step" in h.stdout and "test-imagenet" in h.stdout
+
+
+def test_no_import_cycle_the_error_type_lives_in_a_leaf_module():
+    """pipeline/checks.py imports nothing of the project; the stages import it, not the command line."""
+    import ast
+
+    tree = ast.parse((ROOT / "pipeline" / "checks.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"__future__", "math"}
+    code = ("import sys, particle, resample_opt, particle.pruning, particle.repulsion, resample_opt.hook; "
+            "assert 'pipeline.cli' not in sys.modules and 'pipeline.run' not in sys.modules, sorted(sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
