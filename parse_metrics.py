@@ -5,8 +5,8 @@
 A RUN_DIR is a run folder (holding metric.json), a metric.json, or any folder above runs (searched recursively).
 Runs in experiment folders of the same name (the run folder's parent, e.g. exp1_repulsion/) whose resolved configs
 are equal except for the keys that only pick images or say where to write (data.start_index, num_eval_images, name,
-save_dir, resume, save_images, and any --ignore-key) are shards of one experiment: their images are merged by index
-(duplicates and gaps are reported on stderr) and form one row.
+save_dir, resume, overwrite, save_images, and any --ignore-key) are shards of one experiment: their images are merged
+by index (duplicates and gaps are reported on stderr) and form one row.
 Every number comes from evaluation.summary.summarize over the merged per-image records, the same function that
 writes each metric.json's summary block.
 """
@@ -26,7 +26,8 @@ from evaluation.trajectory import committed_fraction
 from tracking.metric_file import read_json
 
 # keys that choose which images a run does or where it writes, never how it samples
-SHARD_KEYS = ("data.start_index", "num_eval_images", "name", "save_dir", "resume", "save_images", "progress")
+SHARD_KEYS = ("data.start_index", "num_eval_images", "name", "save_dir", "resume", "overwrite", "save_images",
+              "progress")
 PHASE_ORDER = ("explore", "prune", "refine")
 
 
@@ -191,6 +192,9 @@ def columns(phases) -> list[tuple]:
         ("both_modes_rate", "both modes", get("both_modes_rate"), "pct"),
         ("fail_rate", "fail", get("fail_rate"), "pct"),
         ("chosen_psnr_mean", "chosen PSNR", get("chosen_psnr_mean"), "db"),
+        ("loss_choice_gt_rate", "lowest-loss GT", get("loss_choice_gt_rate"), "pct"),
+        ("prior_choice_gt_rate", "prior choice GT", get("prior_choice_gt_rate"), "pct"),
+        ("prior_choice_psnr_mean", "prior choice PSNR", get("prior_choice_psnr_mean"), "db"),
         ("time_s_per_image", "time/image s", get("time_s_per_image"), "2f"),
         ("decoder_vjp_rows_per_image", "decoder VJPs/image", get("decoder_vjp_rows_per_image"), "0f"),
         ("unet_rows_per_image", "UNet rows/image", get("unet_rows_per_image"), "0f"),

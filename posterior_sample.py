@@ -15,14 +15,17 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def print_table(metric: dict) -> None:
-    print(f"{'image':>5} {'name':<16} {'modes 0/180/fail':>16} {'best PSNR':>9} {'chosen PSNR':>11} {'time s':>7}")
+    print(f"{'image':>5} {'name':<16} {'modes 0/180/fail':>16} {'best PSNR':>9} {'chosen PSNR':>11} "
+          f"{'oriented':>8} {'time s':>7}")
     for im in metric["images"]:
         m = im["modes"]
         print(f"{im['index']:>5} {im['name'][:16]:<16} {m['0']:>6}/{m['180']}/{m['fail']:<6} "
-              f"{im['best_of_n']['psnr']:>9.2f} {im['best_by_loss']['psnr']:>11.2f} {im['total_time_s']:>7.1f}")
+              f"{im['best_of_n']['psnr']:>9.2f} {im['best_by_loss']['psnr']:>11.2f} "
+              f"{im['best_by_prior']['psnr']:>8.2f} {im['total_time_s']:>7.1f}")
     s = metric["summary"]
     print(f"summary: {s['images']} image(s), best-of-{s['particles']:g} PSNR {s['best_of_n_psnr_mean']:.2f} dB, "
-          f"GT mode found {100 * s['success_rate']:.0f} %, both modes {100 * s['both_modes_rate']:.0f} %, "
+          f"GT mode found {100 * s['success_rate']:.0f} % (prior's choice {100 * s['prior_choice_gt_rate']:.0f} %), "
+          f"both modes {100 * s['both_modes_rate']:.0f} %, "
           f"failed particles {100 * s['fail_rate']:.0f} %, {s['time_s_per_image']:.1f} s/image")
 
 

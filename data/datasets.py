@@ -54,14 +54,15 @@ class ImageFolder:
 class BenchmarkImages:
     """The two-mode benchmark's ground truths: its bundled images (not their rotations)."""
 
-    def __init__(self, resolution: int, num_images: int, start: int = 0, count: int | None = None):
+    def __init__(self, resolution: int, num_images: int, start: int = 0, count: int | None = None, images=None):
         from models.two_mode import SKIMAGE_IMAGES, benchmark_images
 
         count = num_images - start if count is None else count
         if start < 0 or start + count > num_images:
             raise DataError(f"the two-mode benchmark has {num_images} images; start_index={start} with "
                             f"num_eval_images={count} needs {start + count}")
-        self.images = benchmark_images(resolution, num_images)[start:start + count].float()
+        images = benchmark_images(resolution, num_images) if images is None else images
+        self.images = images[start:start + count].float()
         self.names = [SKIMAGE_IMAGES[i].rsplit(".", 1)[0] for i in range(start, start + count)]
         self.indices = list(range(start, start + count))
 
@@ -76,8 +77,15 @@ class BenchmarkImages:
 
 
 def build_dataset(data_cfg, model_cfg, start: int, count: int):
-    if data_cfg.name == "two_mode":
-        if model_cfg.name != "two_mode":
-            raise DataError("data=two_mode needs model=two_mode (its images are the model's mixture components)")
-        return BenchmarkImages(model_cfg.resolution, model_cfg.num_images, start, count)
+    if data_cfg.name in ("two_mode", "two_mode_latent"):
+        if model_cfg.name != data_cfg.name:
+            raise DataError(f"data={data_cfg.name} needs model={data_cfg.name} (its images are the model's mixture "
+                            f"components)")
+        images = None
+        if data_cfg.name == "two_mode_latent" and data_cfg.ground_truth == "decoded":
+            # on the decoder's manifold: D(mu_j), the component mean seen through the decoder
+            from models.two_mode_latent import decode, fitted_latents
+            factor = model_cfg.resolution // model_cfg.latent_size
+            images = decode(fitted_latents(model_cfg.resolution, factor, model_cfg.num_images), factor)
+        return BenchmarkImages(model_cfg.resolution, model_cfg.num_images, start, count, images)
     return ImageFolder(data_cfg.root, data_cfg.resolution, start, count)

@@ -30,8 +30,8 @@ def vgg16_features(pool: str) -> nn.Sequential:
 
 
 class VggLPIPS(nn.Module):
-    """d(x, y) = sum over the five relu stages of mean_hw sum_c w_c (x̂ - ŷ)², x̂ the channel-unit-normalised features
-    of the ImageNet-normalised image; inputs in [0, 1], (B, C, H, W) -> (B,)."""
+    """d(x, y) = sum over the five relu stages of mean_hw sum_c w_c (x̂ - ŷ)², x̂ the channel-unit-normalised
+    features of the ImageNet-normalised image; inputs in [0, 1], (B, C, H, W) -> (B,)."""
 
     def __init__(self, variant: str = "daps"):
         super().__init__()

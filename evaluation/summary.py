@@ -16,6 +16,10 @@ def _std(values):
     return statistics.pstdev(values) if len(values) > 1 else (0.0 if values else None)
 
 
+def _rows(image: dict, network: str):
+    return image.get("compute", {}).get("rows", {}).get(network)
+
+
 def summarize(images: list[dict]) -> dict:
     """Means over images of the per-image numbers, and rates of mode outcomes."""
     if not images:
@@ -42,13 +46,18 @@ def summarize(images: list[dict]) -> dict:
         "mean_psnr": _mean([p["psnr"] for p in all_final]),
         "particle_psnr_std": _mean([_std([p["psnr"] for p in ps]) for ps in finals]),
         "chosen_psnr_mean": _mean([c["psnr"] for c in chosen]),
+        # choices without the ground truth: the lowest-loss particle as sampled, and oriented by the prior
+        "loss_choice_gt_rate": _mean([float(c["mode"] == "0") for c in chosen]),
+        "prior_choice_gt_rate": _mean([float(im["best_by_prior"]["mode"] == "0") for im in images
+                                       if "best_by_prior" in im]),
+        "prior_choice_psnr_mean": _mean([im["best_by_prior"]["psnr"] for im in images if "best_by_prior" in im]),
         "success_rate": _mean([float(im["gt_mode_found"]) for im in images]),
         "both_modes_rate": _mean([float(im["both_modes"]) for im in images]),
         "fail_rate": _mean([float(p["mode"] == "fail") for p in all_final]),
         "time_s_per_image": _mean([im["total_time_s"] for im in images]),
         # the sampler's network rows and TFLOP by the cost model (tracking/compute.py), per image
-        "decoder_vjp_rows_per_image": _mean([im.get("compute", {}).get("rows", {}).get("decoder_vjp") for im in images]),
-        "unet_rows_per_image": _mean([im.get("compute", {}).get("rows", {}).get("unet") for im in images]),
+        "decoder_vjp_rows_per_image": _mean([_rows(im, "decoder_vjp") for im in images]),
+        "unet_rows_per_image": _mean([_rows(im, "unet") for im in images]),
         "tflop_per_image": _mean([im.get("compute", {}).get("tflop") for im in images]),
         "phase_time_s": {ph: _mean([im["phases"].get(ph, {}).get("time_s") for im in images]) for ph in phases},
         "phase_peak_memory_mb": {ph: max((im["phases"].get(ph, {}).get("peak_memory_mb") or 0.0) for im in images)

@@ -5,6 +5,7 @@ posterior has two equally likely modes; the decoder is the identity, latents are
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,15 @@ class GaussianMixtureDenoiser(LatentModel):
         d2 = zf.pow(2).sum(1, keepdim=True) - 2 * zf @ mu.T + mu.pow(2).sum(1)
         return torch.softmax(self.log_weights.to(z.dtype) - d2 / (2 * var), dim=1)
 
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """Exact log-density of the mixture at each row of z, (B,), in float64 (the exponents are ~1e5: float32 would
+        blur log-ratios of order 1)."""
+        zf, mu = z.flatten(1).double(), self.means.double()
+        d2 = (zf[:, None, :] - mu[None]).square().sum(-1)
+        var, dim = self.std ** 2, zf.shape[1]
+        return torch.logsumexp(self.log_weights.double() - d2 / (2 * var), dim=1) - 0.5 * dim * math.log(
+            2 * math.pi * var)
+
     def denoise(self, z: torch.Tensor, sigma) -> torch.Tensor:
         s2 = sigma_column(sigma, z) ** 2
         mu = (self.responsibilities(z, sigma) @ self.means.to(z.dtype)).view_as(z)
@@ -76,7 +86,15 @@ class GaussianMixtureDenoiser(LatentModel):
         return z
 
 
+def twin_weights(n: int, rotated_weight: float) -> torch.Tensor:
+    """Mixture weights of [the n images, their n rotations]: each rotated twin weighs `rotated_weight` times its
+    upright image (1 = the symmetric prior; below 1 the posterior prefers 0°, odds 1 : rotated_weight)."""
+    w = torch.cat([torch.ones(n, dtype=torch.float64), torch.full((n,), float(rotated_weight), dtype=torch.float64)])
+    return w / w.sum()
+
+
 def build_two_mode(model_cfg, device) -> GaussianMixtureDenoiser:
     images = benchmark_images(model_cfg.resolution, model_cfg.num_images)
     means = torch.cat([images, rot180(images)])
-    return GaussianMixtureDenoiser(means, model_cfg.component_std).to(device)
+    weights = twin_weights(model_cfg.num_images, model_cfg.get("rotated_weight", 1.0))
+    return GaussianMixtureDenoiser(means, model_cfg.component_std, weights).to(device)

@@ -121,13 +121,29 @@ def validate(cfg) -> None:
            f"sampler.precision.decoder={cfg.sampler.precision.decoder} is invalid: must be fp32 or bf16")
     want = cfg.sampler.get("for_model")
     if want is not None and want != cfg.model.name:
-        choice = "sampler=langevin or sampler=hmc" if cfg.model.name == "ldm" else "sampler=two_mode"
+        choice = "sampler=langevin or sampler=hmc" if cfg.model.name == "ldm" else f"sampler={cfg.model.name}"
         raise ConfigError(f"the sampler preset is tuned for model {want!r} but model.name={cfg.model.name!r}: "
                           f"use {choice}")
-    if cfg.model.name == "two_mode":
-        _check(cfg.data.name == "two_mode", f"model=two_mode runs on data=two_mode, not data={cfg.data.name}")
-    else:
-        _check(cfg.data.name != "two_mode", "data=two_mode needs model=two_mode")
+    benchmarks = ("two_mode", "two_mode_latent")       # their data are the models' own mixture components
+    if cfg.model.name in benchmarks or cfg.data.name in benchmarks:
+        _check(cfg.data.name == cfg.model.name,
+               f"model={cfg.model.name} and data={cfg.data.name} do not go together: the benchmarks run on their "
+               f"own data (model=X sampler=X data=X with X = two_mode or two_mode_latent)")
+    if cfg.model.name in benchmarks:
+        w = cfg.model.get("rotated_weight", 1.0)
+        _check(is_number(w) and w > 0, f"model.rotated_weight={w} is invalid: must be a number > 0 (1 = symmetric)")
+    from evaluation.orientation import METHODS
+    o = cfg.orientation
+    _check(o.method in METHODS, f"orientation.method={o.method} is invalid: must be one of {', '.join(METHODS)}")
+    _check(o.method != "exact" or cfg.model.name in benchmarks,
+           "orientation.method=exact needs a model with an exact density (the two-mode benchmarks): use auto or elbo")
+    _check(is_int(o.elbo_evals) and o.elbo_evals >= 2, f"orientation.elbo_evals={o.elbo_evals} is invalid: "
+                                                        f"must be an integer >= 2")
+    _check(is_number(o.sigma_min) and is_number(o.sigma_max) and 0 < o.sigma_min < o.sigma_max,
+           f"orientation.sigma_min={o.sigma_min}, sigma_max={o.sigma_max}: must be numbers with 0 < min < max")
+    if cfg.data.name == "two_mode_latent":
+        _check(cfg.data.get("ground_truth") in ("decoded", "raw"),
+               f"data.ground_truth={cfg.data.get('ground_truth')!r} is invalid: must be decoded or raw")
     # each stage checks its own config block; building the hooks is cheap and loads no model
     from pipeline.run import build_hooks, phase_boundaries
     build_hooks(cfg, *phase_boundaries(cfg))

@@ -17,6 +17,7 @@ from models import build_model
 from operators import build_operator
 from sampler import (ParticleState, init_latents, latent_daps, measurement_generator, particle_generator,
                      trigger_step)
+from sampler.state import orientation_generator, rows as rows_of
 from sampler.precision import compile_model, decoder_autocast_dtype, set_tf32
 from tracking.metric_file import read_json, write_json_atomic
 from tracking.compute import NetworkCounter, compute_record, tflop_per_row
@@ -116,6 +117,31 @@ def cost_per_row(model_cfg) -> dict | None:
     return _COST[key]
 
 
+def _orient(model, z, x, gt, cfg, lpips_model, index, rows) -> dict:
+    """Each final particle's prior_log_ratio and its oriented image's metrics (x, or rot x where the prior prefers
+    it), written into its row; returns the orientation's cost record."""
+    from evaluation.orientation import prior_log_ratio
+    from operators.phase_retrieval import rot180
+
+    with NetworkCounter(model) as counter:
+        ratio = prior_log_ratio(model, z, cfg.orientation, orientation_generator(cfg.seed, index))
+    flip = (ratio < 0).to(x.device)
+    oriented = evaluate_particles(torch.where(rows_of(flip, x), rot180(x), x), gt, cfg.data.fail_psnr, lpips_model)
+    for row, r, f, o in zip(rows, ratio.tolist(), flip.tolist(), oriented):
+        row["prior_log_ratio"] = r
+        row["oriented"] = {"rotated": f, **{k: o[k] for k in ("psnr", "ssim", "lpips", "mode")}}
+        if row["failed"]:
+            row["oriented"]["mode"] = "fail"
+    return {"method": cfg.orientation.method, **compute_record(counter.rows, cost_per_row(cfg.model))}
+
+
+def best_by_prior(alive: list[dict]) -> dict:
+    """The choice without the ground truth: the particle with the lowest measurement loss (the loss cannot tell an
+    orientation, but it tells a fit from a failure), in the orientation its prior prefers."""
+    p = min(alive, key=lambda q: q["measurement_loss"])
+    return {"particle": p["particle"], "prior_log_ratio": p["prior_log_ratio"], **p["oriented"]}
+
+
 def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg, lpips_model, out_dir, batch):
     """metric.json's entry for one image of a sampled batch: its particles, pruned ones too, and its share."""
     mine = (state.image_ids == index).nonzero().flatten()
@@ -123,6 +149,7 @@ def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg
     x = model.decode(final_state.z)
     particles = _particle_rows(x, gt, y, operator, cfg, lpips_model, final_state.particle_ids.tolist(),
                                final_state.alive.tolist())
+    orientation = _orient(model, final_state.z, x, gt, cfg, lpips_model, index, particles)
     dropped_images = []
     for rec in state.dropped:
         rows = [j for j, g in enumerate(rec["image_ids"]) if g == index]
@@ -143,6 +170,8 @@ def _image_record(model, operator, index, name, gt, y, state, timing, hooks, cfg
         "best_of_n": best_of_n(final),
         "best_oracle": max(final, key=lambda p: p["psnr"]),
         "best_by_loss": min(alive, key=lambda p: p["measurement_loss"]),
+        "best_by_prior": best_by_prior(alive),
+        "orientation": orientation,
         "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
         "gt_mode_found": any(p["mode"] == "0" for p in final),
         "both_modes": any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final),

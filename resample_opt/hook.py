@@ -14,6 +14,7 @@ from sampler.precision import autocast, decoder_autocast_dtype
 from tracking.tracker import cuda_sync
 
 from .optimize import optimize_latents
+from .resample import resample_weights
 
 # key -> (check, description) for the config's `optimization:` block
 _RULES = {
@@ -21,7 +22,10 @@ _RULES = {
     "final": (lambda v: isinstance(v, bool), "true or false"),
     "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
     "max_iters": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
-    "eps": (lambda v: is_number(v) and v >= 0, "a number >= 0 (0 = no threshold stop)"),
+    "eps": (lambda v: v == "auto" or (is_number(v) and v >= 0),
+            "auto (the task's noise sigma) or a number >= 0 (0 = no threshold stop)"),
+    "resample": (lambda v: v in ("replace", "stochastic"), "replace or stochastic (ReSample's resample)"),
+    "gamma": (lambda v: is_number(v) and v > 0, "a number > 0 (ReSample's 40)"),
     "plateau_window": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no plateau stop)"),
     "accept_if_improve": (lambda v: isinstance(v, bool), "true or false"),
     "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
@@ -60,9 +64,10 @@ class RefineHook(Hook):
 
     def __init__(self, refine_k: int, every: int = 1, final: bool = True, lr: float = 5e-3, max_iters: int = 500,
                  eps: float = 1e-3, plateau_window: int = 200, accept_if_improve: bool = False,
-                 weight_decay: float = 0.0, autocast_dtype=None):
+                 weight_decay: float = 0.0, resample: str = "replace", gamma: float = 40.0, autocast_dtype=None):
         self.refine_k, self.every, self.final = refine_k, every, final
         self.lr, self.max_iters, self.eps = lr, max_iters, eps
+        self.resample, self.gamma = resample, gamma
         self.plateau_window, self.accept_if_improve, self.weight_decay = plateau_window, accept_if_improve, weight_decay
         self.autocast_dtype = autocast_dtype
         self.calls: list[dict] = []
@@ -98,12 +103,19 @@ class RefineHook(Hook):
         device = state.z0.device
         cuda_sync(device)
         t0 = time.perf_counter()
-        z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, self.eps ** 2, self.plateau_window,
+        # eps auto: stop at the task's noise level, per-element residual^2 = sigma_y^2 (the discrepancy principle)
+        eps = operator.sigma if self.eps == "auto" else self.eps
+        z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, eps ** 2, self.plateau_window,
                                        weight_decay=self.weight_decay, frozen=~state.alive)
         before, after = info["loss_before"] * m, info["loss_after"] * m
         accept = torch.isfinite(after) & state.alive
         if self.accept_if_improve:
             accept &= after < before
+        weight = 1.0
+        if self.resample == "stochastic":
+            # the next latent is drawn around a blend of the optimised and the sampler's own z0 (ReSample)
+            weight, ctx.renoise_scale = resample_weights(ctx.sigma, ctx.sigma_next, self.gamma)
+            z_opt = weight * z_opt + (1 - weight) * state.z0
         state.z0 = torch.where(rows(accept, z_opt), z_opt, state.z0)
         state.loss = torch.where(accept, after, torch.where(state.alive, before, state.loss))
         cuda_sync(device)
@@ -114,6 +126,7 @@ class RefineHook(Hook):
             "k": ctx.k, "t": ctx.t, "sigma": ctx.sigma, "time_s": seconds, "image_ids": images,
             "particle_ids": state.particle_ids.tolist(), "iterations": iters, "stop_reason": info["stop_reason"],
             "loss_before": _floats(before), "loss_after": _floats(after), "accepted": accept.tolist(),
+            "resample_weight": weight,
         })
         ctx.log.update(opt_iters_mean=PerParticle(images, iters), opt_iters_max=PerParticle(images, iters, "max"),
                        opt_time_s=seconds, opt_accepted=PerParticle(images, [int(a) for a in accept.tolist()], "sum"))
@@ -126,6 +139,7 @@ class RefineHook(Hook):
             mine = [i for i, g in enumerate(c["image_ids"]) if g == image]
             calls.append({
                 "k": c["k"], "t": c["t"], "sigma": c["sigma"], "time_s": c["time_s"] / len(set(c["image_ids"])),
+                "resample_weight": c["resample_weight"],
                 **{key: [c[key][i] for i in mine]
                    for key in ("particle_ids", "iterations", "stop_reason", "loss_before", "loss_after", "accepted")},
             })

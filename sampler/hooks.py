@@ -42,6 +42,7 @@ class StepContext:
     model: object = None
     operator: object = None
     log: dict = field(default_factory=dict)
+    renoise_scale: float = 1.0      # z = z0 + renoise_scale * sigma_next * eps; ReSample's resample lowers it
 
 
 class Hook:

@@ -54,7 +54,8 @@ def latent_daps(model, operator, state: ParticleState, cfg, hooks: list[Hook] = 
 
         for h in hooks:
             state = h.after_step(state, ctx)
-        state.z = torch.where(rows(state.alive, state.z), state.z0 + ctx.sigma_next * state.randn(), state.z)
+        noise = ctx.renoise_scale * ctx.sigma_next * state.randn()
+        state.z = torch.where(rows(state.alive, state.z), state.z0 + noise, state.z)
         if tracker is not None:
             tracker.end_step(state, ctx)
     return state

@@ -13,6 +13,12 @@ def particle_generator(seed: int, image_index: int, particle_index: int, device)
     return torch.Generator(device=device).manual_seed(s)
 
 
+def orientation_generator(seed: int, image_index: int) -> torch.Generator:
+    """Generator for an image's orientation scores (the ELBO's noise draws): independent of the sampling."""
+    s = int(np.random.SeedSequence([seed, image_index, 2]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(s)
+
+
 def measurement_generator(seed: int, image_index: int) -> torch.Generator:
     """Generator for an image's measurement noise: independent of particle_num."""
     s = int(np.random.SeedSequence([seed, image_index, 0]).generate_state(1, np.uint64)[0] >> 1)

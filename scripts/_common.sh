@@ -16,8 +16,8 @@ OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
 
 usage() {
     cat <<EOF
-usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--sampler langevin|hmc] [--start S] [--demo] [--results DIR]
-                       [--dry-run] [-h]
+usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--sampler langevin|hmc] [--start S] [--demo [latent]]
+                       [--results DIR] [--dry-run] [-h]
                        [extra posterior_sample.py arguments ...]
 
 $SUMMARY
@@ -30,7 +30,7 @@ $SUMMARY
                   or hmc (the published LatentDAPS phase-retrieval preset); it names the result folder too
   --start S       first image index, for a shard of a larger run (default 0): images S … S+N-1
   --demo          the embedded two-mode benchmark instead (model=two_mode sampler=two_mode data=two_mode; CPU;
-                  20 images)
+                  20 images); --demo latent: its decoder-constrained twin (model, sampler, data=two_mode_latent)
   --results DIR   results root (default \$RESULTS_DIR or results/); the run goes to DIR/$EXP/<settings>
   --dry-run       print the posterior_sample.py command(s) without running them
   -h, --help      this text
@@ -58,7 +58,14 @@ exp_main() {
     while [[ $# -gt 0 ]]; do
         case "$1" in
             -h|--help) usage; exit 0 ;;
-            --demo) demo=1 ;;
+            --demo)
+                demo=1
+                if [[ "${2:-}" == latent || "${2:-}" == two_mode ]]; then
+                    [[ "$2" == latent ]] && demo=latent
+                    shift
+                fi ;;
+            --demo=latent) demo=latent ;;
+            --demo=two_mode) demo=1 ;;
             --dry-run) dry=1 ;;
             --data|--start|--results|--sampler)
                 [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"
@@ -100,7 +107,8 @@ exp_main() {
     done
     # the LDM runs' folder names say which sampler ran; the benchmark has one
     local tag="${sampler}_"
-    [[ $demo -eq 1 ]] && sets=(two_mode) && tag=""
+    [[ $demo == 1 ]] && sets=(two_mode) && tag=""
+    [[ $demo == latent ]] && sets=(two_mode_latent) && tag=""
 
     [[ "$results" = /* ]] || results="$PWD/$results"
     local save_dir="$results/$EXP"
@@ -113,7 +121,7 @@ exp_main() {
     for set in "${sets[@]}"; do
         local stack=()
         case "$set" in
-            two_mode) stack=(model=two_mode sampler=two_mode data=two_mode) ;;
+            two_mode|two_mode_latent) stack=("model=$set" "sampler=$set" "data=$set") ;;
             *imagenet) stack=(model=imagenet256ldm "sampler=$sampler" "data=$set") ;;
             *ffhq) stack=(model=ffhq256ldm "sampler=$sampler" "data=$set") ;;
         esac

@@ -2,6 +2,7 @@
 
     python scripts/study_particles.py                 # the comparison: 10 images x 3 seeds, 6 configurations
     python scripts/study_particles.py --sweep         # repulsion_scale / mode sweep on 10 images, another seed
+    python scripts/study_particles.py --model two_mode_latent   # the same on the decoder-constrained benchmark
 
 Prints a Markdown table and writes every per-run number to JSON. Runs on one CPU thread.
 """
@@ -122,6 +123,7 @@ def markdown(rows: list[tuple[str, dict]], late_from_t: int) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="run the repulsion sweep instead of the comparison")
+    ap.add_argument("--model", default="two_mode", choices=["two_mode", "two_mode_latent"])
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (comparison), 100 (sweep)")
     ap.add_argument("--prune-t", type=int, default=400, help="pruning_step of the pruned/branched configurations")
@@ -130,10 +132,13 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)    # the machine is shared
     seeds = args.seeds or ([100] if args.sweep else [0, 1, 2])
     configs = sweep() if args.sweep else comparison(args.prune_t)
-    out = Path(args.out or ROOT / "results" / f"study_particles{'_sweep' if args.sweep else ''}.json")
+    suffix = ("_sweep" if args.sweep else "") + ("" if args.model == "two_mode" else f"_{args.model}")
+    out = Path(args.out or ROOT / "results" / f"study_particles{suffix}.json")
+    stack = [f"model={args.model}", f"sampler={args.model}", f"data={args.model}"]
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfgs = {label: compose("default", overrides=[*o, f"num_eval_images={args.images}", "save_images=false"])
+        cfgs = {label: compose("default", overrides=[*stack, *o, f"num_eval_images={args.images}",
+                                                     "save_images=false"])
                 for label, o in configs}
     base = next(iter(cfgs.values()))
     model = build_model(base.model, "cpu").float()
@@ -166,7 +171,7 @@ def main(argv=None) -> None:
     print(table)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "kind": "sweep" if args.sweep else "comparison", "images": args.images, "seeds": seeds,
+        "kind": "sweep" if args.sweep else "comparison", "model": args.model, "images": args.images, "seeds": seeds,
         "prune_t": args.prune_t, "sampler": dict(base.sampler.mcmc), "wall_s": time.perf_counter() - t0,
         "configs": {label: o for label, o in configs}, "summary": dict(rows), "table": table, "runs": runs,
     }, indent=1, default=str))

@@ -1,7 +1,8 @@
-"""Two-mode benchmark study of the refine stage: the same runs with and without latent optimisation (docs/refine.md).
+"""Study of the refine stage on a two-mode benchmark: the same runs with and without latent optimisation, and
+ReSample's options (docs/refine.md).
 
-    python scripts/study_refine.py                          # 10 images x 4 particles, optimization_step=200
-    python scripts/study_refine.py --images 2 --max_iters 50   # a quick look
+    python scripts/study_refine.py --model two_mode_latent --seeds 0,1,2   # 10 images x 4 particles x 3 seeds
+    python scripts/study_refine.py --images 2 --max_iters 50               # a quick look
 
 Every variant uses the same seed, so up to the refine trigger the particles are identical across variants.
 Prints Markdown tables and writes every per-particle number to JSON. Runs on one CPU thread.
@@ -36,13 +37,19 @@ def variants(t: int, sigma: float) -> list[tuple[str, list[str]]]:
     principle) instead of ReSample's eps = 1e-3, which presumes an almost noise-free y.
     """
     on = f"optimization_step={t}"
+    resample = ["optimization.resample=stochastic"]
     return [
         ("no refinement", ["optimization_step=-1"]),
-        ("every refine step + final (default)", [on]),
-        ("final call only", [on, "optimization.every=0"]),
-        ("final call only, 50 iterations", [on, "optimization.every=0", "optimization.max_iters=50"]),
-        ("in-loop calls only", [on, "optimization.final=false"]),
-        ("default, eps = noise sigma", [on, f"optimization.eps={sigma}"]),
+        ("ReSample's schedule: every refine step + final, eps 1e-3", [on, "optimization.eps=1e-3",
+                                                                     "optimization.resample=replace"]),
+        ("+ stochastic resample", [on, "optimization.eps=1e-3", *resample]),
+        ("eps auto", [on, "optimization.eps=auto", "optimization.resample=replace"]),
+        ("final call only", [on, "optimization.every=0", "optimization.eps=1e-3"]),
+        ("50 iterations per call", [on, "optimization.max_iters=50", "optimization.eps=1e-3",
+                                    "optimization.resample=replace"]),
+        ("stochastic resample + eps auto", [on, "optimization.eps=auto", *resample]),
+        ("final call only + eps auto", [on, "optimization.every=0", "optimization.eps=auto"]),
+        ("the config's optimization defaults", [on]),
     ]
 
 
@@ -52,12 +59,13 @@ def particle_rows(record: dict) -> list[dict]:
              "mode": p["mode"]} for p in record["particles"]]
 
 
-def variant_config(overrides: list[str], args):
+def variant_config(overrides: list[str], args, seed: int):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         iters = [] if any(o.startswith("optimization.max_iters=") for o in overrides) else [
             f"optimization.max_iters={args.max_iters}"]
         cfg = compose(config_name="default", overrides=[
-            f"particle_num={args.particles}", f"seed={args.seed}", "save_images=false", *iters, *overrides])
+            f"model={args.model}", f"sampler={args.model}", f"data={args.model}",
+            f"particle_num={args.particles}", f"seed={seed}", "save_images=false", *iters, *overrides])
     validate(cfg)
     return cfg
 
@@ -72,13 +80,14 @@ def image_record(cfg, model, operator, dataset, i) -> dict:
             "opt_time_s": opt.get("total_time_s", 0.0), "stops": opt.get("stop_reasons", {})}
 
 
-def gt_losses(args, operator, dataset) -> list[float]:
-    """||A(x_gt) - y||^2 per image: the loss of the truth, i.e. the measurement noise's own size."""
+def gt_losses(seeds, operator, dataset) -> list[float]:
+    """||A(x_gt) - y||^2 per image and seed: the loss of the truth, i.e. the measurement noise's own size."""
     out = []
-    for i in range(len(dataset)):
-        gt = dataset[i][1][None].float()
-        y = operator.measure(gt, generator=measurement_generator(args.seed, dataset.indices[i]))
-        out.append(float(operator.loss(gt, y)))
+    for seed in seeds:
+        for i in range(len(dataset)):
+            gt = dataset[i][1][None].float()
+            y = operator.measure(gt, generator=measurement_generator(seed, dataset.indices[i]))
+            out.append(float(operator.loss(gt, y)))
     return out
 
 
@@ -141,38 +150,47 @@ def by_outcome(results: dict) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="two_mode", choices=["two_mode", "two_mode_latent"])
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--particles", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--variants", default=None, help="comma list of variant numbers (0 = no refinement; default all)")
     ap.add_argument("--optimization_step", type=int, default=200)
     ap.add_argument("--max_iters", type=int, default=500)
-    ap.add_argument("--out", default=str(ROOT / "results" / "study_refine.json"))
+    ap.add_argument("--out", default=None, help="JSON path (default results/study_refine_MODEL.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out or ROOT / "results" / f"study_refine_{args.model}.json")
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="default")
+        cfg = compose(config_name="default", overrides=[f"model={args.model}", f"sampler={args.model}",
+                                                        f"data={args.model}"])
     model = build_model(cfg.model, "cpu")
     operator = build_operator(cfg.task, model.image_shape[-1])
     dataset = build_dataset(cfg.data, cfg.model, 0, args.images)
 
-    configs = {label: variant_config(o, args) for label, o in variants(args.optimization_step, cfg.task.operator.sigma)}
+    chosen = variants(args.optimization_step, cfg.task.operator.sigma)
+    if args.variants:
+        chosen = [chosen[int(i)] for i in args.variants.split(",")]
+    configs = {label: {seed: variant_config(o, args, seed) for seed in seeds} for label, o in chosen}
     results = {label: [] for label in configs}
     # variants interleaved per image, so a change in the shared CPU's load hits them all alike
-    for i in range(len(dataset)):
-        for label, vcfg in configs.items():
-            results[label].append(image_record(vcfg, model, operator, dataset, i))
-        print(f"done: image {dataset.indices[i]}", file=sys.stderr)
-    gt_loss = gt_losses(args, operator, dataset)
+    for seed in seeds:
+        for i in range(len(dataset)):
+            for label, vcfg in configs.items():
+                results[label].append(image_record(vcfg[seed], model, operator, dataset, i))
+            print(f"done: seed {seed} image {dataset.indices[i]}", file=sys.stderr, flush=True)
+    gt_loss = gt_losses(seeds, operator, dataset)
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "gt_loss": gt_loss, "results": results}, indent=1))
-    print(f"{args.images} images x {args.particles} particles, seed {args.seed}, optimization_step "
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "gt_loss": gt_loss, "results": results}, indent=1))
+    print(f"{args.model}: {args.images} images x {args.particles} particles x seeds {args.seeds}, optimization_step "
           f"{args.optimization_step}, max_iters {args.max_iters}; PSNR against the closer of the two modes.\n")
     print(table(results, gt_loss))
     print()
     print(by_outcome(results))
-    print(f"\nper-particle numbers: {args.out}")
+    print(f"\nper-particle numbers: {out}")
 
 
 if __name__ == "__main__":

@@ -227,7 +227,8 @@ def test_hook_replaces_z0_and_reports(bench):
     rep = hook.report(0)["optimization"]
     assert rep["num_calls"] == 1 and rep["total_iterations"] == sum(rep["calls"][0]["iterations"])
     call = rep["calls"][0]
-    assert set(call) == {"k", "t", "sigma", "time_s", "particle_ids", "iterations", "stop_reason",
+    assert call["resample_weight"] == 1.0                      # replace: the optimised z0 kept whole
+    assert set(call) == {"k", "t", "sigma", "time_s", "resample_weight", "particle_ids", "iterations", "stop_reason",
                          "loss_before", "loss_after", "accepted"}
     assert call["particle_ids"] == [0, 1, 2] and len(call["loss_after"]) == 3
     torch.testing.assert_close(torch.tensor(call["loss_after"], dtype=DT), after)

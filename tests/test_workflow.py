@@ -120,6 +120,10 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
     p = script("exp0_baseline", 10, "--sampler", "hmc", "--data", "test-imagenet", "--dry-run")
     (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
     assert "model=imagenet256ldm sampler=hmc data=test-imagenet" in line and "name=${data.name}_hmc_p" in line
+    p = script("exp4_optimization", "--demo", "latent", 2, "--dry-run")
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+    assert "model=two_mode_latent sampler=two_mode_latent data=two_mode_latent" in line
+    assert "--num_eval_images 2" in line
     p = script("exp0_baseline", "--sampler", "euler", "--dry-run")
     assert p.returncode == 2 and "--sampler must be langevin or hmc" in p.stderr
     p = script("exp0_baseline", "--dry-run", "--multirun", "seed=1,2")
