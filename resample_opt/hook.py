@@ -1,6 +1,7 @@
 """Refine-stage step hook: after the MCMC step, pull each particle's z0 onto the measurement by latent optimisation."""
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import Counter
@@ -82,6 +83,15 @@ class RefineHook(Hook):
                               "none of them the last with optimization.final=false: no optimisation would run")
         return hook
 
+    def threshold(self, sigma: float, m: int) -> float:
+        """The per-element MSE at which a particle stops: eps^2, or with eps auto the discrepancy principle: the
+        noise's own mean square sigma^2, raised by three standard deviations of its chi-square (1 + 3 sqrt(2 / m)),
+        so that a particle already as close to y as the ground truth is (whose noise may exceed sigma^2) is left
+        alone rather than fitted to the noise."""
+        if self.eps == "auto":
+            return sigma ** 2 * (1 + 3 * math.sqrt(2 / m))
+        return self.eps ** 2
+
     def runs_at(self, k: int, num_steps: int) -> bool:
         """Every `every`-th refine step before the last (ReSample's in-loop calls), and the last one iff `final`."""
         if k == num_steps - 1:
@@ -103,10 +113,8 @@ class RefineHook(Hook):
         device = state.z0.device
         cuda_sync(device)
         t0 = time.perf_counter()
-        # eps auto: stop at the task's noise level, per-element residual^2 = sigma_y^2 (the discrepancy principle)
-        eps = operator.sigma if self.eps == "auto" else self.eps
-        z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, eps ** 2, self.plateau_window,
-                                       weight_decay=self.weight_decay, frozen=~state.alive)
+        z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, self.threshold(operator.sigma, m),
+                                       self.plateau_window, weight_decay=self.weight_decay, frozen=~state.alive)
         before, after = info["loss_before"] * m, info["loss_after"] * m
         accept = torch.isfinite(after) & state.alive
         if self.accept_if_improve:

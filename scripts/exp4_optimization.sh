@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Experiment 4: the best setting of experiments 1-3 (default: 4 particles, repulsion, pruning to $PRUNING_KEEP at t = $PRUNING_STEP) plus latent optimisation from t = $OPTIMIZATION_STEP.
+# Experiment 4: the best setting of experiments 1-3 (default: 4 particles, repulsion, pruning to $PRUNING_KEEP at t = $PRUNING_STEP) plus latent optimisation from t = $OPTIMIZATION_STEP with the optimization block's defaults (eps auto, stochastic resample: the best variant of docs/refine.md).
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 EXP=exp4_optimization
 SUMMARY="Experiment 4: the best setting of experiments 1-3 (default: 4 particles, repulsion, pruning to $PRUNING_KEEP at t = $PRUNING_STEP) plus latent optimisation from t = $OPTIMIZATION_STEP."

@@ -108,17 +108,19 @@ def _state(z0, y):
 
 
 def test_eps_auto_stops_each_particle_at_the_noise_level():
-    """Identity decoder, y = |F pad x| + noise: the fit can go below the noise; eps auto stops at sigma_y^2 per
-    element, one step after the loss crossed it."""
+    """Identity decoder, y = |F pad x| + noise: the fit can go below the noise; eps auto stops at the noise level,
+    sigma_y^2 (1 + 3 sqrt(2 / m)) per element, one step after the loss crossed it."""
     model, op, y, z0 = _problem(0.05, 1)
     ctx = StepContext(k=9, t=20, sigma=0.1, sigma_next=0.0, num_steps=10, phase="refine", model=model, operator=op)
     hook = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=2000, eps="auto", plateau_window=0)
     state = hook.after_step(_state(z0, y), ctx)
     call = hook.calls[0]
     m = y[0].numel()
+    level = op.sigma ** 2 * (1 + 3 * math.sqrt(2 / m))
+    assert hook.threshold(op.sigma, m) == pytest.approx(level) and 1.04 < level / op.sigma ** 2 < 1.06
     assert call["stop_reason"] == ["threshold", "threshold"]
-    assert all(loss / m < op.sigma ** 2 for loss in call["loss_after"])
-    assert all(loss / m > 0.9 * op.sigma ** 2 for loss in call["loss_after"])       # it stopped right there
+    assert all(loss / m < level for loss in call["loss_after"])
+    assert all(loss / m > 0.97 * level for loss in call["loss_after"])              # it stopped right there
     assert all(0 < n < 2000 for n in call["iterations"])
     # ReSample's eps = 1e-3 would have run on: its threshold is 2500 x lower than the noise level
     fixed = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=50, eps=1e-3, plateau_window=0)

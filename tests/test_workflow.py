@@ -144,7 +144,8 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     assert cfg["exp1_repulsion"]["repulsion_scale"] > 0 and cfg["exp1_repulsion"]["particle_num"] == 4
     assert cfg["exp2_pruning"]["pruning_step"] == 200 and cfg["exp2_pruning"]["pruning_keep"] == 2
     assert cfg["exp3_two_particles"]["particle_num"] == 2 and cfg["exp3_two_particles"]["pruning_step"] == -1
-    assert cfg["exp4_optimization"]["optimization_step"] == 200 and cfg["exp5_final"]["optimization_step"] == 200
+    assert cfg["exp4_optimization"]["optimization_step"] == 200 and cfg["exp5_final"]["optimization_step"] == -1
+    assert cfg["exp4_optimization"]["optimization"]["eps"] == "auto"                 # the best refine variant
     assert all(c["model"]["name"] == "two_mode" and c["num_eval_images"] == 1 for c in cfg.values())
 
     # reproducibility record
