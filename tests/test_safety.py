@@ -129,6 +129,9 @@ def test_overwrite_clears_the_old_outputs_and_resume_extends(tmp_path):
     pipeline_run.run(compose(*common, "particle_num=3", "overwrite=true", "num_eval_images=1"))
     assert sorted(p.name for p in img.iterdir()) == ["grid.png", "gt.png", "measurement.png", "particle_0.png",
                                                      "particle_1.png", "particle_2.png"]
+    from PIL import Image
+    with Image.open(img / "grid.png") as grid:           # GT, |y| and 3 particles, each tile >= 128 px, captions
+        assert grid.width >= 5 * 128 and grid.height >= 128 + 40
     first = read_json(tmp_path / "r" / "metric.json")["images"]
     # more images, resumed: the first image is kept as it was, the second is added
     m = pipeline_run.run(compose(*common, "particle_num=3", "resume=true", "num_eval_images=2", "save_images=false"))

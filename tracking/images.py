@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
 TILE = 128            # grid tiles are upscaled to at least this many pixels: a 32 px benchmark image stays legible
-LABEL_H = 30          # the label strip under each tile: two lines
+LABEL_H = 44          # the label strip under each tile: three lines
 
 
 def measurement_view(y: torch.Tensor) -> torch.Tensor:
@@ -25,20 +25,21 @@ def _unit(t: torch.Tensor) -> torch.Tensor:
     return (torch.nan_to_num(t.float().cpu()) * 0.5 + 0.5).clamp(0, 1)
 
 
-def labelled_grid(tiles: list[torch.Tensor], labels: list[tuple[str, str]]) -> Image.Image:
-    """One row of (3, H, W) [0, 1] tiles, each upscaled (nearest) to >= TILE px and captioned with two lines."""
+def labelled_grid(tiles: list[torch.Tensor], labels: list[tuple[str, ...]]) -> Image.Image:
+    """One row of (3, H, W) [0, 1] tiles, each upscaled (nearest) to >= TILE px and captioned with up to three
+    lines."""
     size = max(TILE, tiles[0].shape[-1])
     font = ImageFont.load_default()
     pad = 4
     canvas = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + LABEL_H + 2 * pad), "white")
     draw = ImageDraw.Draw(canvas)
-    for i, (tile, (top, bottom)) in enumerate(zip(tiles, labels)):
+    for i, (tile, lines) in enumerate(zip(tiles, labels)):
         t = torch.nn.functional.interpolate(tile[None], size=(size, size), mode="nearest")[0]
         img = Image.fromarray((t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
         x = pad + i * (size + pad)
         canvas.paste(img, (x, pad))
-        draw.text((x, pad + size + 2), top, fill="black", font=font)
-        draw.text((x, pad + size + 15), bottom, fill="black", font=font)
+        for j, line in enumerate(lines):
+            draw.text((x, pad + size + 2 + 13 * j), line, fill="black", font=font)
     return canvas
 
 
@@ -58,11 +59,11 @@ def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(),
     view = torch.nn.functional.interpolate(measurement_view(y)[:1].cpu(), size=gt.shape[-2:])[0]
     tiles = [_unit(gt[0]), view.expand(3, -1, -1)] + [_unit(xi) for xi in x]
     by_id = {r["particle"]: r for r in rows}
-    labels = [("ground truth", ""), ("log |y|", "")]
+    labels = [("ground truth",), ("log |y|",)]
     for pid in particle_ids:
         r = by_id[pid]
         mode = "fail" if r["mode"] == "fail" else f"{r['mode']} deg"
         # a 180-degree particle is judged against the rotated ground truth, which it matches
         psnr = f"{r['psnr_180']:.1f} dB vs rot. GT" if r["mode"] == "180" else f"{r['psnr']:.1f} dB"
-        labels.append((f"particle {pid}: {mode}" + (", lowest loss" if pid == chosen else ""), psnr))
+        labels.append((f"particle {pid}: {mode}", psnr) + (("lowest loss",) if pid == chosen else ()))
     labelled_grid(tiles, labels).save(out / "grid.png")
