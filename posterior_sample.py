@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from pipeline.checks import fail
 from pipeline.cli import FLAG_HELP, ConfigError, main_argv, validate
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -39,11 +40,6 @@ def print_help() -> None:
     for group in ("model", "sampler", "data", "task"):
         print(f"  {group:<8} " + ", ".join(sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))))
     print("\nAny other key of configs/default.yaml is a Hydra override, e.g. optimization.lr=1e-3.\n")
-
-
-def fail(message: str, code: int = 2):
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(code)
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="default")

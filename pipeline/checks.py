@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 
 class ConfigError(ValueError):
@@ -21,3 +22,9 @@ def is_number(v) -> bool:
 def check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def fail(message: str, code: int = 2):
+    """The command line's way out: one line on stderr, no traceback; 2 = bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)

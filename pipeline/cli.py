@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from .checks import ConfigError, check as _check, is_int, is_number
+from .checks import ConfigError, check as _check, fail, is_int, is_number
 
 # flag -> type used to check its value before Hydra sees it
 FLAGS = {
@@ -183,5 +183,4 @@ def main_argv() -> list[str]:
     try:
         return [sys.argv[0], *translate_argv(sys.argv[1:])]
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2)
+        fail(str(e))

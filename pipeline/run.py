@@ -17,6 +17,7 @@ from models import build_model
 from operators import build_operator
 from sampler import (ParticleState, init_latents, latent_daps, measurement_generator, particle_generator,
                      trigger_step)
+from pipeline.checks import fail
 from sampler.state import orientation_generator, rows as rows_of
 from sampler.precision import compile_model, decoder_autocast_dtype, set_tf32
 from tracking.metric_file import read_json, write_json_atomic
@@ -230,12 +231,6 @@ def config_diff(a, b, prefix="") -> list[str]:
             for d in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
 
 
-def refuse(message: str):
-    """A one-line error and exit status 2, no traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def default_name(cfg, choices: dict | None = None) -> str:
     """What ran: model, data, sampler (config-group choices where Hydra gives them) and the stage flags that are
     on, repeated words dropped, e.g. `two_mode_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`."""
@@ -260,18 +255,18 @@ def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list]:
     try:
         old = read_json(metric_path)
     except (OSError, ValueError) as e:
-        refuse(f"{metric_path} cannot be read ({e}); move it away or pass overwrite=true")
+        fail(f"{metric_path} cannot be read ({e}); move it away or pass overwrite=true")
     images = old.get("images", [])
     if not cfg.resume:
         if images:
-            refuse(f"{metric_path} already holds {len(images)} image(s): pass resume=true to continue it, another "
+            fail(f"{metric_path} already holds {len(images)} image(s): pass resume=true to continue it, another "
                    f"name= for a new run, or overwrite=true to replace it")
         return [], []
     keep = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE}  # noqa: E731
     diff = config_diff(keep(old.get("config", {})), keep(resolved))
     if diff:
         shown = ", ".join(diff[:5]) + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else "")
-        refuse(f"resume=true but {metric_path} was run with a different config ({shown}); "
+        fail(f"resume=true but {metric_path} was run with a different config ({shown}); "
                f"use the same settings, another name=, or overwrite=true")
     # the finished images may come from other commits or machines: keep every earlier run's record
     return images, old.get("provenance", {}).pop("earlier_runs", []) + [old.get("provenance")]

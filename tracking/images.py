@@ -9,6 +9,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
+from evaluation.metrics import to_unit
+
 TILE = 128            # grid tiles are upscaled to at least this many pixels: a 32 px benchmark image stays legible
 LABEL_H = 44          # the label strip under each tile: three lines
 
@@ -19,10 +21,6 @@ def measurement_view(y: torch.Tensor) -> torch.Tensor:
     lo = v.flatten(1).min(1).values.view(-1, 1, 1, 1)
     hi = v.flatten(1).max(1).values.view(-1, 1, 1, 1)
     return (v - lo) / (hi - lo).clamp_min(1e-12)
-
-
-def _unit(t: torch.Tensor) -> torch.Tensor:
-    return (torch.nan_to_num(t.float().cpu()) * 0.5 + 0.5).clamp(0, 1)
 
 
 def labelled_grid(tiles: list[torch.Tensor], labels: list[tuple[str, ...]]) -> Image.Image:
@@ -49,15 +47,15 @@ def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(),
     out = Path(out_dir) / "images" / f"{index:05d}"
     shutil.rmtree(out, ignore_errors=True)            # this image is being redone: no PNG of an earlier run stays
     out.mkdir(parents=True)
-    save_image(_unit(gt), out / "gt.png")
+    save_image(to_unit(gt.float().cpu()), out / "gt.png")
     save_image(measurement_view(y).cpu(), out / "measurement.png")
     for pid, xi in zip(particle_ids, x):
-        save_image(_unit(xi), out / f"particle_{pid}.png")
+        save_image(to_unit(xi.float().cpu()), out / f"particle_{pid}.png")
     for pids, xd in dropped:
         for pid, xi in zip(pids, xd):
-            save_image(_unit(xi), out / f"pruned_particle_{pid}.png")
+            save_image(to_unit(xi.float().cpu()), out / f"pruned_particle_{pid}.png")
     view = torch.nn.functional.interpolate(measurement_view(y)[:1].cpu(), size=gt.shape[-2:])[0]
-    tiles = [_unit(gt[0]), view.expand(3, -1, -1)] + [_unit(xi) for xi in x]
+    tiles = [to_unit(gt[0].float().cpu()), view.expand(3, -1, -1)] + [to_unit(xi.float().cpu()) for xi in x]
     by_id = {r["particle"]: r for r in rows}
     labels = [("ground truth",), ("log |y|",)]
     for pid in particle_ids:
