@@ -34,25 +34,27 @@ def elbo(model, z: torch.Tensor, noises: torch.Tensor, sigmas: torch.Tensor) -> 
     return total
 
 
-def pair_latents(model, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The latents of x = D(z) and of rot x, treated alike: for an LDM both go through the encoder; for the
-    benchmarks, whose decoders are 180°-equivariant, they are z and rot z exactly."""
+def pair_latents(model, z: torch.Tensor, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents of x = D(z) and of rot x, treated alike: for an LDM both go through the encoder (x: D(z) where
+    the caller has it already); for the benchmarks, whose decoders are 180°-equivariant, they are z and rot z."""
     if hasattr(model, "log_prob"):
         return z, rot180(z)
-    x = model.decode(z)
+    x = model.decode(z) if x is None else x
     both = model.encode(torch.cat([x, rot180(x)]))
     return both[: z.shape[0]], both[z.shape[0]:]
 
 
-def prior_log_ratio(model, z: torch.Tensor, cfg, generator: torch.Generator | None = None) -> torch.Tensor:
+def prior_log_ratio(model, z: torch.Tensor, cfg, generator: torch.Generator | None = None,
+                    x: torch.Tensor | None = None) -> torch.Tensor:
     """log p(x) - log p(rot x) per particle (B,): positive when the prior prefers the orientation as sampled.
 
-    cfg: the `orientation` block (method, elbo_evals, sigma_min, sigma_max). Every particle and both orientations
-    go through one batch per noise level; x and rot x share the noise levels and draws."""
+    cfg: the `orientation` block (method, elbo_evals, sigma_min, sigma_max); x: D(z) if already decoded. Every
+    particle and both orientations go through one batch per noise level; x and rot x share the noise levels and
+    draws."""
     method = cfg.method
     if method == "auto":
         method = "exact" if hasattr(model, "log_prob") else "elbo"
-    z_x, z_rot = pair_latents(model, z)
+    z_x, z_rot = pair_latents(model, z, x)
     ratio = (model.log_prob(z_x) - model.log_prob(z_rot)) if method == "exact" else _elbo_ratio(model, z_x, z_rot,
                                                                                                  cfg, generator)
     return torch.where(ratio.abs() <= TIE[method], torch.zeros_like(ratio), ratio).double()

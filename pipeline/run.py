@@ -125,7 +125,7 @@ def _orient(model, z, x, gt, cfg, lpips_model, index, rows) -> dict:
     from operators.phase_retrieval import rot180
 
     with NetworkCounter(model) as counter:
-        ratio = prior_log_ratio(model, z, cfg.orientation, orientation_generator(cfg.seed, index))
+        ratio = prior_log_ratio(model, z, cfg.orientation, orientation_generator(cfg.seed, index), x)
     flip = (ratio < 0).to(x.device)
     oriented = evaluate_particles(torch.where(rows_of(flip, x), rot180(x), x), gt, cfg.data.fail_psnr, lpips_model)
     for row, r, f, o in zip(rows, ratio.tolist(), flip.tolist(), oriented):
