@@ -1,4 +1,5 @@
-"""Image-folder data set (sorted, Resize + CenterCrop, RGB, [-1, 1]) and the benchmark's bundled images."""
+"""Image-folder data set (sorted, Resize + CenterCrop, RGB, [-1, 1]), the benchmark's bundled images, and
+`build_dataset`, which picks one of them or the bundled digits (data/digits.py) for a data config."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,6 +78,9 @@ class BenchmarkImages:
 
 
 def build_dataset(data_cfg, model_cfg, start: int, count: int):
+    if data_cfg.name == "digits":
+        from .digits import DigitImages
+        return DigitImages(data_cfg.get("split", "test"), start, count)
     if data_cfg.name in ("two_mode", "two_mode_latent"):
         if model_cfg.name != data_cfg.name:
             raise DataError(f"data={data_cfg.name} needs model={data_cfg.name} (its images are the model's mixture "

@@ -141,6 +141,13 @@ def validate(cfg) -> None:
                                                         f"must be an integer >= 2")
     _check(is_number(o.sigma_min) and is_number(o.sigma_max) and 0 < o.sigma_min < o.sigma_max,
            f"orientation.sigma_min={o.sigma_min}, sigma_max={o.sigma_max}: must be numbers with 0 < min < max")
+    if cfg.model.name == "ldm" and cfg.data.get("resolution") is not None:
+        size = cfg.model.first_stage.ddconfig.resolution
+        _check(cfg.data.resolution == size, f"data={cfg.data.name} has {cfg.data.resolution}x{cfg.data.resolution} images "
+                                            f"but the model makes {size}x{size} ones: pick a data set of its size")
+    if cfg.data.name == "digits":
+        _check(cfg.data.get("split") in ("test", "train"),
+               f"data.split={cfg.data.get('split')!r} is invalid: must be test or train")
     if cfg.data.name == "two_mode_latent":
         _check(cfg.data.get("ground_truth") in ("decoded", "raw"),
                f"data.ground_truth={cfg.data.get('ground_truth')!r} is invalid: must be decoded or raw")

@@ -16,7 +16,7 @@ OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
 
 usage() {
     cat <<EOF
-usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--sampler langevin|hmc] [--start S] [--demo [latent]]
+usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--sampler langevin|hmc] [--start S] [--demo [latent|digits]]
                        [--results DIR] [--dry-run] [-h]
                        [extra posterior_sample.py arguments ...]
 
@@ -30,7 +30,9 @@ $SUMMARY
                   or hmc (the published LatentDAPS phase-retrieval preset); it names the result folder too
   --start S       first image index, for a shard of a larger run (default 0): images S … S+N-1
   --demo          the embedded two-mode benchmark instead (model=two_mode sampler=two_mode data=two_mode; CPU;
-                  20 images); --demo latent: its decoder-constrained twin (model, sampler, data=two_mode_latent)
+                  20 images); --demo latent: its decoder-constrained twin (model, sampler, data=two_mode_latent);
+                  --demo digits: the mini LDM trained on the bundled digits (model=digits32ldm
+                  sampler=digits32ldm data=digits; the real LDM code path on a CPU, 297 test images)
   --results DIR   results root (default \$RESULTS_DIR or results/); the run goes to DIR/$EXP/<settings>
   --dry-run       print the posterior_sample.py command(s) without running them
   -h, --help      this text
@@ -60,11 +62,11 @@ exp_main() {
             -h|--help) usage; exit 0 ;;
             --demo)
                 demo=1
-                if [[ "${2:-}" == latent || "${2:-}" == two_mode ]]; then
-                    [[ "$2" == latent ]] && demo=latent
+                if [[ "${2:-}" == latent || "${2:-}" == digits || "${2:-}" == two_mode ]]; then
+                    [[ "$2" != two_mode ]] && demo="$2"
                     shift
                 fi ;;
-            --demo=latent) demo=latent ;;
+            --demo=latent|--demo=digits) demo="${1#*=}" ;;
             --demo=two_mode) demo=1 ;;
             --dry-run) dry=1 ;;
             --data|--start|--results|--sampler)
@@ -109,6 +111,7 @@ exp_main() {
     local tag="${sampler}_"
     [[ $demo == 1 ]] && sets=(two_mode) && tag=""
     [[ $demo == latent ]] && sets=(two_mode_latent) && tag=""
+    [[ $demo == digits ]] && sets=(digits) && tag=""
 
     [[ "$results" = /* ]] || results="$PWD/$results"
     local save_dir="$results/$EXP"
@@ -122,6 +125,7 @@ exp_main() {
         local stack=()
         case "$set" in
             two_mode|two_mode_latent) stack=("model=$set" "sampler=$set" "data=$set") ;;
+            digits) stack=(model=digits32ldm sampler=digits32ldm data=digits) ;;
             *imagenet) stack=(model=imagenet256ldm "sampler=$sampler" "data=$set") ;;
             *ffhq) stack=(model=ffhq256ldm "sampler=$sampler" "data=$set") ;;
         esac

@@ -1,9 +1,11 @@
-"""Study of the orientation by the prior on the two-mode benchmarks (docs/orientation.md): how often the oracle,
-the lowest-loss particle and the prior's choice are in the 0° mode, with a symmetric and an asymmetric prior, and how
-often the ELBO estimate's sign agrees with the exact log-ratio against its number of evaluations.
+"""Study of the orientation by the prior (docs/orientation.md): how often the oracle, the lowest-loss particle and
+the prior's choice are in the 0° mode. On the two-mode benchmarks with a symmetric and an asymmetric prior, and how
+often the ELBO estimate's sign agrees with the exact log-ratio against its number of evaluations; on the mini LDM
+(no exact density) per digit class, and whether the ELBO prefers the upright one of every clean test digit.
 
     python scripts/study_orientation.py                           # 20 images x 3 seeds x 4 particles, both models
     python scripts/study_orientation.py --seeds 11 --weights 0.5 --models two_mode --evals 128   # a held-out check
+    python scripts/study_orientation.py --models digits32ldm --images 30 --evals 32,128,512   # the learned prior
 
 Prints Markdown tables and writes every per-image number to JSON. Runs on one CPU thread.
 """
@@ -28,19 +30,20 @@ from evaluation.orientation import prior_log_ratio  # noqa: E402
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
 from pipeline.cli import validate  # noqa: E402
+from pipeline.stacks import stack  # noqa: E402
 from pipeline.run import _image_record, sample_batch  # noqa: E402
 
 
-def config(model: str, weight: float, seed: int, particles: int):
+def config(model: str, weight: float | None, seed: int, particles: int):
+    weight = [] if weight is None else [f"model.rotated_weight={weight}"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="default", overrides=[
-            f"model={model}", f"sampler={model}", f"data={model}", f"model.rotated_weight={weight}",
-            f"particle_num={particles}", f"seed={seed}", "save_images=false"])
+            *stack(model), *weight, f"particle_num={particles}", f"seed={seed}", "save_images=false"])
     validate(cfg)
     return cfg
 
 
-def run(model_name: str, weight: float, args) -> list[dict]:
+def run(model_name: str, weight: float | None, args, exact: bool = True) -> list[dict]:
     out = []
     evals = [int(e) for e in args.evals.split(",")]
     cfg0 = config(model_name, weight, 0, args.particles)
@@ -59,21 +62,67 @@ def run(model_name: str, weight: float, args) -> list[dict]:
                                 None, None, [index])
             final = [p for p in rec["particles"] if p["pruned_at"] is None]
             found = torch.tensor([p["mode"] != "fail" for p in final])
-            exact = torch.tensor([p["prior_log_ratio"] for p in final])
+            reference = torch.tensor([p["prior_log_ratio"] for p in final])
             agree, seconds = {}, {}
-            for n in evals:
+            for n in evals if exact else []:
                 ocfg = cfg.orientation.copy()
                 ocfg.method, ocfg.elbo_evals = "elbo", n
                 t0 = time.perf_counter()
                 est = prior_log_ratio(model, state.z, ocfg, torch.Generator().manual_seed(1000 * seed + index))
                 seconds[n] = time.perf_counter() - t0
-                agree[n] = [bool(a) for a in ((est > 0) == (exact > 0))[found].tolist()]
-            out.append({"seed": seed, "index": index, "gt_mode_found": rec["gt_mode_found"],
+                agree[n] = [bool(a) for a in ((est > 0) == (reference > 0))[found].tolist()]
+            label = int(name.rsplit("_", 1)[1]) if model_name == "digits32ldm" else None
+            out.append({"seed": seed, "index": index, "label": label, "gt_mode_found": rec["gt_mode_found"],
                         "loss_mode": rec["best_by_loss"]["mode"], "prior_mode": rec["best_by_prior"]["mode"],
                         "oracle_psnr": rec["best_oracle"]["psnr"], "loss_psnr": rec["best_by_loss"]["psnr"],
                         "prior_psnr": rec["best_by_prior"]["psnr"], "elbo_agree": agree, "elbo_s": seconds})
         print(f"{model_name} w={weight}: seed {seed} done", file=sys.stderr, flush=True)
     return out
+
+
+def run_digits(args) -> dict:
+    """The mini LDM, per digit class: (a) the ELBO's sign on every clean test digit (encoded; upright = positive)
+    at each number of evaluations, (b) the three choices after phase retrieval on the first --images test digits."""
+    from data.digits import digits
+
+    evals = [int(e) for e in args.evals.split(",")]
+    cfg = config("digits32ldm", None, 0, args.particles)
+    model = build_model(cfg.model, "cpu")
+    x, labels = digits("test")
+    clean = {}
+    with torch.no_grad():
+        z = model.encode(x)
+        for n in evals:
+            ocfg = cfg.orientation.copy()
+            ocfg.method, ocfg.elbo_evals = "elbo", n
+            t0 = time.perf_counter()
+            ratio = torch.cat([prior_log_ratio(model, z[i:i + 64], ocfg, torch.Generator().manual_seed(i), x[i:i + 64])
+                               for i in range(0, len(z), 64)])
+            clean[n] = {"ratio": ratio.tolist(), "s_per_digit": (time.perf_counter() - t0) / len(z)}
+    runs = run("digits32ldm", None, args, exact=False)
+    return {"labels": labels.tolist(), "clean": clean, "runs": runs}
+
+
+def digit_tables(res: dict) -> str:
+    labels, clean, runs = res["labels"], res["clean"], res["runs"]
+    evals = sorted(clean, key=int)
+    n_ref = str(max(int(n) for n in evals)) if isinstance(evals[0], str) else max(evals)
+    lines = ["| class | test digits | ELBO prefers upright (" + ", ".join(f"{n} evals" for n in evals) + ") | runs | "
+             "oracle in 0° | lowest loss in 0° | prior's choice in 0° | prior's choice, where 0° was found |",
+             "|---|---|---|---|---|---|---|---|"]
+    pct = lambda xs: f"{100 * statistics.fmean(xs):.0f} %" if xs else "–"  # noqa: E731
+    for c in [*range(10), None]:
+        mine = [i for i, lab in enumerate(labels) if c is None or lab == c]
+        up = " / ".join(pct([clean[n]["ratio"][i] > 0 for i in mine]) for n in evals)
+        rs = [r for r in runs if c is None or r["label"] == c]
+        found = [r for r in rs if r["gt_mode_found"]]
+        lines.append(f"| {'all' if c is None else c} | {len(mine)} | {up} | {len(rs)} | "
+                     f"{pct([r['gt_mode_found'] for r in rs])} | {pct([r['loss_mode'] == '0' for r in rs])} | "
+                     f"{pct([r['prior_mode'] == '0' for r in rs])} | {pct([r['prior_mode'] == '0' for r in found])} |")
+    seconds = ", ".join(f"{n} evals {1000 * clean[n]['s_per_digit']:.1f} ms" for n in evals)
+    ties = sum(r == 0 for r in clean[n_ref]["ratio"])
+    return "\n".join(lines) + f"\n\nELBO cost per clean digit (both orientations, one thread): {seconds}; " \
+                               f"ties at {n_ref} evals: {ties}."
 
 
 def tables(results: dict, evals: list[int]) -> str:
@@ -111,13 +160,19 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "results" / "study_orientation.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    results = {(m, float(w)): run(m, float(w), args) for m in args.models.split(",") for w in args.weights.split(",")}
+    models = args.models.split(",")
+    results = {(m, float(w)): run(m, float(w), args) for m in models if m != "digits32ldm"
+               for w in args.weights.split(",")}
     evals = [int(e) for e in args.evals.split(",")]
     print(f"{args.images} images x {args.particles} particles x seeds {args.seeds}\n")
-    print(tables(results, evals))
+    if results:
+        print(tables(results, evals))
+    saved = {f"{m} {w}": r for (m, w), r in results.items()}
+    if "digits32ldm" in models:
+        saved["digits32ldm"] = run_digits(args)
+        print(digit_tables(saved["digits32ldm"]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "results": {f"{m} {w}": r for (m, w), r in
-                                                                           results.items()}}, indent=1))
+    Path(args.out).write_text(json.dumps({"args": vars(args), "results": saved}, indent=1))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from data import build_dataset  # noqa: E402
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
 from pipeline.cli import validate  # noqa: E402
+from pipeline.stacks import STACKS, stack  # noqa: E402
 from pipeline.run import run_image  # noqa: E402
 from sampler import trigger_step  # noqa: E402
 
@@ -123,7 +124,7 @@ def markdown(rows: list[tuple[str, dict]], late_from_t: int) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", action="store_true", help="run the repulsion sweep instead of the comparison")
-    ap.add_argument("--model", default="two_mode", choices=["two_mode", "two_mode_latent"])
+    ap.add_argument("--model", default="two_mode", choices=sorted(STACKS))
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (comparison), 100 (sweep)")
     ap.add_argument("--prune-t", type=int, default=400, help="pruning_step of the pruned/branched configurations")
@@ -134,10 +135,10 @@ def main(argv=None) -> None:
     configs = sweep() if args.sweep else comparison(args.prune_t)
     suffix = ("_sweep" if args.sweep else "") + ("" if args.model == "two_mode" else f"_{args.model}")
     out = Path(args.out or ROOT / "results" / f"study_particles{suffix}.json")
-    stack = [f"model={args.model}", f"sampler={args.model}", f"data={args.model}"]
+    model_stack = stack(args.model)
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfgs = {label: compose("default", overrides=[*stack, *o, f"num_eval_images={args.images}",
+        cfgs = {label: compose("default", overrides=[*model_stack, *o, f"num_eval_images={args.images}",
                                                      "save_images=false"])
                 for label, o in configs}
     base = next(iter(cfgs.values()))

@@ -26,6 +26,7 @@ from data import build_dataset  # noqa: E402
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
 from pipeline.cli import validate  # noqa: E402
+from pipeline.stacks import STACKS, stack  # noqa: E402
 from pipeline.run import run_image  # noqa: E402
 from sampler import measurement_generator  # noqa: E402
 
@@ -64,7 +65,7 @@ def variant_config(overrides: list[str], args, seed: int):
         iters = [] if any(o.startswith("optimization.max_iters=") for o in overrides) else [
             f"optimization.max_iters={args.max_iters}"]
         cfg = compose(config_name="default", overrides=[
-            f"model={args.model}", f"sampler={args.model}", f"data={args.model}",
+            *stack(args.model),
             f"particle_num={args.particles}", f"seed={seed}", "save_images=false", *iters, *overrides])
     validate(cfg)
     return cfg
@@ -150,7 +151,7 @@ def by_outcome(results: dict) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="two_mode", choices=["two_mode", "two_mode_latent"])
+    ap.add_argument("--model", default="two_mode", choices=sorted(STACKS))
     ap.add_argument("--images", type=int, default=10)
     ap.add_argument("--particles", type=int, default=4)
     ap.add_argument("--seeds", default="0,1,2")
@@ -164,8 +165,7 @@ def main():
     out = Path(args.out or ROOT / "results" / f"study_refine_{args.model}.json")
 
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="default", overrides=[f"model={args.model}", f"sampler={args.model}",
-                                                        f"data={args.model}"])
+        cfg = compose(config_name="default", overrides=stack(args.model))
     model = build_model(cfg.model, "cpu")
     operator = build_operator(cfg.task, model.image_shape[-1])
     dataset = build_dataset(cfg.data, cfg.model, 0, args.images)

@@ -26,12 +26,13 @@ from data import build_dataset  # noqa: E402
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
 from pipeline.cli import validate  # noqa: E402
+from pipeline.stacks import STACKS, stack  # noqa: E402
 from pipeline.run import run_image  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="two_mode_latent", choices=["two_mode", "two_mode_latent"])
+    ap.add_argument("--model", default="two_mode_latent", choices=sorted(STACKS))
     ap.add_argument("--lr", default="5e-5,1e-4,2e-4,5e-4,1e-3")
     ap.add_argument("--mcmc-steps", default="20,50")
     ap.add_argument("--lr-min-ratio", default="0.01")
@@ -50,7 +51,7 @@ def main():
     for lr, steps, ratio in grid:
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             cfg = compose(config_name="default", overrides=[
-                f"model={args.model}", f"sampler={args.model}", f"data={args.model}", f"particle_num={args.particles}",
+                *stack(args.model), f"particle_num={args.particles}",
                 f"seed={args.seed}", "save_images=false", f"sampler.mcmc.lr={lr}", f"sampler.mcmc.num_steps={steps}",
                 f"sampler.mcmc.lr_min_ratio={ratio}", *args.overrides])
         validate(cfg)

@@ -124,6 +124,11 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
     (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
     assert "model=two_mode_latent sampler=two_mode_latent data=two_mode_latent" in line
     assert "--num_eval_images 2" in line
+    for form in (["--demo", "digits"], ["--demo=digits"]):
+        p = script("exp3_two_particles", *form, 3, "--dry-run")
+        (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+        assert "model=digits32ldm sampler=digits32ldm data=digits" in line and "--num_eval_images 3" in line
+        assert "name=${data.name}_p" in line                  # one sampler: no sampler tag, as the benchmarks
     p = script("exp0_baseline", "--sampler", "euler", "--dry-run")
     assert p.returncode == 2 and "--sampler must be langevin or hmc" in p.stderr
     p = script("exp0_baseline", "--dry-run", "--multirun", "seed=1,2")
