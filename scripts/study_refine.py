@@ -1,5 +1,5 @@
-"""Study of the refine stage on a two-mode benchmark: the same runs with and without latent optimisation, and
-ReSample's options (docs/refine.md).
+"""Study of the refine stage on a CPU model (the two-mode benchmarks or the mini LDM): the same runs with and
+without latent optimisation, and ReSample's options (docs/refine.md, docs/digits32ldm.md).
 
     python scripts/study_refine.py --model two_mode_latent --seeds 0,1,2   # 10 images x 4 particles x 3 seeds
     python scripts/study_refine.py --images 2 --max_iters 50               # a quick look
