@@ -105,8 +105,8 @@ def run_digits(args) -> dict:
 
 def digit_tables(res: dict) -> str:
     labels, clean, runs = res["labels"], res["clean"], res["runs"]
-    evals = sorted(clean, key=int)
-    n_ref = str(max(int(n) for n in evals)) if isinstance(evals[0], str) else max(evals)
+    evals = sorted(clean)
+    n_ref = evals[-1]
     lines = ["| class | test digits | ELBO prefers upright (" + ", ".join(f"{n} evals" for n in evals) + ") | runs | "
              "oracle in 0° | lowest loss in 0° | prior's choice in 0° | prior's choice, where 0° was found |",
              "|---|---|---|---|---|---|---|---|"]

@@ -1,7 +1,7 @@
 """Train the mini LDM (models/ldm at the widths of configs/model/digits32ldm.yaml) on the bundled digits' train split:
 the VQ-f4 autoencoder, then the UNet on its latents; write a Lightning-format checkpoint and its model card.
 
-    python scripts/train_mini_ldm.py                      # the shipped weights/digits32ldm (about 30 min, 2 cores)
+    python scripts/train_mini_ldm.py                      # the shipped weights/digits32ldm (47 min, 2 cores)
     python scripts/train_mini_ldm.py --out /tmp/mini --ae-steps 20 --unet-steps 20 --gate-samples 16   # a smoke run
 
 Autoencoder: L1 + MSE reconstruction, codebook and commitment (beta 0.25) losses, straight-through quantiser, codes
@@ -99,9 +99,15 @@ def train_autoencoder(vq, x: torch.Tensor, steps: int, batch: int, lr: float, re
 
 
 @torch.no_grad()
+def encode_all(vq, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """The continuous latents of every image, in batches."""
+    return torch.cat([vq.encode(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
 def normalise_latents(vq, x: torch.Tensor) -> float:
     """Scale the latent space to unit standard deviation inside the weights; returns the std it had."""
-    std = float(torch.cat([vq.encode(x[i:i + 256]) for i in range(0, len(x), 256)]).std())
+    std = float(encode_all(vq, x).std())
     vq.quant_conv.weight /= std
     vq.quant_conv.bias /= std
     vq.quantize.embedding.weight /= std
@@ -140,10 +146,9 @@ def train_unet(unet, z: torch.Tensor, steps: int, batch: int, lr: float, ema_dec
 
 def schedule_buffers() -> dict[str, torch.Tensor]:
     """The diffusion schedule buffers a CompVis LatentDiffusion checkpoint carries (float32)."""
-    betas = torch.linspace(math.sqrt(DEFAULT_SCHEDULE["linear_start"]), math.sqrt(DEFAULT_SCHEDULE["linear_end"]),
-                           DEFAULT_SCHEDULE["timesteps"], dtype=torch.float64) ** 2
-    abar = torch.cumprod(1 - betas, 0)
+    abar = ldm_alphas_cumprod(**DEFAULT_SCHEDULE)
     abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    betas = 1 - abar / abar_prev
     post_var = betas * (1 - abar_prev) / (1 - abar)
     buffers = {
         "betas": betas, "alphas_cumprod": abar, "alphas_cumprod_prev": abar_prev,
@@ -243,8 +248,7 @@ def main():
     vq.eval()
     latent_std = normalise_latents(vq, x_train)
     ae_minutes = (time.time() - t0) / 60
-    with torch.no_grad():
-        z_train = torch.cat([vq.encode(x_train[i:i + 256]) for i in range(0, len(x_train), 256)])
+    z_train = encode_all(vq, x_train)
     log(f"latents: std {latent_std:.4g} folded into the weights; now mean {z_train.mean():.3f}, std {z_train.std():.3f}")
 
     t0 = time.time()
@@ -266,8 +270,7 @@ def main():
     # the gates on the file just written, through the loader every run uses
     from models.ldm import build_ldm
     loaded = build_ldm({**cfg, "ckpt_path": str(out / "model.ckpt")}, "cpu")
-    g = gates(loaded, args.gate_samples, seed=args.seed)
-    drawn = g.pop("_drawn")
+    g, drawn = gates(loaded, args.gate_samples, seed=args.seed)
     if args.grid:
         from torchvision.utils import save_image
         save_image(sample_grid(drawn[:128]), args.grid)
