@@ -179,6 +179,12 @@ def columns(phases) -> list[tuple]:
     cols = [
         ("images", "images", get("images"), "int"),
         ("particles", "particles", get("particles"), "g"),
+        # what a user gets without the ground truth, then the search (up to rotation and shifts)
+        ("prior_success_rate", "chosen right", get("prior_success_rate"), "pct"),
+        ("prior_choice_psnr_mean", "chosen PSNR", get("prior_choice_psnr_mean"), "db"),
+        ("search_success_rate", "found", get("search_success_rate"), "pct"),
+        ("particle_success_rate", "particle success p", get("particle_success_rate"), "pct"),
+        ("loss_choice_in_class_rate", "lowest loss found", get("loss_choice_in_class_rate"), "pct"),
         # best-of-N as DAPS reports it: max PSNR, max SSIM, min LPIPS per image, each on its own
         ("best_of_n_psnr_mean", "PSNR", get("best_of_n_psnr_mean"), "pm:best_of_n_psnr_std"),
         ("best_of_n_psnr_std", None, get("best_of_n_psnr_std"), "db"),
@@ -188,17 +194,16 @@ def columns(phases) -> list[tuple]:
         ("best_of_n_lpips_std", None, get("best_of_n_lpips_std"), "3f"),
         ("mean_psnr", "mean PSNR", get("mean_psnr"), "db"),
         ("particle_psnr_std", "PSNR std over particles", get("particle_psnr_std"), "db"),
-        ("success_rate", "GT mode found", get("success_rate"), "pct"),
+        ("success_rate", "upright found (oracle)", get("success_rate"), "pct"),
         ("both_modes_rate", "both modes", get("both_modes_rate"), "pct"),
+        ("both_modes_expected_rate", "both modes, exact posterior", get("both_modes_expected_rate"), "pct"),
         ("fail_rate", "fail", get("fail_rate"), "pct"),
-        ("chosen_psnr_mean", "chosen PSNR", get("chosen_psnr_mean"), "db"),
-        ("loss_choice_gt_rate", "lowest-loss GT", get("loss_choice_gt_rate"), "pct"),
-        ("prior_choice_gt_rate", "prior choice GT", get("prior_choice_gt_rate"), "pct"),
-        ("prior_choice_psnr_mean", "prior choice PSNR", get("prior_choice_psnr_mean"), "db"),
+        ("chosen_psnr_mean", "lowest-loss PSNR", get("chosen_psnr_mean"), "db"),
+        ("loss_choice_gt_rate", "lowest loss upright", get("loss_choice_gt_rate"), "pct"),
         ("time_s_per_image", "time/image s", get("time_s_per_image"), "2f"),
         ("decoder_vjp_rows_per_image", "decoder VJPs/image", get("decoder_vjp_rows_per_image"), "0f"),
         ("unet_rows_per_image", "UNet rows/image", get("unet_rows_per_image"), "0f"),
-        ("tflop_per_image", "TFLOP/image", get("tflop_per_image"), "0f"),
+        ("tflop_per_image", "TFLOP/image", get("tflop_per_image"), "3g"),
     ]
     cols += [(f"time_{ph}_s", f"{ph} time s", phase("phase_time_s", ph), "2f") for ph in phases]
     cols += [(f"peak_memory_{ph}_mb", f"{ph} peak MB", phase("phase_peak_memory_mb", ph), "0f") for ph in phases]
@@ -217,6 +222,8 @@ def _fmt(value, kind, summary, pm="±") -> str:
         return str(int(value))
     if kind == "g":
         return f"{value:g}"
+    if kind == "3g":                     # a mini LDM's 0.34 TFLOP and a full-size one's 5,000 alike
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
     if kind == "pct":
         return f"{100 * value:.0f} %"
     if kind == "db":
@@ -278,6 +285,22 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
 
 
+def time_scale(totals: list[float]) -> str:
+    """The time axis: linear, or log where one run's time is over 20 times another's (one long bar would flatten
+    the rest)."""
+    positive = [t for t in totals if t and t > 0]
+    return "log" if positive and max(positive) > 20 * min(positive) else "linear"
+
+
+def curve_labels(labels: list[str], series: list[list[float]]) -> list[str]:
+    """Legend labels, with "(= earlier label)" on a curve equal to an earlier one: it lies exactly on top of it."""
+    out = []
+    for i, (label, ys) in enumerate(zip(labels, series)):
+        same = next((labels[j] for j in range(i) if ys and series[j] == ys), None)
+        out.append(f"{label} (= {same})" if same else label)
+    return out
+
+
 def plot_all(experiments, out: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -292,9 +315,10 @@ def plot_all(experiments, out: Path) -> list[Path]:
     markers = ["o", "s", "^", "v", "D", "x"]
 
     def curve_style(i):
-        """Runs that share a seed can lie exactly on top of each other: line style and marker tell them apart."""
-        return {"linestyle": styles[i % len(styles)], "marker": markers[i % len(markers)], "markersize": 3,
-                "alpha": 0.85}
+        """Runs that share a seed can lie exactly on top of each other: line style, marker and staggered marker
+        positions tell them apart (and curve_labels says so)."""
+        return {"linestyle": styles[i % len(styles)], "marker": markers[i % len(markers)], "markersize": 4,
+                "alpha": 0.85, "markevery": (i % 4, 4)}
 
     def legend_outside(ax):
         if ax.get_legend_handles_labels()[0]:
@@ -309,13 +333,18 @@ def plot_all(experiments, out: Path) -> list[Path]:
     # time per phase, stacked; peak memory per phase, side by side
     width = max(5.0, 1.1 * len(labels))
     fig, ax = plt.subplots(figsize=(width, 4))
-    bottom = [0.0] * len(labels)
+    totals = [sum(((e["summary"].get("phase_time_s") or {}).get(ph) or 0.0) for ph in phases) for e in experiments]
+    scale = time_scale(totals)
+    # on a log axis the stack starts a little above 0 (log 0 is not drawn)
+    floor = min([t for t in totals if t > 0] or [1.0]) / 100 if scale == "log" else 0.0
+    bottom = [floor] * len(labels)
     for ph in phases:
         vals = [(e["summary"].get("phase_time_s") or {}).get(ph) or 0.0 for e in experiments]
         ax.bar(range(len(labels)), vals, bottom=bottom, label=ph)
         bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_yscale(scale)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("time per image (s)")
+    ax.set_ylabel("time per image (s)" + (", log scale" if scale == "log" else ""))
     ax.set_title("time per image, by phase")
     legend_outside(ax)
     save(fig, "time_per_phase.png")
@@ -337,15 +366,18 @@ def plot_all(experiments, out: Path) -> list[Path]:
 
     # mean pairwise latent distance against t, averaged over images
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, e in enumerate(experiments):
+    spreads = []
+    for e in experiments:
         per_t: dict[int, list[float]] = {}
         for im in e["images"]:
             for s in im.get("steps", []):
                 if s.get("mean_pairwise_distance") is not None:
                     per_t.setdefault(s["t"], []).append(s["mean_pairwise_distance"])
-        if per_t:
-            ts = sorted(per_t, reverse=True)
-            ax.plot(ts, [sum(per_t[t]) / len(per_t[t]) for t in ts], label=e["label"], **curve_style(i))
+        ts = sorted(per_t, reverse=True)
+        spreads.append((ts, [sum(per_t[t]) / len(per_t[t]) for t in ts]))
+    for i, ((ts, ys), label) in enumerate(zip(spreads, curve_labels(labels, [s[1] for s in spreads]))):
+        if ts:
+            ax.plot(ts, ys, label=label, **curve_style(i))
     ax.set_xlim(1000, 0)
     ax.set_xlabel("diffusion time t")
     ax.set_ylabel("mean pairwise latent distance")

@@ -9,58 +9,83 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from pipeline.checks import fail
-from pipeline.cli import FLAG_HELP, ConfigError, main_argv, validate
+from core.errors import ToolError
+from pipeline.cli import FLAG_HELP, fail, main_argv
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def print_table(metric: dict) -> None:
-    print(f"{'image':>5} {'name':<16} {'modes 0/180/fail':>16} {'best PSNR':>9} {'chosen PSNR':>11} "
-          f"{'oriented':>8} {'time s':>7}")
+    """Per image: the particle the tool chooses without the ground truth first, then the search and DAPS's oracle."""
+    print(f"{'image':>5} {'name':<16} {'chosen':>6} {'chosen PSNR':>11} {'found':>5} {'modes 0/180/fail':>16} "
+          f"{'best PSNR':>9} {'time s':>7}")
     for im in metric["images"]:
-        m = im["modes"]
-        print(f"{im['index']:>5} {im['name'][:16]:<16} {m['0']:>6}/{m['180']}/{m['fail']:<6} "
-              f"{im['best_of_n']['psnr']:>9.2f} {im['best_by_loss']['psnr']:>11.2f} "
-              f"{im['best_by_prior']['psnr']:>8.2f} {im['total_time_s']:>7.1f}")
+        m, c = im["modes"], im["best_by_prior"]
+        print(f"{im['index']:>5} {im['name'][:16]:<16} {'right' if c['mode'] == '0' else 'wrong':>6} "
+              f"{c['psnr']:>11.2f} {'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m['180']}/{m['fail']:<6} "
+              f"{im['best_of_n']['psnr']:>9.2f} {im['total_time_s']:>7.1f}")
     s = metric["summary"]
-    print(f"summary: {s['images']} image(s), best-of-{s['particles']:g} PSNR {s['best_of_n_psnr_mean']:.2f} dB, "
-          f"GT mode found {100 * s['success_rate']:.0f} % (prior's choice {100 * s['prior_choice_gt_rate']:.0f} %), "
-          f"both modes {100 * s['both_modes_rate']:.0f} %, "
-          f"failed particles {100 * s['fail_rate']:.0f} %, {s['time_s_per_image']:.1f} s/image")
+    print(f"summary: {s['images']} image(s): the chosen particle is right in {100 * s['prior_success_rate']:.0f} % "
+          f"({s['prior_choice_psnr_mean']:.2f} dB); some particle found it in {100 * s['search_success_rate']:.0f} % "
+          f"(particle success {100 * s['particle_success_rate']:.0f} %); best-of-{s['particles']:g} PSNR "
+          f"{s['best_of_n_psnr_mean']:.2f} dB; {s['time_s_per_image']:.1f} s/image")
+
+
+def interrupted_note(cfg) -> str:
+    """What an interrupt leaves, as it is: the finished images in metric.json, or nothing."""
+    from pathlib import Path
+
+    from tracking.metric_file import read_json
+
+    path = Path(cfg.save_dir) / str(cfg.name) / "metric.json"
+    try:
+        done = len(read_json(path).get("images", [])) if cfg.name is not None and path.exists() else 0
+    except (OSError, ValueError):
+        done = 0
+    if not done:
+        return "no image had finished, so no result was kept"
+    return f"{done} finished image(s) are kept in {path}; the same command continues the run"
+
+
+HELP_EXAMPLES = """Examples:
+  python posterior_sample.py --num_eval_images 3                   # the embedded two-mode benchmark, CPU seconds
+  python posterior_sample.py model=digits32ldm sampler=digits32ldm data=digits --num_eval_images 2
+                                                                   # the mini LDM shipped in weights/, CPU
+  python posterior_sample.py model=ffhq256ldm sampler=hmc data=demo-ffhq data.root=PATH --particle_num 4
+                                                                   # a real LDM (bash scripts/download_checkpoints.sh)
+
+Models, samplers and data that go together:
+  model=two_mode         sampler=two_mode         data=two_mode          (the default)
+  model=two_mode_latent  sampler=two_mode_latent  data=two_mode_latent
+  model=digits32ldm      sampler=digits32ldm      data=digits
+  model=naturalldm       sampler=naturalldm       data=natural
+  model=ffhq256ldm       sampler=langevin|hmc     data=demo-ffhq|test-ffhq|ffhq          (256x256 images)
+  model=imagenet256ldm   sampler=langevin|hmc     data=demo-imagenet|test-imagenet|imagenet
+"""
 
 
 def print_help() -> None:
-    """The experiment flags and the config groups, before Hydra's own help."""
+    """A short page: examples, the valid combinations, the experiment flags; the full config behind --cfg job."""
     print("posterior_sample.py: particle LatentDAPS for Fourier phase retrieval (README.md, docs/)\n")
+    print(HELP_EXAMPLES)
     print("Experiment flags (--flag value, --flag=value, or flag=value):")
     for flag, text in FLAG_HELP.items():
         print(f"  --{flag:<18} {text}")
-    print("\nConfig groups (group=choice):")
-    for group in ("model", "sampler", "data", "task"):
-        print(f"  {group:<8} " + ", ".join(sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))))
-    print("\nAny other key of configs/default.yaml is a Hydra override, e.g. optimization.lr=1e-3.\n")
+    print("\nAny other key of configs/ is an override, e.g. optimization.lr=1e-3; --cfg job prints the whole resolved "
+          "config\n(with the overrides given), --hydra-help Hydra's own options.")
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="default")
 def main(cfg: DictConfig) -> None:
-    try:
-        validate(cfg)
-    except ConfigError as e:
-        fail(str(e))
     from hydra.core.hydra_config import HydraConfig
-    from data import DataError
-    from models.ldm.checkpoint import CheckpointError
-    from pipeline.run import default_name, run
+    from pipeline.run import run
 
-    if cfg.name is None:
-        cfg.name = default_name(cfg, dict(HydraConfig.get().runtime.choices))
     try:
-        metric = run(cfg, sys.argv)
-    except (ConfigError, DataError, FileNotFoundError, CheckpointError) as e:  # the message says what to do
+        metric = run(cfg, sys.argv, dict(HydraConfig.get().runtime.choices))
+    except ToolError as e:                            # bad input: the message says what to do
         fail(str(e))
     except KeyboardInterrupt:
-        print(f"interrupted: finished images are kept in {cfg.save_dir}/{cfg.name}/metric.json", file=sys.stderr)
+        print(f"interrupted: {interrupted_note(cfg)}", file=sys.stderr)
         raise SystemExit(130)
     except Exception as e:                            # a bug, not bad input: one line, the traceback in a file
         fd, path = tempfile.mkstemp(prefix="posterior_sample-", suffix=".log")
@@ -72,7 +97,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = main_argv()
-    if "--help" in sys.argv or "-h" in sys.argv:
+    if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print_help()
+        raise SystemExit(0)
+    sys.argv = main_argv(CONFIGS)
     main()

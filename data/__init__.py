@@ -1,4 +1,5 @@
-"""Data sets: image folders (FFHQ, ImageNet) and the two-mode benchmark's own images."""
-from .datasets import build_dataset, DataError
+"""Data sets: image folders (FFHQ, ImageNet), the two-mode benchmark's own images, the bundled digits and natural
+crops."""
+from .datasets import build_dataset, check_config
 
-__all__ = ["build_dataset", "DataError"]
+__all__ = ["build_dataset", "check_config"]

@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from core.errors import DataError, check
+
+from .memory import InMemoryImages
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-
-
-class DataError(ValueError):
-    """A data problem the user must fix (missing folder, too few images, unreadable file)."""
 
 
 class ImageFolder:
@@ -52,35 +52,47 @@ class ImageFolder:
             self[i]
 
 
-class BenchmarkImages:
+class BenchmarkImages(InMemoryImages):
     """The two-mode benchmark's ground truths: its bundled images (not their rotations)."""
 
     def __init__(self, resolution: int, num_images: int, start: int = 0, count: int | None = None, images=None):
         from models.two_mode import SKIMAGE_IMAGES, benchmark_images
 
-        count = num_images - start if count is None else count
-        if start < 0 or start + count > num_images:
-            raise DataError(f"the two-mode benchmark has {num_images} images; start_index={start} with "
-                            f"num_eval_images={count} needs {start + count}")
         images = benchmark_images(resolution, num_images) if images is None else images
-        self.images = images[start:start + count].float()
-        self.names = [SKIMAGE_IMAGES[i].rsplit(".", 1)[0] for i in range(start, start + count)]
-        self.indices = list(range(start, start + count))
+        names = [SKIMAGE_IMAGES[i].rsplit(".", 1)[0] for i in range(num_images)]
+        super().__init__("the two-mode benchmark", images[:num_images].float(), names, start, count)
 
-    def __len__(self):
-        return len(self.images)
 
-    def __getitem__(self, i):
-        return self.names[i], self.images[i]
+BENCHMARKS = ("two_mode", "two_mode_latent")       # their data are the models' own mixture components
 
-    def verify(self) -> None:
-        """The bundled images were decoded when the set was built."""
+
+def check_config(cfg) -> None:
+    """The `data:` block against the model: the benchmarks run on their own data, image folders at the model's
+    size, and each bundled set's own keys."""
+    data, model = cfg.data, cfg.model
+    if model.name in BENCHMARKS or data.name in BENCHMARKS:
+        check(data.name == model.name,
+              f"model={model.name} and data={data.name} do not go together: the benchmarks run on their own data "
+              f"(model=X sampler=X data=X with X = two_mode or two_mode_latent)")
+    if model.name == "ldm" and data.get("resolution") is not None:
+        size = model.first_stage.ddconfig.resolution
+        check(data.resolution == size, f"data={data.name} has {data.resolution}x{data.resolution} images but the "
+                                       f"model makes {size}x{size} ones: pick a data set of its size")
+    if data.name == "digits":
+        check(data.get("split") in ("test", "train"), f"data.split={data.get('split')!r} is invalid: must be test or "
+                                                      f"train")
+    if data.name == "two_mode_latent":
+        check(data.get("ground_truth") in ("decoded", "raw"),
+              f"data.ground_truth={data.get('ground_truth')!r} is invalid: must be decoded or raw")
 
 
 def build_dataset(data_cfg, model_cfg, start: int, count: int):
     if data_cfg.name == "digits":
         from .digits import DigitImages
         return DigitImages(data_cfg.get("split", "test"), start, count)
+    if data_cfg.name == "natural":
+        from .natural import NaturalCrops
+        return NaturalCrops(start, count)
     if data_cfg.name in ("two_mode", "two_mode_latent"):
         if model_cfg.name != data_cfg.name:
             raise DataError(f"data={data_cfg.name} needs model={data_cfg.name} (its images are the model's mixture "

@@ -4,13 +4,8 @@ from __future__ import annotations
 import piq
 import torch
 
+from core.tensors import to_unit
 from operators.phase_retrieval import rot180
-
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clipped: every metric sees the image a user would save (a diverged particle's NaNs as
-    gray: it is labelled `fail` anyway, and its metrics stay numbers)."""
-    return (torch.nan_to_num(x, nan=0.0) * 0.5 + 0.5).clamp(0, 1)
 
 
 @torch.no_grad()
@@ -28,11 +23,12 @@ def image_metrics(x: torch.Tensor, gt: torch.Tensor, lpips_model=None) -> dict[s
     return out
 
 
-def mode_label(psnr_0: float, psnr_180: float, fail_psnr: float) -> str:
-    """'0' or '180' for the closer of the two solutions, 'fail' when both PSNRs are under fail_psnr."""
-    if max(psnr_0, psnr_180) < fail_psnr:
+def mode_label(class_psnr: float, rotated: bool, fail_psnr: float) -> str:
+    """'0' or '180' for the orientation of the particle's best match in the equivalence class (shifts included),
+    'fail' when even that match is under fail_psnr."""
+    if class_psnr < fail_psnr:
         return "fail"
-    return "0" if psnr_0 >= psnr_180 else "180"
+    return "180" if rotated else "0"
 
 
 def best_of_n(rows: list[dict]) -> dict:
@@ -43,14 +39,20 @@ def best_of_n(rows: list[dict]) -> dict:
             "lpips": min(lp) if lp else None}
 
 
-def evaluate_particles(x: torch.Tensor, gt: torch.Tensor, fail_psnr: float, lpips_model=None) -> list[dict]:
-    """One dict per particle: metrics against gt (psnr, ...) and its rotation (psnr_180, ...) and the mode."""
+def evaluate_particles(x: torch.Tensor, gt: torch.Tensor, fail_psnr: float, lpips_model=None, eq=None) -> list[dict]:
+    """One dict per particle: metrics against gt (psnr, ...) and its rotation (psnr_180, ...), its best match in the
+    equivalence class eq (evaluation/equivalence.py; None: just gt and its rotation) and the mode."""
+    from evaluation.equivalence import class_matches, rotation_class
+
     m0 = image_metrics(x, gt, lpips_model)
     m180 = image_metrics(x, rot180(gt), lpips_model)
+    matches = class_matches(x, rotation_class(gt) if eq is None else eq)
     rows = []
-    for i in range(x.shape[0]):
+    for i, match in enumerate(matches):
         row = {k: m0[k][i] for k in m0}
         row.update({f"{k}_180": m180[k][i] for k in m180})
-        row["mode"] = mode_label(row["psnr"], row["psnr_180"], fail_psnr)
+        row.update(psnr_shift=match["psnr_shift"], psnr_180_shift=match["psnr_180_shift"],
+                   class_psnr=match["class_psnr"], shift=match["shift"],
+                   mode=mode_label(match["class_psnr"], match["rotated"], fail_psnr))
         rows.append(row)
     return rows

@@ -14,6 +14,22 @@ METHODS = ("auto", "exact", "elbo")
 TIE = {"exact": 1e-6, "elbo": 1e-3}
 
 
+def check_config(cfg) -> None:
+    """The `orientation:` block, against the model (exact needs a model with a closed-form density)."""
+    from core.errors import check, is_int, is_number
+
+    o = cfg.orientation
+    check(o.method in METHODS, f"orientation.method={o.method} is invalid: must be one of {', '.join(METHODS)}")
+    check(o.get("choose") in ("loss", "posterior"),
+          f"orientation.choose={o.get('choose')} is invalid: must be loss or posterior")
+    check(o.method != "exact" or cfg.model.name in ("two_mode", "two_mode_latent"),
+          "orientation.method=exact needs a model with an exact density (the two-mode benchmarks): use auto or elbo")
+    check(is_int(o.elbo_evals) and o.elbo_evals >= 2,
+          f"orientation.elbo_evals={o.elbo_evals} is invalid: must be an integer >= 2")
+    check(is_number(o.sigma_min) and is_number(o.sigma_max) and 0 < o.sigma_min < o.sigma_max,
+          f"orientation.sigma_min={o.sigma_min}, sigma_max={o.sigma_max}: must be numbers with 0 < min < max")
+
+
 def elbo_sigmas(evals: int, sigma_min: float, sigma_max: float) -> torch.Tensor:
     """The fixed grid of noise levels: uniform in log sigma (i.e. in the log-SNR lambda = -2 log sigma)."""
     return torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), evals, dtype=torch.float64))
@@ -44,26 +60,39 @@ def pair_latents(model, z: torch.Tensor, x: torch.Tensor | None = None) -> tuple
     return both[: z.shape[0]], both[z.shape[0]:]
 
 
-def prior_log_ratio(model, z: torch.Tensor, cfg, generator: torch.Generator | None = None,
-                    x: torch.Tensor | None = None) -> torch.Tensor:
-    """log p(x) - log p(rot x) per particle (B,): positive when the prior prefers the orientation as sampled.
+def prior_log_densities(model, z: torch.Tensor, cfg, generator: torch.Generator | None = None,
+                        x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(x), log p(rot x)) per particle, each (B,) in float64: exact for the mixtures, a diffusion-ELBO estimate
+    up to a constant shared by all particles otherwise.
 
     cfg: the `orientation` block (method, elbo_evals, sigma_min, sigma_max); x: D(z) if already decoded. Every
     particle and both orientations go through one batch per noise level; x and rot x share the noise levels and
     draws."""
-    method = cfg.method
-    if method == "auto":
-        method = "exact" if hasattr(model, "log_prob") else "elbo"
     z_x, z_rot = pair_latents(model, z, x)
-    ratio = (model.log_prob(z_x) - model.log_prob(z_rot)) if method == "exact" else _elbo_ratio(model, z_x, z_rot,
-                                                                                                 cfg, generator)
-    return torch.where(ratio.abs() <= TIE[method], torch.zeros_like(ratio), ratio).double()
-
-
-def _elbo_ratio(model, z_x, z_rot, cfg, generator):
+    if method_of(model, cfg) == "exact":
+        return model.log_prob(z_x).double(), model.log_prob(z_rot).double()
     sigmas = elbo_sigmas(cfg.elbo_evals, cfg.sigma_min, cfg.sigma_max)
     noises = torch.randn((len(sigmas), *z_x.shape), generator=generator, dtype=z_x.dtype, device="cpu").to(z_x.device)
     # common random numbers, rotated with the latent: rot z + s rot eps = rot(z + s eps), so under a symmetric
     # prior both terms are equal draw by draw and the difference measures only the prior's asymmetry
     both = elbo(model, torch.cat([z_x, z_rot]), torch.cat([noises, rot180(noises)], dim=1), sigmas)
-    return both[: z_x.shape[0]] - both[z_x.shape[0]:]
+    return both[: z_x.shape[0]], both[z_x.shape[0]:]
+
+
+def method_of(model, cfg) -> str:
+    """exact or elbo: `auto` is exact where the model has a closed-form density."""
+    if cfg.method == "auto":
+        return "exact" if hasattr(model, "log_prob") else "elbo"
+    return cfg.method
+
+
+def log_ratio(lp_x: torch.Tensor, lp_rot: torch.Tensor, method: str) -> torch.Tensor:
+    """log p(x) - log p(rot x), with differences within round-off (TIE) reported as 0: no preference."""
+    ratio = (lp_x - lp_rot).double()
+    return torch.where(ratio.abs() <= TIE[method], torch.zeros_like(ratio), ratio)
+
+
+def prior_log_ratio(model, z: torch.Tensor, cfg, generator: torch.Generator | None = None,
+                    x: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(x) - log p(rot x) per particle (B,): positive when the prior prefers the orientation as sampled."""
+    return log_ratio(*prior_log_densities(model, z, cfg, generator, x), method_of(model, cfg))

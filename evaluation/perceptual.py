@@ -88,10 +88,23 @@ def backbone_state(weights: str | None) -> tuple[dict | None, str]:
     return torch.load(cached, map_location="cpu", weights_only=True), str(cached)
 
 
+def check_config(eval_cfg) -> None:
+    """eval.lpips_variant and eval.lpips_weights (a readable file, or null)."""
+    import os
+    from pathlib import Path
+
+    from core.errors import check
+
+    variant, weights = eval_cfg.get("lpips_variant"), eval_cfg.get("lpips_weights")
+    check(variant in VARIANTS, f"eval.lpips_variant={variant!r} is invalid: must be one of {', '.join(VARIANTS)}")
+    check(weights is None or (Path(str(weights)).is_file() and os.access(str(weights), os.R_OK)),
+          f"eval.lpips_weights={weights} is not a readable file (null: torchvision's cache or a download)")
+
+
 def load_lpips(variant: str = "daps", weights: str | None = None, device="cpu") -> VggLPIPS | None:
     """The LPIPS model of `variant`, frozen; None, said in one line on stderr, when no backbone weights can be had;
     ConfigError when the `weights` file is not a VGG16 state dict."""
-    from pipeline.checks import ConfigError
+    from core.errors import ConfigError
 
     try:
         sd, source = backbone_state(weights)

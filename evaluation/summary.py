@@ -20,8 +20,23 @@ def _rows(image: dict, network: str):
     return image.get("compute", {}).get("rows", {}).get(network)
 
 
+CURVE_N = (1, 2, 4, 8)
+
+
+def both_modes_expected(image: dict) -> float | None:
+    """The chance that the image's n final particles, drawn independently from the exact posterior, hold both
+    orientations: 1 - w0^n - w180^n (None where the model has no exact mode weights)."""
+    w = image.get("mode_weights")
+    if not w:
+        return None
+    n = sum(p.get("pruned_at") is None for p in image["particles"])
+    return 1 - w["0"] ** n - w["180"] ** n
+
+
 def summarize(images: list[dict]) -> dict:
-    """Means over images of the per-image numbers, and rates of mode outcomes."""
+    """Means over images of the per-image numbers, and rates of mode outcomes. Modes are up to the measurement's
+    symmetries (rotation, and shifts where the background is the padding's value): a particle is a success when
+    it is any member of the ground truth's equivalence class."""
     if not images:
         return {"images": 0}
     finals = [[p for p in im["particles"] if p.get("pruned_at") is None] for im in images]
@@ -32,9 +47,23 @@ def summarize(images: list[dict]) -> dict:
     all_final = [p for ps in finals for p in ps]
     optimised = [im for im in images if im.get("optimization")]
     commits = [t for im in images for t in commit_times(im).values()]
+    p = _mean([float(q["mode"] != "fail") for q in all_final])
     return {
         "images": len(images),
         "particles": _mean([len(ps) for ps in finals]),
+        # the headline, no ground truth needed to get it: the particle the tool chooses (lowest loss or highest
+        # estimated log-posterior, orientation.choose), oriented by the prior, is the image (up to a shift)
+        "prior_success_rate": _mean([float(im["best_by_prior"]["mode"] == "0") for im in images]),
+        "prior_choice_psnr_mean": _mean([im["best_by_prior"]["psnr"] for im in images]),
+        "prior_choice_psnr_shift_mean": _mean([im["best_by_prior"].get("psnr_shift") for im in images]),
+        "choice_success_rate": {rule: _mean([float(im["choices"][rule]["mode"] == "0") for im in images
+                                             if "choices" in im]) for rule in ("loss", "posterior")},
+        # the search: some final particle is in the class (any orientation, any shift)
+        "search_success_rate": _mean([float(any(q["mode"] != "fail" for q in ps)) for ps in finals]),
+        "loss_choice_in_class_rate": _mean([float(c["mode"] != "fail") for c in chosen]),
+        # per-particle success p, and what N independent particles of that p would give: 1 - (1 - p)^N
+        "particle_success_rate": p,
+        "independent_success_curve": None if p is None else {str(n): 1 - (1 - p) ** n for n in CURVE_N},
         # best-of-N as DAPS's eval.py: per image the max PSNR, max SSIM and min LPIPS over all final particles
         # (failed ones included), each chosen on its own; mean and std over images
         **{f"best_of_n_{m}_{stat}": f([d[m] for d in dap]) for m in ("psnr", "ssim", "lpips")
@@ -46,13 +75,14 @@ def summarize(images: list[dict]) -> dict:
         "mean_psnr": _mean([p["psnr"] for p in all_final]),
         "particle_psnr_std": _mean([_std([p["psnr"] for p in ps]) for ps in finals]),
         "chosen_psnr_mean": _mean([c["psnr"] for c in chosen]),
-        # choices without the ground truth: the lowest-loss particle as sampled, and oriented by the prior
+        # the lowest-loss particle as sampled (a coin flip between orientations where the prior has no say)
         "loss_choice_gt_rate": _mean([float(c["mode"] == "0") for c in chosen]),
-        "prior_choice_gt_rate": _mean([float(im["best_by_prior"]["mode"] == "0") for im in images
-                                       if "best_by_prior" in im]),
-        "prior_choice_psnr_mean": _mean([im["best_by_prior"]["psnr"] for im in images if "best_by_prior" in im]),
+        # an oracle over orientation: some particle is in the upright mode (shifts included)
         "success_rate": _mean([float(im["gt_mode_found"]) for im in images]),
+        # diagnostic: both orientations among the final particles, and where the model knows the exact mode weights,
+        # how often independent exact posterior samples would hold both
         "both_modes_rate": _mean([float(im["both_modes"]) for im in images]),
+        "both_modes_expected_rate": _mean([both_modes_expected(im) for im in images]),
         "fail_rate": _mean([float(p["mode"] == "fail") for p in all_final]),
         "time_s_per_image": _mean([im["total_time_s"] for im in images]),
         # the sampler's network rows and TFLOP by the cost model (tracking/compute.py), per image

@@ -4,32 +4,40 @@ from __future__ import annotations
 import piq
 import torch
 
-from evaluation.metrics import mode_label, to_unit
+from core.tensors import to_unit
+from evaluation.equivalence import class_matches, equivalence_class
+from evaluation.metrics import mode_label
 from operators.phase_retrieval import rot180
-from sampler.hooks import Hook, PerParticle
+from sampler.hooks import Hook
 
 
 class GroundTruthHook(Hook):
     """After each step (and after every other hook), PSNR of each particle's z0 against its image's ground truth
-    and its 180° rotation, and the mode label. Costs one decode per particle per step, inside the timed step:
-    off by default so that timings measure the sampler alone."""
+    and its 180° rotation, and the mode label up to the measurement's symmetries (evaluation/equivalence.py). Costs
+    one decode per particle per step, inside the timed step: off by default so that timings measure the sampler
+    alone."""
 
     def __init__(self, gts: torch.Tensor, indices: list[int], fail_psnr: float):
         self.gts, self.fail_psnr = gts, fail_psnr
         self.slot = {index: i for i, index in enumerate(indices)}
+        self.classes = {}
 
     @torch.no_grad()
     def after_step(self, state, ctx):
         images = state.image_ids.tolist()
-        x = to_unit(ctx.model.decode(state.z0).float())
+        z0 = ctx.model.decode(state.z0)
+        x = to_unit(z0.float())
         gt = to_unit(self.gts[[self.slot[i] for i in images]].float())
         psnr_0 = piq.psnr(x, gt, data_range=1.0, reduction="none").tolist()
         psnr_180 = piq.psnr(x, rot180(gt), data_range=1.0, reduction="none").tolist()
-        ctx.log.update(
-            psnr=PerParticle(images, psnr_0, "list"),
-            psnr_180=PerParticle(images, psnr_180, "list"),
-            mode=PerParticle(images, [mode_label(a, b, self.fail_psnr) for a, b in zip(psnr_0, psnr_180)], "list"),
-        )
+        modes = [None] * len(images)
+        for g in dict.fromkeys(images):            # a loop over the batch's images, batched over their particles
+            if g not in self.classes:
+                self.classes[g] = equivalence_class(self.gts[self.slot[g]], ctx.operator)
+            mine = [i for i, h in enumerate(images) if h == g]
+            for i, m in zip(mine, class_matches(z0[mine], self.classes[g])):
+                modes[i] = mode_label(m["class_psnr"], m["rotated"], self.fail_psnr)
+        ctx.trace.particles("step", images, state.particle_ids, k=ctx.k, psnr=psnr_0, psnr_180=psnr_180, mode=modes)
         return state
 
 

@@ -1,6 +1,8 @@
 """Operator base class: batched forward map, noisy measurement and per-sample squared-error loss."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -17,6 +19,12 @@ class Operator:
         y0 = self(x)
         noise = torch.randn(y0.shape, generator=generator, dtype=y0.dtype, device="cpu").to(y0.device)
         return y0 + self.sigma * noise
+
+    def loss_margin(self, m: int) -> float:
+        """The loss of a fit as close to y as the ground truth is (the noise's own ||n||^2 = m sigma^2), raised by
+        three standard deviations of its chi-square: m sigma^2 (1 + 3 sqrt(2 / m)); m = measurements per image.
+        A fit under it is within the noise (the discrepancy principle)."""
+        return self.sigma ** 2 * m * (1 + 3 * math.sqrt(2 / m))
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """||A(x) - y||^2 per sample, shape (B,): never mixes samples."""

@@ -6,15 +6,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-from pipeline.checks import ConfigError, is_int, is_number
-from sampler.hooks import Hook, PerParticle, StepContext
+from core.errors import ConfigError, check, is_int, is_number
+from core.groups import group_median, pairwise_sq_distances, same_group
+from core.tensors import rows
+from sampler.hooks import Hook, StepContext
 from sampler.precision import autocast, decoder_autocast_dtype
 from sampler.schedule import trigger_step
-from sampler.state import ParticleState, rows
+from sampler.state import ParticleState
 
-from .groups import group_median, pairwise_sq_distances, same_group
-
-MODES = ("score_relative", "absolute")
+# score_relative: a fixed fraction of each particle's score; absolute: the kernel force times the strength, both
+# decaying by `schedule`; particle_guidance: as Particle Guidance (Corso et al. 2023), the kernel force times a
+# constant strength (it fades as particles part), off below sigma_min
+MODES = ("score_relative", "absolute", "particle_guidance")
 SCHEDULES = ("linear", "cosine")
 FEATURES = ("latent", "pixel")
 DEFAULT_END_T = 200     # where the strength reaches 0 when no refine boundary is set
@@ -58,51 +61,64 @@ def decay(k: int, end_k: int, schedule: str) -> float:
     return 1.0 - r if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * r))
 
 
+def end_step(cfg, refine_k) -> int | None:
+    """The step from which the strength is 0: repulsion.end_t, else the refine boundary, else t = DEFAULT_END_T."""
+    K = cfg.sampler.annealing.num_steps
+    end_t = cfg.repulsion.get("end_t")
+    if end_t is not None:
+        return trigger_step(end_t, K)
+    return refine_k if refine_k is not None else trigger_step(DEFAULT_END_T, K)
+
+
+def check_config(cfg, refine_k) -> None:
+    """repulsion_scale and the `repulsion:` block (ConfigError naming the bad key); refine_k: the refine boundary."""
+    rc = cfg.get("repulsion", {}) or {}
+    scale = cfg.repulsion_scale
+    check(is_number(scale) and scale >= 0,
+          f"repulsion_scale={scale} is invalid: must be a finite number >= 0 (0 = off)")
+    if scale > 0:
+        check(cfg.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
+    for key, choices in (("mode", MODES), ("schedule", SCHEDULES), ("features", FEATURES)):
+        check(rc.get(key) in choices, f"repulsion.{key}={rc.get(key)} is invalid: must be one of {', '.join(choices)}")
+    sigma_min = rc.get("sigma_min")
+    check(is_number(sigma_min) and sigma_min >= 0, f"repulsion.sigma_min={sigma_min} is invalid: must be a number "
+                                                   f">= 0 (particle_guidance: off below this sigma)")
+    pixel_size = rc.get("pixel_size")
+    check(is_int(pixel_size) and pixel_size >= 1, f"repulsion.pixel_size={pixel_size} is invalid: must be an "
+                                                  f"integer >= 1")
+    end_t = rc.get("end_t")
+    check(end_t is None or (is_int(end_t) and 0 <= end_t < 1000),
+          f"repulsion.end_t={end_t} is invalid: must be null (refine boundary, else t={DEFAULT_END_T}) or a "
+          f"diffusion time t in 0 … 999")
+    end_k = end_step(cfg, refine_k)
+    if scale > 0 and (end_k is None or end_k < 1):
+        raise ConfigError(f"repulsion.end_t={end_t} is invalid with {cfg.sampler.annealing.num_steps} annealing "
+                          f"steps: the repulsion would end before step 1 (use an end t below 1000, or "
+                          f"optimization_step below 1000)")
+
+
 class RepulsionHook(Hook):
     """Adds strength_k * force to the MCMC score while the decay schedule is above zero."""
 
     def __init__(self, scale: float, end_k: int, mode: str = "score_relative", schedule: str = "cosine",
-                 features: str = "latent", pixel_size: int = 64, autocast_dtype=None):
+                 features: str = "latent", pixel_size: int = 64, autocast_dtype=None, sigma_min: float = 0.0):
         self.scale, self.end_k, self.mode, self.schedule = scale, end_k, mode, schedule
+        self.sigma_min = sigma_min
         self.features, self.pixel_size, self.autocast_dtype = features, pixel_size, autocast_dtype
         self._k, self._ratio_sum, self._ratio_n = None, 0.0, 0
 
     @classmethod
-    def from_config(cls, cfg, prune_k=None, refine_k=None) -> "RepulsionHook":
-        rc = cfg.get("repulsion", {}) or {}
-        K = cfg.sampler.annealing.num_steps
-        scale = cfg.repulsion_scale
-        mode = rc.get("mode", "score_relative")
-        schedule = rc.get("schedule", "cosine")
-        features = rc.get("features", "latent")
-        pixel_size = rc.get("pixel_size", 64)
-        end_t = rc.get("end_t", None)
-        if not is_number(scale) or scale < 0:
-            raise ConfigError(f"repulsion_scale={scale} is invalid: must be a number >= 0 (0 = off)")
-        if mode not in MODES:
-            raise ConfigError(f"repulsion.mode={mode} is invalid: must be one of {', '.join(MODES)}")
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"repulsion.schedule={schedule} is invalid: must be one of {', '.join(SCHEDULES)}")
-        if features not in FEATURES:
-            raise ConfigError(f"repulsion.features={features} is invalid: must be one of {', '.join(FEATURES)}")
-        if not is_int(pixel_size) or pixel_size < 1:
-            raise ConfigError(f"repulsion.pixel_size={pixel_size} is invalid: must be an integer >= 1")
-        if end_t is not None:
-            if not is_int(end_t) or not 0 <= end_t < 1000:
-                raise ConfigError(f"repulsion.end_t={end_t} is invalid: must be null (refine boundary, else "
-                                  f"t={DEFAULT_END_T}) or a diffusion time t in 0 … 999")
-            end_k = trigger_step(end_t, K)
-        elif refine_k is not None:
-            end_k = refine_k
-        else:
-            end_k = trigger_step(DEFAULT_END_T, K)
-        if end_k is None or end_k < 1:
-            raise ConfigError(f"repulsion.end_t={end_t} is invalid with {K} annealing steps: the repulsion would "
-                              f"end before step 1 (use an end t below 1000, or optimization_step below 1000)")
-        return cls(float(scale), end_k, mode, schedule, features, pixel_size,
-                   decoder_autocast_dtype(cfg.sampler.precision))
+    def from_config(cls, cfg, refine_k=None) -> "RepulsionHook":
+        """The hook of a config that check_config passed."""
+        rc = cfg.repulsion
+        return cls(float(cfg.repulsion_scale), end_step(cfg, refine_k), rc.mode, rc.schedule, rc.features,
+                   rc.pixel_size, decoder_autocast_dtype(cfg.sampler.precision), float(rc.sigma_min))
 
-    def strength(self, k: int) -> float:
+    def strength(self, k: int, sigma: float | None = None) -> float:
+        """The strength at step k (noise level sigma): the decayed scale, or for particle_guidance the scale while
+        sigma >= sigma_min (the loop never asks for a drift in the refine stage)."""
+        if self.mode == "particle_guidance":
+            return self.scale if sigma is None or sigma >= self.sigma_min else 0.0
         return self.scale * decay(k, self.end_k, self.schedule)
 
     def _force(self, z: torch.Tensor, state: ParticleState, model) -> torch.Tensor:
@@ -123,7 +139,7 @@ class RepulsionHook(Hook):
     def drift(self, z, score, state: ParticleState, ctx: StepContext):
         if ctx.k != self._k:
             self._k, self._ratio_sum, self._ratio_n = ctx.k, 0.0, 0
-        s = self.strength(ctx.k)
+        s = self.strength(ctx.k, ctx.sigma)
         if s == 0.0:
             return None
         force = self._force(z, state, ctx.model)
@@ -143,13 +159,13 @@ class RepulsionHook(Hook):
         return force
 
     def after_step(self, state: ParticleState, ctx: StepContext) -> ParticleState:
-        s = self.strength(ctx.k)
-        ctx.log["repulsion_strength"] = s
+        s = self.strength(ctx.k, ctx.sigma)
         if self._k == ctx.k and s != 0.0:
             # per particle, the mean over this step's MCMC iterations; an image's record averages its particles
             n = self._ratio_n.tolist()
             ratios = [r / c if c else None for r, c in zip(self._ratio_sum.tolist(), n)]
-            ctx.log["repulsion_score_ratio"] = PerParticle(state.image_ids.tolist(), ratios)
+            ctx.trace.batch("step", k=ctx.k, repulsion_strength=s)
+            ctx.trace.particles("step", state.image_ids, state.particle_ids, k=ctx.k, repulsion_score_ratio=ratios)
         else:
-            ctx.log["repulsion_score_ratio"] = 0.0 if s == 0.0 else None
+            ctx.trace.batch("step", k=ctx.k, repulsion_strength=s, repulsion_score_ratio=0.0 if s == 0.0 else None)
         return state

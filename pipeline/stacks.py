@@ -6,6 +6,7 @@ STACKS = {
     "two_mode": ("model=two_mode", "sampler=two_mode", "data=two_mode"),
     "two_mode_latent": ("model=two_mode_latent", "sampler=two_mode_latent", "data=two_mode_latent"),
     "digits32ldm": ("model=digits32ldm", "sampler=digits32ldm", "data=digits"),
+    "naturalldm": ("model=naturalldm", "sampler=naturalldm", "data=natural"),
 }
 
 

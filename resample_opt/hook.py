@@ -1,18 +1,15 @@
 """Refine-stage step hook: after the MCMC step, pull each particle's z0 onto the measurement by latent optimisation."""
 from __future__ import annotations
 
-import math
-import statistics
 import time
-from collections import Counter
 
 import torch
 
-from pipeline.checks import ConfigError, is_int, is_number
-from sampler.hooks import Hook, PerParticle
-from sampler.state import rows
+from core.errors import ConfigError, is_int, is_number
+from core.tensors import cuda_sync, rows
+from sampler.hooks import Hook
 from sampler.precision import autocast, decoder_autocast_dtype
-from tracking.tracker import cuda_sync
+from sampler.schedule import trigger_step
 
 from .optimize import optimize_latents
 from .resample import resample_weights
@@ -36,8 +33,7 @@ _RULES = {
 def validate_optimization(opt) -> dict:
     """The `optimization:` block as a plain dict, or ConfigError naming the bad key and its valid range."""
     if opt is None:
-        raise ConfigError("optimization_step is set but the config has no `optimization:` block "
-                          "(see configs/default.yaml)")
+        raise ConfigError("the config has no `optimization:` block (see configs/default.yaml)")
     opt = dict(opt)
     unknown = sorted(set(opt) - set(_RULES))
     missing = sorted(set(_RULES) - set(opt))
@@ -50,8 +46,16 @@ def validate_optimization(opt) -> dict:
     return opt
 
 
-def _floats(t: torch.Tensor) -> list:
-    return [float(v) for v in t.detach().cpu()]
+def check_config(cfg) -> None:
+    """The `optimization:` block, and with optimization_step set, that some optimisation would run."""
+    opt = validate_optimization(cfg.get("optimization"))
+    K = cfg.sampler.annealing.num_steps
+    refine_k = trigger_step(cfg.optimization_step, K)
+    if refine_k is not None:
+        hook = RefineHook(refine_k, **opt)
+        if not any(hook.runs_at(k, K) for k in range(refine_k, K)):
+            raise ConfigError(f"optimization_step={cfg.optimization_step} leaves {K - refine_k} refine step(s), "
+                              "none of them the last with optimization.final=false: no optimisation would run")
 
 
 class RefineHook(Hook):
@@ -60,7 +64,9 @@ class RefineHook(Hook):
     At refine steps k < K - 1 it runs when (k - refine_k) % every == 0, and at the last step iff `final`
     (after the last step z0 is the sampler's output, so that call is ReSample's closing optimisation);
     z0 <- argmin_z ||A(D(z)) - y||^2 / m from z0 (m = measurements per particle), Adam re-created per call
-    as in ReSample, so no optimiser state persists between calls (nothing to slice when pruning).
+    as in ReSample, so no optimiser state persists between calls (nothing to slice when pruning). Each call
+    leaves a `refine` row per particle (iterations, stop reason, losses, accepted) and one for the batch (its
+    time, the resample weight) in the trace.
     """
 
     def __init__(self, refine_k: int, every: int = 1, final: bool = True, lr: float = 5e-3, max_iters: int = 500,
@@ -71,25 +77,18 @@ class RefineHook(Hook):
         self.resample, self.gamma = resample, gamma
         self.plateau_window, self.accept_if_improve, self.weight_decay = plateau_window, accept_if_improve, weight_decay
         self.autocast_dtype = autocast_dtype
-        self.calls: list[dict] = []
 
     @classmethod
     def from_config(cls, cfg, refine_k: int) -> "RefineHook":
-        opt = validate_optimization(cfg.get("optimization"))
-        hook = cls(refine_k, autocast_dtype=decoder_autocast_dtype(cfg.sampler.precision), **opt)
-        K = cfg.sampler.annealing.num_steps
-        if not any(hook.runs_at(k, K) for k in range(refine_k, K)):
-            raise ConfigError(f"optimization_step={cfg.optimization_step} leaves {K - refine_k} refine step(s), "
-                              "none of them the last with optimization.final=false: no optimisation would run")
-        return hook
+        """The hook of a config that check_config passed."""
+        return cls(refine_k, autocast_dtype=decoder_autocast_dtype(cfg.sampler.precision), **cfg.optimization)
 
-    def threshold(self, sigma: float, m: int) -> float:
-        """The per-element MSE at which a particle stops: eps^2, or with eps auto the discrepancy principle: the
-        noise's own mean square sigma^2, raised by three standard deviations of its chi-square (1 + 3 sqrt(2 / m)),
-        so that a particle already as close to y as the ground truth is (whose noise may exceed sigma^2) is left
-        alone rather than fitted to the noise."""
+    def threshold(self, operator, m: int) -> float:
+        """The per-element MSE at which a particle stops: eps^2, or with eps auto the discrepancy principle
+        (operator.loss_margin per element), so that a particle already as close to y as the ground truth is (whose
+        noise may exceed sigma^2) is left alone rather than fitted to the noise."""
         if self.eps == "auto":
-            return sigma ** 2 * (1 + 3 * math.sqrt(2 / m))
+            return operator.loss_margin(m) / m
         return self.eps ** 2
 
     def runs_at(self, k: int, num_steps: int) -> bool:
@@ -113,7 +112,7 @@ class RefineHook(Hook):
         device = state.z0.device
         cuda_sync(device)
         t0 = time.perf_counter()
-        z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, self.threshold(operator.sigma, m),
+        z_opt, info = optimize_latents(state.z0, mse, self.lr, self.max_iters, self.threshold(operator, m),
                                        self.plateau_window, weight_decay=self.weight_decay, frozen=~state.alive)
         before, after = info["loss_before"] * m, info["loss_after"] * m
         accept = torch.isfinite(after) & state.alive
@@ -122,41 +121,25 @@ class RefineHook(Hook):
         weight = 1.0
         if self.resample == "stochastic":
             # the next latent is drawn around a blend of the optimised and the sampler's own z0 (ReSample)
-            weight, ctx.renoise_scale = resample_weights(ctx.sigma, ctx.sigma_next, self.gamma)
+            weight, _ = resample_weights(ctx.sigma, ctx.sigma_next, self.gamma)
             z_opt = weight * z_opt + (1 - weight) * state.z0
         state.z0 = torch.where(rows(accept, z_opt), z_opt, state.z0)
         state.loss = torch.where(accept, after, torch.where(state.alive, before, state.loss))
         cuda_sync(device)
         seconds = time.perf_counter() - t0
 
-        iters, images = info["iterations"].tolist(), state.image_ids.tolist()
-        self.calls.append({
-            "k": ctx.k, "t": ctx.t, "sigma": ctx.sigma, "time_s": seconds, "image_ids": images,
-            "particle_ids": state.particle_ids.tolist(), "iterations": iters, "stop_reason": info["stop_reason"],
-            "loss_before": _floats(before), "loss_after": _floats(after), "accepted": accept.tolist(),
-            "resample_weight": weight,
-        })
-        ctx.log.update(opt_iters_mean=PerParticle(images, iters), opt_iters_max=PerParticle(images, iters, "max"),
-                       opt_time_s=seconds, opt_accepted=PerParticle(images, [int(a) for a in accept.tolist()], "sum"))
+        iters = info["iterations"].tolist()
+        ctx.trace.batch("refine", k=ctx.k, t=ctx.t, sigma=ctx.sigma, time_s=seconds, resample_weight=weight)
+        ctx.trace.particles("refine", state.image_ids, state.particle_ids, k=ctx.k, iterations=iters,
+                            stop_reason=info["stop_reason"], loss_before=before.detach(), loss_after=after.detach(),
+                            accepted=accept)
+        ctx.trace.batch("step", k=ctx.k, opt_time_s=seconds)
+        ctx.trace.particles("step", state.image_ids, state.particle_ids, k=ctx.k, opt_iters=iters,
+                            opt_accepted=[int(a) for a in accept.tolist()])
         return state
 
-    def report(self, image: int) -> dict:
-        # a call's time is the whole batch's: each of its images is charged an equal share
-        calls = []
-        for c in self.calls:
-            mine = [i for i, g in enumerate(c["image_ids"]) if g == image]
-            calls.append({
-                "k": c["k"], "t": c["t"], "sigma": c["sigma"], "time_s": c["time_s"] / len(set(c["image_ids"])),
-                "resample_weight": c["resample_weight"],
-                **{key: [c[key][i] for i in mine]
-                   for key in ("particle_ids", "iterations", "stop_reason", "loss_before", "loss_after", "accepted")},
-            })
-        iters = [n for c in calls for n in c["iterations"]]
-        return {"optimization": {
-            "num_calls": len(calls),
-            "total_iterations": sum(iters),
-            "mean_iterations": statistics.fmean(iters) if iters else None,
-            "total_time_s": sum(c["time_s"] for c in calls),
-            "stop_reasons": dict(Counter(r for c in calls for r in c["stop_reason"])),
-            "calls": calls,
-        }}
+    def renoise_scale(self, ctx) -> float:
+        """ReSample's stochastic resample draws the next latent with a lower noise after each call."""
+        if self.resample != "stochastic" or not self.runs_at(ctx.k, ctx.num_steps):
+            return 1.0
+        return resample_weights(ctx.sigma, ctx.sigma_next, self.gamma)[1]

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sampler.state import rows
+from core.tensors import rows
 
 STOP_REASONS = ("threshold", "plateau", "max_iters", "nonfinite", "frozen")
 

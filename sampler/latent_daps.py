@@ -1,12 +1,18 @@
 """LatentDAPS: decoupled annealing posterior sampling in a diffusion model's latent space, for a batch of particles."""
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import torch
+
+from core.tensors import rows
 
 from .hooks import Hook, StepContext
 from .mcmc import mcmc, step_size
 from .schedule import annealing_sigmas, lr_ratio, ode_sigmas, step_time
-from .state import ParticleState, rows
+from .state import ParticleState
+from .trace import Trace
 
 
 @torch.no_grad()
@@ -26,35 +32,38 @@ def init_latents(state_generators, latent_shape, sigma_max: float, device, dtype
 
 
 def latent_daps(model, operator, state: ParticleState, cfg, hooks: list[Hook] = (),
-                phase_of=lambda k: "explore", tracker=None, autocast_dtype=None) -> ParticleState:
-    """Run K annealing steps; cfg is the sampler config (annealing, ode, mcmc blocks)."""
+                phase_of=lambda k: "explore", tracker=None, autocast_dtype=None,
+                trace: Trace | None = None) -> ParticleState:
+    """Run K annealing steps; cfg is the sampler config (annealing, ode, mcmc blocks). Hooks and the tracker write
+    what they did into `trace`."""
     K = cfg.annealing.num_steps
     sigmas = annealing_sigmas(K, cfg.annealing.sigma_max, cfg.annealing.sigma_min)
+    trace = Trace() if trace is None else trace
     for k in range(K):
         ctx = StepContext(k=k, t=step_time(k, K), sigma=float(sigmas[k]), sigma_next=float(sigmas[k + 1]),
-                          num_steps=K, phase=phase_of(k), model=model, operator=operator)
+                          num_steps=K, phase=phase_of(k), model=model, operator=operator, trace=trace)
         if tracker is not None:
             tracker.begin_step(state, ctx)
-        for h in hooks:
-            state = h.before_step(state, ctx)
 
         z0_hat = ode_x0_estimate(model, state.z, ctx.sigma, cfg.ode.num_steps, cfg.ode.sigma_min)
         drift = None
         if ctx.phase != "refine":
-            def drift(z, score, _state=state, _ctx=ctx):
-                terms = [d for d in (h.drift(z, score, _state, _ctx) for h in hooks) if d is not None]
+            def drift(z, score, alive, _state=state, _ctx=ctx):
+                now = dataclasses.replace(_state, alive=alive)     # who is still alive at this MCMC iteration
+                terms = [d for d in (h.drift(z, score, now, _ctx) for h in hooks) if d is not None]
                 return sum(terms) if terms else None
         lr = step_size(lr_ratio(k, K), cfg.mcmc.lr, cfg.mcmc.lr_min_ratio)
-        was_alive = state.alive
-        z0, loss = mcmc(state, z0_hat, ctx.sigma, lr, cfg.mcmc, model, operator, drift, autocast_dtype)
+        z0, loss, alive = mcmc(state, z0_hat, ctx.sigma, lr, cfg.mcmc, model, operator, drift, autocast_dtype)
         # a particle that diverged at an earlier step stays frozen: its z0, loss and z no longer change
+        was_alive = state.alive
         state.z0 = z0 if state.z0 is None else torch.where(rows(was_alive, z0), z0, state.z0)
         state.loss = torch.where(was_alive, loss, state.loss)
-        state.z0_hat = z0_hat
+        state.z0_hat, state.alive = z0_hat, alive
 
         for h in hooks:
             state = h.after_step(state, ctx)
-        noise = ctx.renoise_scale * ctx.sigma_next * state.randn()
+        renoise = math.prod(h.renoise_scale(ctx) for h in hooks)
+        noise = renoise * ctx.sigma_next * state.randn()
         state.z = torch.where(rows(state.alive, state.z), state.z0 + noise, state.z)
         if tracker is not None:
             tracker.end_step(state, ctx)

@@ -5,8 +5,10 @@ import math
 
 import torch
 
+from core.tensors import rows
+
 from .precision import autocast
-from .state import ParticleState, rows
+from .state import ParticleState
 
 
 def measurement_loss_and_grad(model, operator, z, y, autocast_dtype=None):
@@ -27,11 +29,13 @@ def step_size(k_ratio: float, lr: float, lr_min_ratio: float) -> float:
 
 def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, operator,
          drift=None, autocast_dtype=None):
-    """Sample z0 ~ p(z0 | z_t, y) starting from z0_hat; returns (z0_y, last loss per particle).
+    """Sample z0 ~ p(z0 | z_t, y) starting from z0_hat; returns (z0_y, last loss, alive) per particle.
 
     score = -clamp(grad ||A(D(z)) - y||^2, -1, 1) / tau^2 + (z0_hat - z) / sigma^2 (+ drift)
+    A particle whose iterate stops being finite is frozen at its last finite one and no longer alive.
     """
     x = z0_hat.clone()
+    alive = state.alive
     hmc = cfg.algo == "hmc"
     if hmc:
         velocity = state.randn()      # redrawn at every annealing step, as DAPS does
@@ -40,7 +44,7 @@ def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, oper
         loss, grad = measurement_loss_and_grad(model, operator, x, state.y, autocast_dtype)
         score = -grad.clamp(-1, 1) / cfg.tau ** 2 + (z0_hat - x) / sigma ** 2
         if drift is not None:
-            extra = drift(x, score)
+            extra = drift(x, score, alive)
             if extra is not None:
                 score = score + extra
         eps = state.randn()
@@ -51,7 +55,6 @@ def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, oper
         else:
             x_new = x + lr * score + math.sqrt(2 * lr) * eps
         # a particle that blows up is frozen and marked failed; the others go on
-        finite = torch.isfinite(x_new).flatten(1).all(1) & state.alive
-        state.alive = finite
-        x = torch.where(rows(finite, x), x_new, x)
-    return x.detach(), loss
+        alive = torch.isfinite(x_new).flatten(1).all(1) & alive
+        x = torch.where(rows(alive, x), x_new, x)
+    return x.detach(), loss, alive

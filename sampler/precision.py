@@ -8,6 +8,17 @@ import torch
 DECODER_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
+def check_config(precision) -> None:
+    """The sampler's `precision:` block."""
+    from core.errors import check
+
+    check(precision.get("decoder") in DECODER_PRECISIONS, f"sampler.precision.decoder={precision.get('decoder')} is "
+                                                          f"invalid: must be one of {', '.join(DECODER_PRECISIONS)}")
+    for key in ("tf32", "compile"):
+        check(isinstance(precision.get(key, False), bool),
+              f"sampler.precision.{key}={precision.get(key)!r} is invalid: must be true or false")
+
+
 def set_tf32(enabled: bool) -> None:
     """TF32 for CUDA matmuls and cuDNN convolutions (process-wide); no effect on CPU.
 

@@ -1,7 +1,7 @@
 """All per-particle state of one sampling run, kept together so pruning slices it in one place."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -25,14 +25,21 @@ def measurement_generator(seed: int, image_index: int) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
-def rows(per_particle: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A (B,) per-particle tensor shaped to broadcast over (B, ...) tensors like `like`."""
-    return per_particle.view(-1, *[1] * (like.ndim - 1))
+def first_unused_ids(state) -> torch.Tensor:
+    """(B,) the first particle id each particle's image has not used yet: state.next_id, or where no stage has
+    made particles yet, one beyond the image's largest id."""
+    if state.next_id is not None:
+        return state.next_id
+    from core.groups import same_group
+
+    ids, B = state.particle_ids, state.size
+    members = same_group(state.image_ids) | torch.eye(B, dtype=torch.bool, device=ids.device)
+    return torch.where(members, ids[None, :], torch.full_like(ids[None, :], -1)).max(1).values + 1
 
 
 @dataclass
 class ParticleState:
-    """Per-particle tensors share dim 0; `extras` holds hook-owned per-particle tensors (e.g. optimiser moments)."""
+    """Per-particle tensors share dim 0, so that pruning slices them all in one place."""
 
     z: torch.Tensor                      # current noisy latent z_{t_k}
     y: torch.Tensor                      # a copy of the image's measurement per particle
@@ -43,9 +50,7 @@ class ParticleState:
     loss: torch.Tensor                   # last measurement loss per particle
     z0: torch.Tensor | None = None       # last MCMC result z0_y
     z0_hat: torch.Tensor | None = None   # last ODE x0 estimate
-    velocity: torch.Tensor | None = None # HMC momentum
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
-    dropped: list[dict] = field(default_factory=list)   # records of pruned particles
+    next_id: torch.Tensor | None = None  # the first id the particle's image has not used (for new particles)
 
     @property
     def size(self) -> int:
@@ -64,10 +69,8 @@ class ParticleState:
         out = {}
         for f in fields(cls):
             vs = [getattr(s, f.name) for s in states]
-            if f.name in ("generators", "dropped"):
+            if f.name == "generators":
                 out[f.name] = [x for v in vs for x in v]
-            elif f.name == "extras":
-                out[f.name] = {k: torch.cat([v[k] for v in vs]) for k in vs[0]}
             elif all(v is None for v in vs):
                 out[f.name] = None
             else:
@@ -82,10 +85,6 @@ class ParticleState:
             v = getattr(self, f.name)
             if f.name == "generators":
                 out[f.name] = [v[i] for i in index.tolist()]
-            elif f.name == "extras":
-                out[f.name] = {k: t[index] for k, t in v.items()}
-            elif f.name == "dropped":
-                out[f.name] = list(v)
             elif isinstance(v, torch.Tensor):
                 out[f.name] = v[index.to(v.device)]
             else:

@@ -13,10 +13,11 @@ REPULSION_SCALE="${REPULSION_SCALE:-0.3}"     # the strength chosen in the two-m
 PRUNING_STEP="${PRUNING_STEP:-200}"
 PRUNING_KEEP="${PRUNING_KEEP:-2}"
 OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
+RESAMPLING_INTERVAL="${RESAMPLING_INTERVAL:-5}"   # the study's choice (docs/resampling.md)
 
 usage() {
     cat <<EOF
-usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--sampler langevin|hmc] [--start S] [--demo [latent|digits]]
+usage: scripts/$EXP.sh [N] [--data SET[,SET]] [--sampler langevin|hmc] [--start S] [--demo [latent|digits|natural]]
                        [--results DIR] [--dry-run] [-h]
                        [extra posterior_sample.py arguments ...]
 
@@ -32,7 +33,9 @@ $SUMMARY
   --demo          the embedded two-mode benchmark instead (model=two_mode sampler=two_mode data=two_mode; CPU;
                   20 images); --demo latent: its decoder-constrained twin (model, sampler, data=two_mode_latent);
                   --demo digits: the mini LDM trained on the bundled digits (model=digits32ldm
-                  sampler=digits32ldm data=digits; the real LDM code path on a CPU, 297 test images)
+                  sampler=digits32ldm data=digits; the real LDM code path on a CPU, 297 test images);
+                  --demo natural: the mini LDM of bundled photographs (model=naturalldm sampler=naturalldm
+                  data=natural; 64 held-out crops, on which independent particles often fail)
   --results DIR   results root (default \$RESULTS_DIR or results/); the run goes to DIR/$EXP/<settings>
   --dry-run       print the posterior_sample.py command(s) without running them
   -h, --help      this text
@@ -41,7 +44,8 @@ Every other argument goes to posterior_sample.py after this script's settings, s
   scripts/$EXP.sh 10 --repulsion_scale 0.2 sampler.mcmc.num_steps=30 resume=true
   scripts/$EXP.sh 10 --multirun hydra/launcher=slurm data.start_index=0,10,20   (see docs/workflow.md)
 Settings: ${SETTINGS[*]}
-Environment: PYTHON (interpreter), PARTICLE_NUM (exp4, exp5), REPULSION_SCALE, PRUNING_STEP, PRUNING_KEEP, OPTIMIZATION_STEP.
+Environment: PYTHON (interpreter), PARTICLE_NUM (exp4, exp5), REPULSION_SCALE, PRUNING_STEP, PRUNING_KEEP, OPTIMIZATION_STEP,
+RESAMPLING_INTERVAL.
 EOF
 }
 
@@ -62,11 +66,11 @@ exp_main() {
             -h|--help) usage; exit 0 ;;
             --demo)
                 demo=1
-                if [[ "${2:-}" == latent || "${2:-}" == digits || "${2:-}" == two_mode ]]; then
+                if [[ "${2:-}" == latent || "${2:-}" == digits || "${2:-}" == natural || "${2:-}" == two_mode ]]; then
                     [[ "$2" != two_mode ]] && demo="$2"
                     shift
                 fi ;;
-            --demo=latent|--demo=digits) demo="${1#*=}" ;;
+            --demo=latent|--demo=digits|--demo=natural) demo="${1#*=}" ;;
             --demo=two_mode) demo=1 ;;
             --dry-run) dry=1 ;;
             --data|--start|--results|--sampler)
@@ -112,6 +116,7 @@ exp_main() {
     [[ $demo == 1 ]] && sets=(two_mode) && tag=""
     [[ $demo == latent ]] && sets=(two_mode_latent) && tag=""
     [[ $demo == digits ]] && sets=(digits) && tag=""
+    [[ $demo == natural ]] && sets=(natural) && tag=""
 
     [[ "$results" = /* ]] || results="$PWD/$results"
     local save_dir="$results/$EXP"
@@ -126,6 +131,7 @@ exp_main() {
         case "$set" in
             two_mode|two_mode_latent) stack=("model=$set" "sampler=$set" "data=$set") ;;
             digits) stack=(model=digits32ldm sampler=digits32ldm data=digits) ;;
+            natural) stack=(model=naturalldm sampler=naturalldm data=natural) ;;
             *imagenet) stack=(model=imagenet256ldm "sampler=$sampler" "data=$set") ;;
             *ffhq) stack=(model=ffhq256ldm "sampler=$sampler" "data=$set") ;;
         esac

@@ -33,8 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
-from pipeline.cli import validate  # noqa: E402
-from pipeline.run import resolve_device, sample_batch  # noqa: E402
+from pipeline.config import validate  # noqa: E402
+from pipeline.run import resolve_device  # noqa: E402
+from pipeline.sampling import sample_batch  # noqa: E402
+from tracking.compute import NetworkCounter  # noqa: E402
 from sampler import trigger_step  # noqa: E402
 from sampler.precision import compile_model, set_tf32  # noqa: E402
 from tracking.compute import tflop_per_row  # noqa: E402
@@ -166,24 +168,25 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
     latents = {}
     for offset in offsets:
         cfg.particle_offset = offset
-        _, state, timing, hooks = sample_batch(model, operator, gts, list(range(G)), cfg, device, dtype)
-        row["time_s"] += timing["total_time_s"]
-        rows = timing["network_rows"]         # counted at the model's methods (tracking/compute.py)
+        with NetworkCounter(model) as counter:
+            sampled = sample_batch(model, operator, gts, list(range(G)), cfg, device, dtype, counter)
+        state, trace = sampled.state, sampled.trace
+        row["time_s"] += sampled.total_time_s
+        rows = sampled.network_rows           # counted at the model's methods (tracking/compute.py)
         row["decoder_rows"] += rows["decoder_vjp"] + rows["decoder_forward"]
         row["decoder_vjp_rows"] += rows["decoder_vjp"]
         row["denoiser_rows"] += rows["unet"]
-        for name, ph in timing["phases"].items():
-            acc = row["phases"].setdefault(name, {"time_s": 0.0, "peak_memory_mb": 0.0, "steps": 0})
+        for ph in trace.of("phase"):
+            acc = row["phases"].setdefault(ph["phase"], {"time_s": 0.0, "peak_memory_mb": 0.0, "steps": 0})
             acc["time_s"] += ph["time_s"]
             acc["steps"] += ph["steps"]
             acc["peak_memory_mb"] = max(acc["peak_memory_mb"], ph["peak_memory_mb"])
             row["memory_kind"] = ph["memory_kind"]
         if late_k is not None:
-            row["late_time_s"] += sum(s["time_s"] for s in timing["steps"] if s["k"] > late_k)
+            row["late_time_s"] += sum(s["time_s"] for s in trace.of("step") if "image" not in s and "time_s" in s
+                                      and s["k"] > late_k)
         row["final_particles"] += state.size // G
-        for h in hooks:
-            for image in range(G):
-                row["opt_iterations"] += h.report(image).get("optimization", {}).get("total_iterations", 0)
+        row["opt_iterations"] += sum(r["iterations"] for r in trace.of("refine") if "particle" in r)
         for z, img, pid in zip(state.z, state.image_ids.tolist(), state.particle_ids.tolist()):
             latents[(img, pid)] = z.detach().cpu()
     row["peak_memory_mb"] = max(p["peak_memory_mb"] for p in row["phases"].values())

@@ -29,9 +29,11 @@ from data import build_dataset  # noqa: E402
 from evaluation.orientation import prior_log_ratio  # noqa: E402
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
-from pipeline.cli import validate  # noqa: E402
+from pipeline.config import validate  # noqa: E402
 from pipeline.stacks import stack  # noqa: E402
-from pipeline.run import _image_record, sample_batch  # noqa: E402
+from evaluation.record import evaluate_image, image_record  # noqa: E402
+from pipeline.sampling import sample_batch, split  # noqa: E402
+from tracking.compute import NetworkCounter  # noqa: E402
 
 
 def config(model: str, weight: float | None, seed: int, particles: int):
@@ -56,10 +58,12 @@ def run(model_name: str, weight: float | None, args, exact: bool = True) -> list
         for i in range(len(dataset)):
             name, gt = dataset[i]
             index = dataset.indices[i]
-            ys, state, timing, hooks = sample_batch(model, operator, gt[None].float(), [index], cfg, dev,
-                                                    torch.float32)
-            rec = _image_record(model, operator, index, name, gt[None].float(), ys[0], state, timing, hooks, cfg,
-                                None, None, [index])
+            with NetworkCounter(model) as counter:
+                (result,) = split(sample_batch(model, operator, gt[None].float(), [index], cfg, dev, torch.float32,
+                                               counter))
+                evaluated = evaluate_image(model, operator, result, gt[None].float(), cfg, None, counter)
+            rec = image_record(result, name, evaluated, cfg, None)
+            latents = result.z
             final = [p for p in rec["particles"] if p["pruned_at"] is None]
             found = torch.tensor([p["mode"] != "fail" for p in final])
             reference = torch.tensor([p["prior_log_ratio"] for p in final])
@@ -68,7 +72,7 @@ def run(model_name: str, weight: float | None, args, exact: bool = True) -> list
                 ocfg = cfg.orientation.copy()
                 ocfg.method, ocfg.elbo_evals = "elbo", n
                 t0 = time.perf_counter()
-                est = prior_log_ratio(model, state.z, ocfg, torch.Generator().manual_seed(1000 * seed + index))
+                est = prior_log_ratio(model, latents, ocfg, torch.Generator().manual_seed(1000 * seed + index))
                 seconds[n] = time.perf_counter() - t0
                 agree[n] = [bool(a) for a in ((est > 0) == (reference > 0))[found].tolist()]
             label = int(name.rsplit("_", 1)[1]) if model_name == "digits32ldm" else None

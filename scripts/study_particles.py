@@ -1,16 +1,22 @@
-"""Two-mode benchmark study: repulsion, pruning and branching against independent runs (see docs/particle_search.md).
+"""Compute-matched particle study: do interacting particles find (and choose) the right solution more often than
+independent runs at the same network compute? Independent N = 1, 2, 4, 8; repulsion (score-relative and Particle
+Guidance); 4 -> 2 pruning and 4 -> 2 -> 4 branching; loss-guided resampling at N = 2, 4, 8 (docs/particle_search.md,
+docs/resampling.md).
 
-    python scripts/study_particles.py                 # the comparison: 10 images x 3 seeds, 6 configurations
-    python scripts/study_particles.py --sweep         # repulsion_scale / mode sweep on 10 images, another seed
-    python scripts/study_particles.py --model two_mode_latent   # the same on the decoder-constrained benchmark
+    python scripts/study_particles.py --model digits32ldm --images 6 --seeds 0 1 2
+    python scripts/study_particles.py --model naturalldm --images 20 --seeds 0 --out a.json &   # two shards side
+    python scripts/study_particles.py --model naturalldm --images 20 --seeds 1 --out b.json     # by side, then
+    python scripts/study_particles.py --merge a.json b.json --plot docs/naturalldm_search.png   # one table
 
-Prints a Markdown table and writes every per-run number to JSON. Runs on one CPU thread.
+Every number is evaluation.summary.summarize over the runs' metric.json records, as parse_metrics computes it;
+success is up to the measurement's symmetries (rotation, shifts). Prints a Markdown table, writes the records to
+JSON and, with --plot, success against compute per method beside the independent runs' 1 - (1 - p)^N. One CPU
+thread per process.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,135 +29,105 @@ sys.path.insert(0, str(ROOT))
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from data import build_dataset  # noqa: E402
-from models import build_model  # noqa: E402
+from evaluation.summary import summarize  # noqa: E402
+from models import build_model, mode_weights  # noqa: E402
 from operators import build_operator  # noqa: E402
-from pipeline.cli import validate  # noqa: E402
-from pipeline.stacks import STACKS, stack  # noqa: E402
+from pipeline.config import validate  # noqa: E402
 from pipeline.run import run_image  # noqa: E402
-from sampler import trigger_step  # noqa: E402
+from pipeline.stacks import STACKS, stack  # noqa: E402
 
 
-def comparison(prune_t: int) -> list[tuple[str, list[str]]]:
-    """(label, overrides): the six configurations of the study; repulsion uses the config defaults."""
-    rep = "repulsion_scale=0.3"
-    prune = [f"pruning_step={prune_t}", "pruning_keep=2"]
-    return [
-        ("4 independent", ["particle_num=4"]),
-        ("4 repulsive", ["particle_num=4", rep]),
-        ("4 → 2 pruned", ["particle_num=4", rep, *prune, "pruning.mode=prune"]),
-        ("4 → 2 → 4 branched", ["particle_num=4", rep, *prune, "pruning.mode=branch"]),
-        ("2 independent", ["particle_num=2"]),
-        ("2 repulsive", ["particle_num=2", rep]),
+def methods(args) -> list[tuple[str, str, int, list[str]]]:
+    """(label, family, particles at the start, overrides) of every configuration of the study."""
+    prune = [f"pruning_step={args.prune_t}", "pruning_keep=2"]
+    rs = [f"resampling_interval={args.rs_interval}", f"resampling.start_t={args.rs_start}",
+          f"resampling.end_t={args.rs_end}", f"resampling.temperature={args.rs_temperature}"]
+    rows = [(f"{n} independent", "independent", n, [f"particle_num={n}"]) for n in (1, 2, 4, 8)]
+    rows += [
+        (f"4 repulsive {args.rep_scale:g} (score-relative)", "repulsion", 4,
+         ["particle_num=4", f"repulsion_scale={args.rep_scale}"]),
+        (f"4 Particle Guidance {args.pg_scale:g}", "particle guidance", 4,
+         ["particle_num=4", f"repulsion_scale={args.pg_scale}", "repulsion.mode=particle_guidance",
+          f"repulsion.sigma_min={args.pg_sigma_min}"]),
+        (f"4 → 2 pruned at t = {args.prune_t}", "pruning", 4, ["particle_num=4", *prune]),
+        (f"4 → 2 → 4 branched at t = {args.prune_t}", "branching", 4, ["particle_num=4", *prune,
+                                                                        "pruning.mode=branch"]),
     ]
-
-
-def sweep() -> list[tuple[str, list[str]]]:
-    """Four particles, no pruning: strength and mode of the repulsion."""
-    rows = [("independent", ["repulsion_scale=0"])]
-    for s in (0.03, 0.1, 0.3, 1.0):
-        rows.append((f"score_relative {s}", [f"repulsion_scale={s}", "repulsion.mode=score_relative"]))
-    for s in (1e4, 3e4, 1e5):
-        rows.append((f"absolute {s:g}", [f"repulsion_scale={s}", "repulsion.mode=absolute"]))
-    rows.append(("score_relative 0.3 linear", ["repulsion_scale=0.3", "repulsion.schedule=linear"]))
-    rows.append(("score_relative 0.3 pixel 16", ["repulsion_scale=0.3", "repulsion.features=pixel",
-                                                 "repulsion.pixel_size=16"]))
+    rows += [(f"{n} resampling", "resampling", n, [f"particle_num={n}", *rs]) for n in (2, 4, 8)]
+    if args.only:
+        keep = [s.strip() for s in args.only.split(",")]
+        rows = [r for r in rows if any(r[0].startswith(k) for k in keep)]
     return rows
 
 
-def run_record(record: dict, prune_k: int) -> dict:
-    """The numbers the tables need from one image's metric.json record."""
-    final = [p for p in record["particles"] if p["pruned_at"] is None]
-    late = [s["time_s"] for s in record["steps"] if s["k"] > prune_k]
-    early = [s["time_s"] for s in record["steps"] if s["k"] <= prune_k]
-    ratios = [s["repulsion_score_ratio"] for s in record["steps"][:10] if s.get("repulsion_score_ratio")]
-    return {
-        "index": record["index"], "both_modes": record["both_modes"], "gt_mode_found": record["gt_mode_found"],
-        "fail": sum(p["mode"] == "fail" for p in final) / len(final), "particles": len(final),
-        "mean_psnr": statistics.fmean(p["psnr"] for p in final), "max_psnr": record["best_oracle"]["psnr"],
-        "time_s": record["total_time_s"],
-        "step_ms_early": 1e3 * statistics.fmean(early), "step_ms_late": 1e3 * statistics.fmean(late),
-        "ratio_first10": statistics.fmean(ratios) if ratios else 0.0,
-        "modes": record["modes"], "pruning": record.get("pruning"),
-        "both_modes_loss_only": loss_only_both_modes(record),
-    }
+def slim(record: dict) -> dict:
+    """What the summary needs of a record: everything but the per-step lists."""
+    return {k: v for k, v in record.items() if k != "steps"}
 
 
-def loss_only_both_modes(record: dict):
-    """Counterfactual from the same run: would the two lowest-loss particles at the pruning step cover both modes?
-
-    Kept particles are labelled by their final image, dropped ones by their image at the pruning step
-    (particles have committed to a mode long before t = 400 on this benchmark). None without pruning.
-    """
-    pruning = record.get("pruning")
-    if not pruning:
-        return None
-    originals = {int(i): loss for i, loss in pruning["losses"].items()}
-    mode = {p["particle"]: p["mode"] for p in record["particles"]}
-    best = sorted(originals, key=originals.get)[:2]
-    return {mode[i] for i in best} == {"0", "180"}
-
-
-def summarize(runs: list[dict]) -> dict:
-    mean = lambda key: statistics.fmean(r[key] for r in runs)  # noqa: E731
-    return {
-        "runs": len(runs), "both_modes": mean("both_modes"), "gt_mode_found": mean("gt_mode_found"),
-        "fail": mean("fail"), "mean_psnr": mean("mean_psnr"), "max_psnr": mean("max_psnr"),
-        "max_psnr_worst": min(r["max_psnr"] for r in runs), "time_s": mean("time_s"),
-        "step_ms_early": mean("step_ms_early"), "step_ms_late": mean("step_ms_late"),
-        "ratio_first10": mean("ratio_first10"), "particles": mean("particles"),
-        "mode_counts": {m: sum(r["modes"][m] for r in runs) for m in ("0", "180", "fail")},
-        "both_modes_loss_only": (statistics.fmean(r["both_modes_loss_only"] for r in runs)
-                                 if runs[0]["both_modes_loss_only"] is not None else None),
-    }
-
-
-def markdown(rows: list[tuple[str, dict]], late_from_t: int) -> str:
-    head = ("| configuration | final particles | both modes | 0° found | failed particles | 0°/180°/fail | "
-            "mean PSNR | "
-            f"max PSNR (worst) | s / image | ms / step after t = {late_from_t} (before) | repulsion/score, steps 0-9 |")
+def table(summaries: dict[str, dict], compute: str) -> str:
+    unit = "TFLOP / image" if compute == "tflop" else "decoder VJPs / image"
+    head = (f"| configuration | chosen right | chosen PSNR | found | particle success p | best-of-N PSNR | {unit} | "
+            f"s / image | both modes (exact posterior) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for label, s in rows:
-        c = s["mode_counts"]
-        lines.append(
-            f"| {label} | {s['particles']:.1f} | {100 * s['both_modes']:.0f} % | "
-            f"{100 * s['gt_mode_found']:.0f} % | "
-            f"{100 * s['fail']:.1f} % | {c['0']}/{c['180']}/{c['fail']} | {s['mean_psnr']:.2f} | "
-            f"{s['max_psnr']:.2f} ({s['max_psnr_worst']:.1f}) | "
-            f"{s['time_s']:.2f} | {s['step_ms_late']:.1f} ({s['step_ms_early']:.1f}) | {s['ratio_first10']:.3g} |")
+    for label, s in summaries.items():
+        cost = s["tflop_per_image"] if compute == "tflop" else s["decoder_vjp_rows_per_image"]
+        both = f"{100 * s['both_modes_rate']:.0f} %"
+        if s.get("both_modes_expected_rate") is not None:
+            both += f" ({100 * s['both_modes_expected_rate']:.0f} %)"
+        lines.append(f"| {label} | {100 * s['prior_success_rate']:.0f} % | {s['prior_choice_psnr_mean']:.2f} | "
+                     f"{100 * s['search_success_rate']:.0f} % | {100 * s['particle_success_rate']:.1f} % | "
+                     f"{s['best_of_n_psnr_mean']:.2f} | {cost:.3g} | {s['time_s_per_image']:.1f} | {both} |")
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sweep", action="store_true", help="run the repulsion sweep instead of the comparison")
-    ap.add_argument("--model", default="two_mode", choices=sorted(STACKS))
-    ap.add_argument("--images", type=int, default=10)
-    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (comparison), 100 (sweep)")
-    ap.add_argument("--prune-t", type=int, default=400, help="pruning_step of the pruned/branched configurations")
-    ap.add_argument("--out", default=None, help="JSON path (default results/study_particles[_sweep].json)")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)    # the machine is shared
-    seeds = args.seeds or ([100] if args.sweep else [0, 1, 2])
-    configs = sweep() if args.sweep else comparison(args.prune_t)
-    suffix = ("_sweep" if args.sweep else "") + ("" if args.model == "two_mode" else f"_{args.model}")
-    out = Path(args.out or ROOT / "results" / f"study_particles{suffix}.json")
-    model_stack = stack(args.model)
+def plot(summaries: dict[str, dict], families: dict[str, str], compute: str, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
+    key = "tflop_per_image" if compute == "tflop" else "decoder_vjp_rows_per_image"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    markers = dict(zip(dict.fromkeys(families.values()), "osD^vx*"))
+    for ax, metric, name in ((axes[0], "search_success_rate", "found (some particle in the class)"),
+                             (axes[1], "prior_success_rate", "chosen right (no ground truth)")):
+        for family in dict.fromkeys(families.values()):
+            pts = sorted((s[key], s[metric]) for label, s in summaries.items() if families[label] == family)
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker=markers[family], label=family)
+        indep = [s for label, s in summaries.items() if families[label] == "independent"]
+        if indep and metric == "search_success_rate":
+            one = min(indep, key=lambda s: s["particles"])
+            p, cost = one["particle_success_rate"], one[key] / one["particles"]
+            ns = [1, 2, 3, 4, 5, 6, 7, 8]
+            ax.plot([n * cost for n in ns], [100 * (1 - (1 - p) ** n) for n in ns], "k:",
+                    label=f"1 - (1 - p)^N, p = {100 * p:.0f} %")
+        ax.set_xscale("log")
+        ax.set_xlabel("TFLOP per image" if compute == "tflop" else "decoder VJPs per image")
+        ax.set_ylabel(f"{name}, % of measurements")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def run(args) -> dict:
+    torch.set_num_threads(1)    # the machine is shared
+    configs = methods(args)
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfgs = {label: compose("default", overrides=[*model_stack, *o, f"num_eval_images={args.images}",
-                                                     "save_images=false"])
-                for label, o in configs}
+        cfgs = {label: compose("default", overrides=[*stack(args.model), *o, f"num_eval_images={args.images}",
+                                                     f"data.start_index={args.start}", "save_images=false",
+                                                     *args.overrides])
+                for label, _, _, o in configs}
     base = next(iter(cfgs.values()))
     model = build_model(base.model, "cpu").float()
     operator = build_operator(base.task, model.image_shape[-1])
     dataset = build_dataset(base.data, base.model, base.data.start_index, args.images)
-    # step times are split at the study's pruning step in every configuration, pruned or not
-    late_k = trigger_step(args.prune_t, base.sampler.annealing.num_steps)
-
-    runs = {label: [] for label in cfgs}
+    records = {label: [] for label in cfgs}
     t0 = time.perf_counter()
     # configurations interleaved per image so that the shared machine's load drifts over all of them alike
-    for seed in seeds:
+    for seed in args.seeds:
         for i in range(len(dataset)):
             name, gt = dataset[i]
             for label, cfg in cfgs.items():
@@ -160,23 +136,60 @@ def main(argv=None) -> None:
                 validate(cfg)
                 rec = run_image(model, operator, name, gt, dataset.indices[i], cfg, torch.device("cpu"),
                                 torch.float32)
-                runs[label].append({"seed": seed, **run_record(rec, late_k)})
+                rec["mode_weights"] = mode_weights(cfg.model)
+                records[label].append({"seed": seed, **slim(rec)})
             print(f"seed {seed} image {i} ({name}) done, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return {"model": args.model, "images": args.images, "start": args.start, "seeds": args.seeds,
+            "overrides": args.overrides, "families": {label: fam for label, fam, _, _ in configs},
+            "configs": {label: o for label, _, _, o in configs}, "wall_s": time.perf_counter() - t0,
+            "date": time.strftime("%Y-%m-%d"), "records": records}
 
-    rows = [(label, summarize(r)) for label, r in runs.items()]
-    table = markdown(rows, args.prune_t)
-    for label, s in rows:
-        if s["both_modes_loss_only"] is not None:
-            table += (f"\n\n{label}: both modes {100 * s['both_modes']:.0f} % with diversity-aware pruning; "
-                      f"{100 * s['both_modes_loss_only']:.0f} % had the two lowest-loss particles been kept.")
-    print(table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "kind": "sweep" if args.sweep else "comparison", "model": args.model, "images": args.images, "seeds": seeds,
-        "prune_t": args.prune_t, "sampler": dict(base.sampler.mcmc), "wall_s": time.perf_counter() - t0,
-        "configs": {label: o for label, o in configs}, "summary": dict(rows), "table": table, "runs": runs,
-    }, indent=1, default=str))
-    print(f"wrote {out}", file=sys.stderr)
+
+def merge(paths: list[str]) -> dict:
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    out = dict(parts[0])
+    out["seeds"] = [s for p in parts for s in p["seeds"]]
+    out["wall_s"] = sum(p["wall_s"] for p in parts)
+    out["records"] = {label: [r for p in parts for r in p["records"].get(label, [])] for label in parts[0]["records"]}
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="two_mode", choices=sorted(STACKS))
+    ap.add_argument("--images", type=int, default=10)
+    ap.add_argument("--start", type=int, default=0, help="first image of the data set")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--prune-t", type=int, default=200)
+    ap.add_argument("--rep-scale", type=float, default=0.3, help="score-relative repulsion strength")
+    ap.add_argument("--pg-scale", type=float, default=1.0, help="Particle Guidance strength")
+    ap.add_argument("--pg-sigma-min", type=float, default=1.0)
+    ap.add_argument("--rs-interval", type=int, default=5)
+    ap.add_argument("--rs-start", type=int, default=900)
+    ap.add_argument("--rs-end", type=int, default=500)
+    ap.add_argument("--rs-temperature", type=float, default=0.05)
+    ap.add_argument("--only", default="", help="comma list of label prefixes to run (e.g. '4 independent,4 resampling')")
+    ap.add_argument("--merge", nargs="+", default=None, help="study JSON files to merge instead of running")
+    ap.add_argument("--out", default=None, help="JSON path (default results/study_particles_<model>.json)")
+    ap.add_argument("--plot", default=None, help="PNG of success against compute")
+    ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every configuration")
+    args = ap.parse_args(argv)
+    study = merge(args.merge) if args.merge else run(args)
+    summaries = {label: summarize(recs) for label, recs in study["records"].items() if recs}
+    compute = "tflop" if all(s.get("tflop_per_image") for s in summaries.values()) else "vjp"
+    text = table(summaries, compute)
+    print(text)
+    if not args.merge or args.out:
+        out = Path(args.out or ROOT / "results" / f"study_particles_{study['model']}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**study, "summary": summaries, "table": text}, indent=1, default=str))
+        print(f"wrote {out}", file=sys.stderr)
+    if args.plot:
+        n = len(next(iter(study["records"].values())))
+        plot(summaries, study["families"], compute, Path(args.plot),
+             f"{study['model']}: {n} measurements ({study['images']} images x seeds {study['seeds']}), "
+             f"{study['date']}")
+        print(f"wrote {args.plot}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from data import build_dataset  # noqa: E402
 from models import build_model  # noqa: E402
 from operators import build_operator  # noqa: E402
-from pipeline.cli import validate  # noqa: E402
+from pipeline.config import validate  # noqa: E402
 from pipeline.stacks import STACKS, stack  # noqa: E402
 from pipeline.run import run_image  # noqa: E402
 from sampler import measurement_generator  # noqa: E402

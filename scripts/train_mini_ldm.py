@@ -1,8 +1,12 @@
-"""Train the mini LDM (models/ldm at the widths of configs/model/digits32ldm.yaml) on the bundled digits' train split:
+"""Train a mini LDM (models/ldm at the widths of configs/model/<name>.yaml) on data that ship inside installed packages:
 the VQ-f4 autoencoder, then the UNet on its latents; write a Lightning-format checkpoint and its model card.
 
     python scripts/train_mini_ldm.py                      # the shipped weights/digits32ldm (47 min, 2 cores)
+    python scripts/train_mini_ldm.py --data natural --ae-steps 2000 --unet-steps 6000   # the shipped naturalldm
     python scripts/train_mini_ldm.py --out /tmp/mini --ae-steps 20 --unet-steps 20 --gate-samples 16   # a smoke run
+
+Data: `digits` (scikit-learn's digits, train split, data/digits.py) or `natural` (fresh random 32 px crops of six
+skimage photographs every step, left-right flips only, data/natural.py; the UNet trains on a fixed pool of them).
 
 Autoencoder: L1 + MSE reconstruction, codebook and commitment (beta 0.25) losses, straight-through quantiser, codes
 unused for `--restart-every` steps re-seeded from encoder outputs. The latent scale is then folded into quant_conv,
@@ -28,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data.digits import TRAIN_SIZE, digits  # noqa: E402
-from evaluation.digit_gates import CONFIDENT, gates, sample_grid  # noqa: E402
+from evaluation.gates import sample_grid  # noqa: E402
 from models.ldm.denoiser import ldm_alphas_cumprod  # noqa: E402
 from models.ldm.model import DEFAULT_SCHEDULE, LatentDiffusion  # noqa: E402
 
@@ -63,11 +67,12 @@ def latent_vectors(vq, x: torch.Tensor) -> torch.Tensor:
     return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
 
 
-def train_autoencoder(vq, x: torch.Tensor, steps: int, batch: int, lr: float, restart_every: int, gen,
+def train_autoencoder(vq, draw, steps: int, batch: int, lr: float, restart_every: int, gen,
                       log_every: int = 100) -> list[dict]:
+    """draw(batch, gen, first=False) -> a batch of training images; `first` for the codebook's seeding draw."""
     n, dim = vq.quantize.embedding.weight.shape
     with torch.no_grad():  # codebook seeded from encoder outputs: no code starts dead
-        z = latent_vectors(vq, x[torch.randperm(len(x), generator=gen)[:batch]])
+        z = latent_vectors(vq, draw(batch, gen, first=True))
         vq.quantize.embedding.weight.copy_(z[torch.randint(len(z), (n,), generator=gen)]
                                            + 0.01 * torch.randn(n, dim, generator=gen))
     opt = torch.optim.Adam(vq.parameters(), lr=lr)
@@ -76,7 +81,7 @@ def train_autoencoder(vq, x: torch.Tensor, steps: int, batch: int, lr: float, re
     for step in tqdm(range(steps), desc="autoencoder", file=sys.stderr):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, steps, lr, warmup=50)
-        xb = x[torch.randint(len(x), (batch,), generator=gen)]
+        xb = draw(batch, gen)
         loss, parts, idx = vq_losses(vq, xb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -173,20 +178,52 @@ def commit_id() -> str:
         return "unknown"
 
 
-def model_card(card: dict) -> str:
+def _digits_card(card: dict) -> tuple[str, str, str]:
+    """Title, data bullet and gates table of the digits model's card."""
+    from evaluation.digit_gates import CONFIDENT
+
     g = card["gates"]
-    ae, un = card["autoencoder"], card["unet"]
     classes = ", ".join(f"{d}: {c}" for d, c in enumerate(g["confident_classes_samples"]))
-    return f"""# digits32ldm: a miniature CompVis LDM trained on scikit-learn's digits
+    data = f"""scikit-learn's bundled `load_digits` (1,797 images of 8x8, intensities 0-16), mapped to [-1, 1],
+  upsampled 4x bilinearly to 32x32 and repeated over RGB (`data/digits.py`). Split by index in the file's order:
+  train 0-{TRAIN_SIZE - 1} ({TRAIN_SIZE} images), test {TRAIN_SIZE}-1796 (297 images, `data=digits`). No augmentation
+  (a flip or rotation would teach the prior the very ambiguity phase retrieval cannot resolve)."""
+    table = f"""| VQ reconstruction PSNR, test split (297 images) | {g['recon_psnr_test']:.2f} dB |
+| classifier accuracy on real test digits (logistic regression on 8x8 features, train split) | {100 * g['classifier_accuracy_test']:.1f} % |
+| real test digits classified with confidence > {CONFIDENT} | {100 * g['confident_share_test']:.1f} % |
+| prior samples classified with confidence > {CONFIDENT} ({g['samples']} samples, {g['sampler']}) | {100 * g['confident_share_samples']:.1f} % |
+
+Confident samples per class ({classes})."""
+    return "a miniature CompVis LDM trained on scikit-learn's digits", data, table
+
+
+def _natural_card(card: dict) -> tuple[str, str, str]:
+    """Title, data bullet and gates table of the natural-image model's card."""
+    from data.natural import MIN_TEST_STD, SCALES, TEST_CROPS_PER_SOURCE, TEST_SOURCES, TRAIN_SOURCES
+
+    g = card["gates"]
+    data = f"""32x32 crops of the colour photographs that ship inside scikit-image ({', '.join(TRAIN_SOURCES)}:
+  train) and scikit-learn ({', '.join(TEST_SOURCES)}: test), each resized to a short side of {', '.join(map(str, SCALES))} px
+  (`data/natural.py`). Held out by source image. Training draws fresh crops every step (uniform source, scale and
+  position) with left-right flips only (an up-down flip or rotation would teach the prior the very ambiguity phase
+  retrieval cannot resolve); the UNet trains on a fixed pool of {card['unet']['pool']:,} such crops. Test set
+  (`data=natural`): {TEST_CROPS_PER_SOURCE} crops of each test photograph with pixel std >= {MIN_TEST_STD}."""
+    table = f"""| reconstruction PSNR, {2 * TEST_CROPS_PER_SOURCE} test crops / 256 train crops | {g['recon_psnr_test']:.2f} / {g['recon_psnr_train']:.2f} dB |
+| denoiser eps-MSE (mean over sigma in 0.05 ... 5), test / train latents | {g['eps_mse_test']:.4f} / {g['eps_mse_train']:.4f} |
+| power-spectrum slope, prior samples / real test crops ({g['samples']} samples, {g['sampler']}) | {g['spectral_slope_samples']:.2f} / {g['spectral_slope_test']:.2f} |"""
+    return "a miniature CompVis LDM trained on crops of bundled photographs", data, table
+
+
+def model_card(card: dict) -> str:
+    title, data, table = CARDS[card["data"]](card)
+    ae, un, name = card["autoencoder"], card["unet"], card["name"]
+    return f"""# {name}: {title}
 
 Written by `scripts/train_mini_ldm.py` ({card['command']}) on {card['date']}, commit {card['commit']},
 {card['machine']}; {card['wall_minutes']:.1f} min in all.
 
-- **Data**: scikit-learn's bundled `load_digits` (1,797 images of 8x8, intensities 0-16), mapped to [-1, 1],
-  upsampled 4x bilinearly to 32x32 and repeated over RGB (`data/digits.py`). Split by index in the file's order:
-  train 0-{TRAIN_SIZE - 1} ({TRAIN_SIZE} images), test {TRAIN_SIZE}-1796 (297 images, `data=digits`). No augmentation
-  (a flip or rotation would teach the prior the very ambiguity phase retrieval cannot resolve).
-- **Architecture**: `configs/model/digits32ldm.yaml`, the CompVis modules of `models/ldm` at small widths: VQ-f4
+- **Data**: {data}
+- **Architecture**: `configs/model/{name}.yaml`, the CompVis modules of `models/ldm` at small widths: VQ-f4
   (ch {card['config']['first_stage']['ddconfig']['ch']}, ch_mult {card['config']['first_stage']['ddconfig']['ch_mult']}, {card['config']['first_stage']['n_embed']} codes of dimension 3; latents 3x8x8) and a
   UNet (model_channels {card['config']['unet']['model_channels']}, channel_mult {card['config']['unet']['channel_mult']}, attention at 4x4 and 2x2). Parameters: autoencoder {card['params']['first_stage']:,}, UNet {card['params']['unet']:,}.
 - **Checkpoint**: `model.ckpt`, a Lightning-format dict (`state_dict` with `model.diffusion_model.*`,
@@ -196,24 +233,62 @@ Written by `scripts/train_mini_ldm.py` ({card['command']}) on {card['date']}, co
   (cosine), {ae['minutes']:.1f} min, final L1 {ae['history'][-1]['l1']:.4f}, MSE {ae['history'][-1]['mse']:.5f}; UNet {un['steps']} steps of batch
   {un['batch']}, AdamW lr {un['lr']} (warm-up, cosine), {un['minutes']:.1f} min, final eps-MSE {un['history'][-1]['eps_mse']:.4f}. Loss curves: `card.json`.
 
-## Quality gates (recomputed from the shipped file by tests/test_digits.py)
+## Quality gates (recomputed from the shipped file by tests/test_{card['data']}.py)
 
 | gate | value |
 |---|---|
-| VQ reconstruction PSNR, test split (297 images) | {g['recon_psnr_test']:.2f} dB |
-| classifier accuracy on real test digits (logistic regression on 8x8 features, train split) | {100 * g['classifier_accuracy_test']:.1f} % |
-| real test digits classified with confidence > {CONFIDENT} | {100 * g['confident_share_test']:.1f} % |
-| prior samples classified with confidence > {CONFIDENT} ({g['samples']} samples, {g['sampler']}) | {100 * g['confident_share_samples']:.1f} % |
+{table}
 
-Confident samples per class ({classes}). Samples: `docs/digits32ldm_samples.png`.
+Samples: `docs/{name}_samples.png`.
 """
+
+
+CARDS = {"digits": _digits_card, "natural": _natural_card}
+
+
+class TrainingData:
+    """What the trainer needs of a data set: a draw of training images per step, the images the latent scale and
+    the UNet's latents come from, its gates and its model's name."""
+
+    def __init__(self, name: str, pool: int, seed: int):
+        self.name = name
+        if name == "digits":
+            self.model_name = "digits32ldm"
+            self.x, _ = digits("train")
+            self.train_size = TRAIN_SIZE
+        else:
+            from data.natural import TRAIN_SOURCES, random_crops
+
+            self.model_name = "naturalldm"
+            self.crops = lambda n, gen: random_crops(TRAIN_SOURCES, n, gen, flip=True)[0]
+            # a pool of its own generator, so that the autoencoder's draws do not depend on its size
+            self.x = self.crops(pool, torch.Generator().manual_seed(seed + 1))
+            self.train_size = pool
+
+    def draw(self, batch: int, gen, first: bool = False) -> torch.Tensor:
+        if self.name == "digits":
+            # the digits model was trained with exactly these draws: keep them
+            pick = torch.randperm(len(self.x), generator=gen)[:batch] if first else \
+                torch.randint(len(self.x), (batch,), generator=gen)
+            return self.x[pick]
+        return self.crops(batch, gen)
+
+    def gates(self, model, samples: int, seed: int):
+        if self.name == "digits":
+            from evaluation.digit_gates import gates
+        else:
+            from evaluation.natural_gates import gates
+        return gates(model, samples, seed=seed)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(ROOT / "configs/model/digits32ldm.yaml"))
-    ap.add_argument("--out", default=str(ROOT / "weights/digits32ldm"), help="folder for model.ckpt, card.json, MODEL_CARD.md")
-    ap.add_argument("--grid", default=str(ROOT / "docs/digits32ldm_samples.png"), help="sample grid; '' for none")
+    ap.add_argument("--data", choices=tuple(CARDS), default="digits")
+    ap.add_argument("--config", default=None, help="model config (default: configs/model/<the data's model>.yaml)")
+    ap.add_argument("--out", default=None, help="folder for model.ckpt, card.json, MODEL_CARD.md "
+                                                "(default: weights/<the data's model>)")
+    ap.add_argument("--grid", default=None, help="sample grid (default: docs/<the data's model>_samples.png); '' for none")
+    ap.add_argument("--pool", type=int, default=16384, help="natural: training crops whose latents the UNet learns")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ae-steps", type=int, default=1000)
@@ -227,7 +302,7 @@ def main():
     ap.add_argument("--gate-samples", type=int, default=256)
     ap.add_argument("--log-every", type=int, default=100, help="steps per logged (averaged) loss")
     args = ap.parse_args()
-    for name in ("ae_steps", "unet_steps", "ae_batch", "unet_batch", "gate_samples", "threads", "log_every"):
+    for name in ("ae_steps", "unet_steps", "ae_batch", "unet_batch", "gate_samples", "threads", "log_every", "pool"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     from omegaconf import OmegaConf
@@ -236,14 +311,19 @@ def main():
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
-    cfg = OmegaConf.to_container(OmegaConf.load(args.config), resolve=True)
+    data = TrainingData(args.data, args.pool, args.seed)
+    name = data.model_name
+    config = args.config or str(ROOT / f"configs/model/{name}.yaml")
+    out = Path(args.out or ROOT / f"weights/{name}")
+    grid = str(ROOT / f"docs/{name}_samples.png") if args.grid is None else args.grid
+    cfg = OmegaConf.to_container(OmegaConf.load(config), resolve=True)
     model = LatentDiffusion(cfg)
     vq, unet = model.first_stage_model, model.model.diffusion_model
-    x_train, _ = digits("train")
+    x_train = data.x
 
     t0 = time.time()
     vq.train()
-    ae_hist = train_autoencoder(vq, x_train, args.ae_steps, args.ae_batch, args.ae_lr, args.restart_every, gen,
+    ae_hist = train_autoencoder(vq, data.draw, args.ae_steps, args.ae_batch, args.ae_lr, args.restart_every, gen,
                                 args.log_every)
     vq.eval()
     latent_std = normalise_latents(vq, x_train)
@@ -259,7 +339,6 @@ def main():
     unet_minutes = (time.time() - t0) / 60
     model.eval().requires_grad_(False)
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
     state.update({f"first_stage_model.{k}": v for k, v in vq.state_dict().items()})
@@ -270,22 +349,22 @@ def main():
     # the gates on the file just written, through the loader every run uses
     from models.ldm import build_ldm
     loaded = build_ldm({**cfg, "ckpt_path": str(out / "model.ckpt")}, "cpu")
-    g, drawn = gates(loaded, args.gate_samples, seed=args.seed)
-    if args.grid:
+    g, drawn = data.gates(loaded, args.gate_samples, seed=args.seed)
+    if grid:
         from torchvision.utils import save_image
-        save_image(sample_grid(drawn[:128]), args.grid)
+        save_image(sample_grid(drawn[:128]), grid)
     card = {
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix().split(str(ROOT) + "/")[-1], *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"), "commit": commit_id(), "seed": args.seed, "threads": args.threads,
         "machine": f"{torch.get_num_threads()}-thread CPU, torch {torch.__version__}",
-        "config": cfg, "train_size": TRAIN_SIZE,
+        "data": args.data, "name": name, "config": cfg, "train_size": data.train_size,
         "params": {"first_stage": sum(p.numel() for p in vq.parameters()),
                    "unet": sum(p.numel() for p in unet.parameters())},
         "autoencoder": {"steps": args.ae_steps, "batch": args.ae_batch, "lr": args.ae_lr, "commitment": COMMITMENT,
                         "restart_every": args.restart_every, "latent_std": latent_std, "minutes": ae_minutes,
                         "history": ae_hist},
         "unet": {"steps": args.unet_steps, "batch": args.unet_batch, "lr": args.unet_lr, "ema_decay": args.ema,
-                 "minutes": unet_minutes, "history": unet_hist},
+                 "pool": len(x_train), "minutes": unet_minutes, "history": unet_hist},
         "gates": g, "wall_minutes": (time.time() - t_start) / 60,
     }
     (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")

@@ -6,7 +6,8 @@ import math
 import pytest
 
 import pipeline.run as pipeline_run
-from pipeline.cli import ConfigError, validate
+from core.errors import ConfigError
+from pipeline.config import validate
 from tests.conftest import compose
 from tracking.metric_file import read_json
 
@@ -78,7 +79,7 @@ def test_interrupted_batched_run_resumes_to_the_same_records(tmp_path, monkeypat
         pipeline_run.run(compose(*common, "name=r"))
     assert [im["index"] for im in read_json(tmp_path / "r" / "metric.json")["images"]] == [0, 1]
     # another batch size would change the times per image: refused like any other setting
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match=r"other settings \(images_per_batch\)"):
         pipeline_run.run(compose(*common, "name=r", "resume=true", "images_per_batch=1"))
     monkeypatch.setattr(pipeline_run, "run_batch", lambda *a, **k: batches.append([i for i, _, _ in a[2]])
                         or real(*a, **k))

@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-from pipeline.cli import ConfigError, translate_argv, validate
+from core.errors import ConfigError
+from pipeline.cli import translate_argv
+from pipeline.config import validate
 from tests.conftest import ROOT, compose
 
 

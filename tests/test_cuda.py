@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from pipeline.run import run_batch
+from tracking.compute import NetworkCounter
 from tests.conftest import ROOT
 
 DEVICE = torch.device(os.environ.get("GPU_CHECK_DEVICE", "cuda"))
@@ -73,7 +74,8 @@ def sample(bm, cfg, model=None, operator=None, images: int = 1):
         model, operator = build(bm, cfg)
     gts = bm.images(cfg, images, DEVICE, torch.float32)
     items = [(i, f"image{i}", gts[i]) for i in range(images)]
-    return run_batch(model, operator, items, cfg, DEVICE, torch.float32)
+    with NetworkCounter(model) as counter:
+        return run_batch(model, operator, items, cfg, DEVICE, torch.float32, counter)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

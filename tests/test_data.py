@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data import DataError, build_dataset
+from core.errors import DataError
+from data import build_dataset
 from data.datasets import ImageFolder
 from tests.conftest import compose
 

@@ -12,9 +12,9 @@ from evaluation.perceptual import lpips_linear_weights, load_lpips
 
 
 def test_mode_label():
-    assert mode_label(30.0, 10.0, 20.0) == "0"
-    assert mode_label(10.0, 25.0, 20.0) == "180"
-    assert mode_label(19.0, 18.0, 20.0) == "fail"
+    assert mode_label(30.0, False, 20.0) == "0"
+    assert mode_label(25.0, True, 20.0) == "180"
+    assert mode_label(19.0, False, 20.0) == "fail" and mode_label(19.9, True, 20.0) == "fail"
 
 
 def test_rotated_particle_is_labelled_180():
@@ -82,7 +82,7 @@ def test_daps_lpips_equals_piq_average_pool_lpips(shared, tmp_path, monkeypatch)
 
 
 def test_corrupt_lpips_weights_are_a_config_error(tmp_path):
-    from pipeline.checks import ConfigError
+    from core.errors import ConfigError
 
     bad = tmp_path / "vgg.pt"
     bad.write_bytes(b"not a state dict")
@@ -139,7 +139,8 @@ def test_summary_reports_best_of_n_as_daps_and_the_oracle_particle():
                   [p(20, 0.5, 0.2), p(22, 0.4, 0.3)]):
         final = [q for q in parts if q["pruned_at"] is None]
         images.append({"particles": parts, "best_of_n": best_of_n(final), "best_oracle": max(final, key=lambda q: q["psnr"]),
-                       "best_by_loss": final[0], "gt_mode_found": True, "both_modes": False, "phases": {},
+                       "best_by_loss": final[0], "best_by_prior": final[0], "gt_mode_found": True,
+                       "both_modes": False, "phases": {},
                        "total_time_s": 1.0})
     assert images[0]["best_of_n"] == {"n": 3, "psnr": 30, "ssim": 0.90, "lpips": 0.05}
     s = summarize(images)

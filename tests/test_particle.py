@@ -8,10 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.errors import ConfigError
+from core.groups import pairwise_sq_distances, same_group
+from evaluation.record import pruning_record, steps_record
 from particle import PruningHook, RepulsionHook, choose_kept, rbf_repulsion
-from particle.groups import pairwise_sq_distances, same_group
-from pipeline.cli import ConfigError
-from sampler import Hook, ParticleState, StepContext, latent_daps, particle_generator, trigger_step
+from particle import pruning, repulsion
+from sampler import Hook, ParticleState, StepContext, Trace, latent_daps, particle_generator, trigger_step
 from tests.conftest import compose
 
 D64 = torch.float64
@@ -32,7 +34,6 @@ def make_state(z0, groups=None, seed=0):
             particle_generator(seed, int(groups[i]), i, "cpu") for i in range(B)],
         particle_ids=torch.arange(B), image_ids=groups, alive=torch.tensor([True] * B),
         loss=torch.arange(B, dtype=D64) + 0.5, z0=z0.clone(), z0_hat=z0 - 7 * rows,
-        velocity=-rows.expand_as(z0).clone(), extras={"moment": rows.flatten() * 11},
     )
 
 
@@ -44,6 +45,9 @@ class FixedLoss:
 
     def loss(self, x, y):
         return self.losses[: x.shape[0]].clone()
+
+    def loss_margin(self, m):
+        return float("inf")
 
 
 class Identity:
@@ -155,7 +159,8 @@ def test_strength_decays_to_exactly_zero_at_the_end(schedule):
     ctx = ctx_at(40, Identity())
     assert hook.drift(state.z0, torch.randn_like(state.z0), state, ctx) is None
     hook.after_step(state, ctx)
-    assert ctx.log["repulsion_strength"] == 0.0 and ctx.log["repulsion_score_ratio"] == 0.0
+    (step,) = steps_record(ctx.trace)
+    assert step["repulsion_strength"] == 0.0 and step["repulsion_score_ratio"] == 0.0
 
 
 def test_score_relative_force_is_a_fixed_fraction_of_each_score_and_is_logged():
@@ -169,8 +174,9 @@ def test_score_relative_force_is_a_fixed_fraction_of_each_score_and_is_logged():
         ratio = drift.flatten(1).norm(dim=1) / score.flatten(1).norm(dim=1)
         assert torch.allclose(ratio, torch.full((4,), hook.strength(2), dtype=D64))
     hook.after_step(state, ctx)
-    assert ctx.log["repulsion_strength"] == pytest.approx(0.4)
-    assert ctx.log["repulsion_score_ratio"].for_image(0) == pytest.approx(0.4)
+    (step,) = steps_record(ctx.trace.for_image(0, 1))
+    assert step["repulsion_strength"] == pytest.approx(0.4)
+    assert step["repulsion_score_ratio"] == pytest.approx(0.4)
 
 
 def test_score_relative_direction_survives_float32_underflow():
@@ -196,20 +202,20 @@ def test_absolute_mode_logs_the_mean_ratio():
     assert torch.allclose(drift, 3.0 * force)
     hook.after_step(state, ctx)
     want = (drift.norm(dim=1) / score.norm(dim=1)).mean()
-    assert ctx.log["repulsion_score_ratio"].for_image(0) == pytest.approx(float(want))
+    assert steps_record(ctx.trace)[0]["repulsion_score_ratio"] == pytest.approx(float(want))
 
 
 def test_repulsion_config_end_point_and_validation():
     K = 50
-    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), None, None).end_k == trigger_step(200, K)
-    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), 30, 45).end_k == 45
-    assert RepulsionHook.from_config(compose("repulsion_scale=0.3", "repulsion.end_t=500"), None, 45).end_k == 25
+    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), None).end_k == trigger_step(200, K)
+    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), 45).end_k == 45
+    assert RepulsionHook.from_config(compose("repulsion_scale=0.3", "repulsion.end_t=500"), 45).end_k == 25
     for override, key in [("repulsion.mode=strong", "repulsion.mode"),
                           ("repulsion.schedule=step", "repulsion.schedule"),
                           ("repulsion.features=vgg", "repulsion.features"), ("repulsion.end_t=1000", "repulsion.end_t"),
                           ("repulsion.pixel_size=0", "repulsion.pixel_size")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            RepulsionHook.from_config(compose("repulsion_scale=0.3", override), None, None)
+            repulsion.check_config(compose("repulsion_scale=0.3", override), None)
 
 
 # ---------------------------------------------------------------- pruning
@@ -245,6 +251,23 @@ def test_pruning_keeps_the_far_particle_that_loss_alone_would_drop():
     assert kept.sum() == 2 and kept[0]
 
 
+def test_a_particle_above_the_noise_margin_is_never_kept_over_one_inside_it():
+    """The far particle D fits within loss_factor of the best but above the noise level, B inside it: diversity
+    alone would keep D (a failure) over B (a fit as good as the truth); the margin keeps B."""
+    z0, loss = four_in_a_corner()
+    dist = pairwise_sq_distances(z0).sqrt()
+    groups = torch.zeros(4, dtype=torch.long)
+    assert choose_kept(loss, dist, groups, 2, 0.5, 1.1).tolist() == [True, False, False, True]
+    assert choose_kept(loss, dist, groups, 2, 0.5, 1.1, margin=1.015).tolist() == [True, True, False, False]
+    # with nobody left inside the margin, diversity decides again; with everybody inside, too
+    assert choose_kept(loss, dist, groups, 2, 0.5, 1.1, margin=1.005).tolist() == [True, False, False, True]
+    assert choose_kept(loss, dist, groups, 2, 0.5, 1.1, margin=2.0).tolist() == [True, False, False, True]
+    # the hook takes the margin from the operator: m sigma^2 (1 + 3 sqrt(2 / m)), the refine stage's eps auto
+    from operators import PhaseRetrieval
+    op = PhaseRetrieval(32, 2.0, 0.05)
+    assert op.loss_margin(6912) == pytest.approx(0.05 ** 2 * 6912 * (1 + 3 * math.sqrt(2 / 6912)))
+
+
 def test_pruning_works_within_each_image():
     z0, loss = four_in_a_corner()
     z0 = torch.cat([z0, z0 + 1000])              # image 1: same layout, far from image 0
@@ -257,29 +280,31 @@ def test_pruning_works_within_each_image():
 
 def prune(state, losses, k=3, **kw):
     hook = PruningHook(prune_k=k, keep=2, diversity_fraction=0.5, loss_factor=1.1, seed=9, **kw)
-    return hook, hook.after_step(state, ctx_at(k, Identity(), FixedLoss(losses)))
+    ctx = ctx_at(k, Identity(), FixedLoss(losses))
+    return hook, hook.after_step(state, ctx), ctx.trace
 
 
 def test_pruning_slices_every_per_particle_field_consistently():
     z0, loss = four_in_a_corner()
     state = make_state(z0)
     old = make_state(z0)
-    hook, new = prune(state, loss)
+    hook, new, trace = prune(state, loss)
     keep = torch.tensor([0, 3])
     assert new.size == 2
     for f in fields(ParticleState):
         v, o = getattr(new, f.name), getattr(old, f.name)
         if isinstance(o, torch.Tensor):
             assert torch.equal(v, o[keep]), f.name
-    assert torch.equal(new.extras["moment"], old.extras["moment"][keep])
     assert new.generators == [state.generators[0], state.generators[3]]      # the same generator objects
     assert new.particle_ids.tolist() == [0, 3] and new.image_ids.tolist() == [0, 0]
-    (rec,) = new.dropped
-    assert rec["k"] == 3 and rec["particle_ids"] == [1, 2] and torch.equal(rec["z0"], z0[[1, 2]])
-    assert rec["losses"] == pytest.approx([1.01, 1.02])
-    assert rec["distance_to_kept"] == pytest.approx([0.1, 0.1])
-    rep = hook.report(0)["pruning"]
+    dropped = [r for r in trace.of("prune") if not r["kept"]]
+    assert [r["particle"] for r in dropped] == [1, 2] and all(r["k"] == 3 for r in dropped)
+    assert torch.equal(torch.stack([r["z0"] for r in dropped]), z0[[1, 2]])
+    assert [r["loss"] for r in dropped] == pytest.approx([1.01, 1.02])
+    assert [r["distance_to_kept"] for r in dropped] == pytest.approx([0.1, 0.1])
+    rep = pruning_record(trace)
     assert rep["kept"] == [0, 3] and rep["dropped"] == [1, 2] and rep["mode"] == "prune"
+    assert rep["losses"] == pytest.approx({0: 1.0, 1: 1.01, 2: 1.02, 3: 1.05})
     # other steps leave the state alone
     same = hook.after_step(new, ctx_at(4, Identity(), FixedLoss(loss)))
     assert same is new
@@ -288,44 +313,47 @@ def test_pruning_slices_every_per_particle_field_consistently():
 def test_branch_refills_with_children_that_have_fresh_generators():
     z0, loss = four_in_a_corner()
     state = make_state(z0)
-    hook, new = prune(state, loss, mode="branch")
+    hook, new, trace = prune(state, loss, mode="branch")
     assert new.size == 4
     # dropped places 1, 2 hold children 4, 5 of the kept particles, best parent first
     assert new.particle_ids.tolist() == [0, 4, 5, 3]
-    assert hook.report(0)["pruning"]["children"] == {4: 0, 5: 3}
+    assert pruning_record(trace)["children"] == {4: 0, 5: 3}
     assert torch.equal(new.z0[1], z0[0]) and torch.equal(new.z0[2], z0[3])
     for pos, cid in [(1, 4), (2, 5)]:
         fresh = particle_generator(9, 0, cid, "cpu")
         assert new.generators[pos] is not state.generators[0]
         assert torch.equal(torch.randn(5, generator=new.generators[pos]), torch.randn(5, generator=fresh))
-    assert new.dropped[0]["particle_ids"] == [1, 2]
+    assert pruning_record(trace)["dropped"] == [1, 2]
 
 
 def test_pruning_config_validation():
     cfg = compose("pruning_step=300", "particle_num=4")
+    pruning.check_config(cfg)
     hook = PruningHook.from_config(cfg, 35)
     assert (hook.keep, hook.mode, hook.prune_k) == (2, "prune", 35)
     for override, key in [("pruning.mode=cut", "pruning.mode"), ("pruning.loss_factor=0.5", "pruning.loss_factor"),
                           ("pruning.diversity_fraction=-1", "pruning.diversity_fraction"),
                           ("pruning_keep=4", "pruning_keep")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            PruningHook.from_config(compose("pruning_step=300", "particle_num=4", override), 35)
+            pruning.check_config(compose("pruning_step=300", "particle_num=4", override))
 
 
 # ---------------------------------------------------------------- in the sampler loop
 
 
 class Spy(Hook):
-    """Records what the sampler works on at every step and inside every MCMC drift call."""
+    """Records what the sampler works on at every step (as its tracker) and inside every MCMC drift call."""
 
     def __init__(self):
         self.z_shapes, self.y_shapes, self.drift_shapes, self.ids, self.z = {}, {}, {}, {}, {}
 
-    def before_step(self, state, ctx):
+    def begin_step(self, state, ctx):
         self.z_shapes[ctx.k], self.y_shapes[ctx.k] = tuple(state.z.shape), tuple(state.y.shape)
         self.ids[ctx.k], self.z[ctx.k] = state.particle_ids.tolist(), state.z.clone()
         assert len(state.generators) == state.size
-        return state
+
+    def end_step(self, state, ctx):
+        pass
 
     def drift(self, z, score, state, ctx):
         self.drift_shapes.setdefault(ctx.k, set()).add(tuple(z.shape))
@@ -346,32 +374,33 @@ def benchmark():
 
 
 def run_small(benchmark, *overrides):
-    from pipeline.run import build_hooks, make_state as run_state, phase_boundaries, phase_function
+    from pipeline.sampling import Stages, build_hooks, make_state as run_state
 
     model, operator, y = benchmark
     cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
                   "particle_num=4", "repulsion_scale=0.3", *overrides)
-    prune_k, refine_k = phase_boundaries(cfg)
-    spy = Spy()
-    hooks = build_hooks(cfg, prune_k, refine_k) + [spy]
+    stages = Stages.of(cfg)
+    spy, trace = Spy(), Trace()
+    hooks = build_hooks(cfg, stages) + [spy]
     state = run_state(model, y, cfg, 0, "cpu", D64)
-    state = latent_daps(model, operator, state, cfg.sampler, hooks, phase_function(prune_k, refine_k))
-    return state, spy, prune_k
+    state = latent_daps(model, operator, state, cfg.sampler, hooks, stages.phase_of, spy, trace=trace)
+    return state, spy, stages.prune_k, trace
 
 
 def test_later_steps_run_on_the_pruned_batch(benchmark):
-    state, spy, prune_k = run_small(benchmark, "pruning_step=500")
+    state, spy, prune_k, trace = run_small(benchmark, "pruning_step=500")
     assert prune_k == 3
     for k in range(6):
         n = 4 if k <= prune_k else 2
         assert spy.z_shapes[k][0] == n and spy.y_shapes[k][0] == n, k
         assert spy.drift_shapes[k] == {(n, 3, 32, 32)}, k
-    assert state.size == 2 and state.z0.shape[0] == 2 and len(state.dropped) == 1
-    assert sorted(state.particle_ids.tolist() + state.dropped[0]["particle_ids"]) == [0, 1, 2, 3]
+    dropped = [r["particle"] for r in trace.of("prune") if not r["kept"]]
+    assert state.size == 2 and state.z0.shape[0] == 2 and len(dropped) == 2
+    assert sorted(state.particle_ids.tolist() + dropped) == [0, 1, 2, 3]
 
 
 def test_branch_children_differ_from_parents_after_one_step(benchmark):
-    state, spy, prune_k = run_small(benchmark, "pruning_step=500", "pruning.mode=branch")
+    state, spy, prune_k, _ = run_small(benchmark, "pruning_step=500", "pruning.mode=branch")
     assert all(spy.z_shapes[k][0] == 4 for k in range(6))
     ids = spy.ids[prune_k + 1]
     children = [i for i in ids if i >= 4]
@@ -401,7 +430,7 @@ def test_pipeline_records_pruned_particles(benchmark):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_group_median_equals_each_groups_own_median(seed):
-    from particle.groups import group_median
+    from core.groups import group_median
 
     g = torch.Generator().manual_seed(seed)
     B = 11

@@ -7,7 +7,7 @@ import torch
 
 from models import build_model
 from operators import build_operator
-from pipeline.run import make_state
+from pipeline.sampling import make_state
 from sampler import latent_daps, measurement_generator, particle_generator
 from tests.conftest import compose
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from operators import PhaseRetrieval
-from pipeline.cli import ConfigError
+from core.errors import ConfigError
+from evaluation.record import optimization_record, steps_record
 from resample_opt import AdamState, RefineHook, adam_step, optimize_latents, validate_optimization
+from resample_opt.hook import check_config
 from sampler import Hook, StepContext, latent_daps
 from sampler.schedule import trigger_step
 from tests.conftest import compose
@@ -178,7 +180,7 @@ def test_validation_raises_config_error():
         validate_optimization(None)
     cfg = compose("optimization_step=200", "optimization.every=0", "optimization.final=false")
     with pytest.raises(ConfigError, match="no optimisation would run"):
-        RefineHook.from_config(cfg, trigger_step(200, 50))
+        check_config(cfg)
 
 
 def test_schedule():
@@ -197,7 +199,7 @@ def test_schedule():
 def bench():
     from models import build_model
     from operators import build_operator
-    from pipeline.run import make_state
+    from pipeline.sampling import make_state
     from sampler.state import measurement_generator
 
     cfg = compose("dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3")
@@ -223,8 +225,10 @@ def test_hook_replaces_z0_and_reports(bench):
     after = op.loss(model.decode(state.z0), state.y)
     assert after.lt(op.loss(model.decode(z_mcmc), state.y)).all()
     torch.testing.assert_close(state.loss, after)                 # state.loss describes the new z0
-    assert set(ctx.log) == {"opt_iters_mean", "opt_iters_max", "opt_time_s", "opt_accepted"}
-    rep = hook.report(0)["optimization"]
+    (step,) = steps_record(ctx.trace)
+    assert {"opt_iters_mean", "opt_iters_max", "opt_time_s", "opt_accepted"} <= set(step)
+    assert step["opt_iters_max"] == max(step["opt_iters_mean"], step["opt_iters_max"]) and step["opt_accepted"] == 3
+    rep = optimization_record(ctx.trace)
     assert rep["num_calls"] == 1 and rep["total_iterations"] == sum(rep["calls"][0]["iterations"])
     call = rep["calls"][0]
     assert call["resample_weight"] == 1.0                      # replace: the optimised z0 kept whole
@@ -275,12 +279,11 @@ def test_drifts_do_nothing_in_refine_phase(bench):
 
 
 def test_repulsion_hook_is_off_in_refine_phase(bench):
-    particle = pytest.importorskip("particle")
-    if not hasattr(particle, "RepulsionHook"):
-        pytest.skip("particle.RepulsionHook is not written yet")
+    import particle
+
     cfg = compose("dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3",
                       "repulsion_scale=10.0", "optimization_step=500")
-    hook = particle.RepulsionHook.from_config(cfg, None, 2)     # would repel at steps 0, 1 if they explored
+    hook = particle.RepulsionHook.from_config(cfg, 2)     # would repel at steps 0, 1 if they explored
     assert torch.equal(_sample(bench, [hook], "refine"), _sample(bench, [], "refine"))
 
 

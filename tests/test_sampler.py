@@ -4,8 +4,8 @@ import torch
 
 from models import build_model
 from operators import build_operator
-from pipeline.run import make_state, phase_function
-from sampler import Hook, annealing_sigmas, latent_daps, measurement_generator, step_time, trigger_step
+from pipeline.sampling import Stages, make_state
+from sampler import Hook, Trace, annealing_sigmas, latent_daps, measurement_generator, step_time, trigger_step
 from tests.conftest import compose
 
 FAST = ["sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=3", "dtype=float64"]
@@ -26,7 +26,7 @@ def test_time_convention_and_triggers():
     assert trigger_step(-1, 50) is None
     assert trigger_step(199, 50) == 41
     assert trigger_step(5, 50) is None          # t_49 = 20: never reached
-    phase = phase_function(30, 40)
+    phase = Stages(30, 40).phase_of
     assert [phase(k) for k in (0, 30, 31, 39, 40, 49)] == ["explore", "explore", "prune", "prune", "refine", "refine"]
 
 
@@ -67,19 +67,17 @@ class _PoisonOne(Hook):
         return None
 
 
-class _Record(Hook):
-    """z at the start of every step and z0 after it."""
+class _Record:
+    """A tracker that keeps z at the start of every step and z0 at its end."""
 
     def __init__(self):
         self.z, self.z0 = [], []
 
-    def before_step(self, state, ctx):
+    def begin_step(self, state, ctx):
         self.z.append(state.z.clone())
-        return state
 
-    def after_step(self, state, ctx):
+    def end_step(self, state, ctx):
         self.z0.append(state.z0.clone())
-        return state
 
 
 def test_nan_particle_is_frozen_and_others_continue():
@@ -94,7 +92,8 @@ def test_nan_particle_is_frozen_and_others_continue():
     state = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
     rec = _Record()
     refine = RefineHook(refine_k=4, every=1, final=True, lr=1e-3, max_iters=3, eps=0.0, plateau_window=0)
-    out = latent_daps(model, op, state, cfg.sampler, hooks=[_PoisonOne(), rec, refine])
+    trace = Trace()
+    out = latent_daps(model, op, state, cfg.sampler, hooks=[_PoisonOne(), refine], tracker=rec, trace=trace)
     assert out.alive.tolist() == [True, False, True]
     assert torch.isfinite(out.z).all() and torch.isfinite(out.z0).all()
     for k in range(3, 6):
@@ -102,9 +101,10 @@ def test_nan_particle_is_frozen_and_others_continue():
         assert torch.equal(rec.z[k][1], rec.z[2][1]), k            # and never re-noised
     assert torch.equal(out.z[1], rec.z[2][1])
     assert not torch.equal(rec.z0[5][0], rec.z0[2][0])             # the others move on
-    for call in refine.calls:                                      # steps 4 and 5: the dead one is not optimised
-        assert call["iterations"] == [3, 0, 3] and call["stop_reason"][1] == "frozen"
-        assert call["accepted"] == [True, False, True]
+    calls = [r for r in trace.of("refine") if "particle" in r]
+    assert sorted({r["k"] for r in calls}) == [4, 5]                 # steps 4 and 5: the dead one is not optimised
+    assert [r["iterations"] for r in calls] == [3, 0, 3] * 2 and [r["stop_reason"] for r in calls][1::3] == ["frozen"] * 2
+    assert [r["accepted"] for r in calls] == [True, False, True] * 2
     # the NaN did not leak into the other particles
     plain = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
     poisoned = latent_daps(model, op, plain, cfg.sampler, hooks=[_PoisonOne()])

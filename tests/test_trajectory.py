@@ -46,7 +46,8 @@ def test_per_step_metrics_only_observe(runs):
 
 
 def test_per_step_flag_must_be_a_bool():
-    from pipeline.cli import ConfigError, validate
+    from core.errors import ConfigError
+    from pipeline.config import validate
 
     with pytest.raises(ConfigError, match="eval.per_step='yes' is invalid"):
         validate(compose("eval.per_step=yes"))

@@ -11,6 +11,8 @@ from operators.phase_retrieval import rot180
 from resample_opt import RefineHook
 from resample_opt.resample import resample_weights
 from sampler import StepContext
+from evaluation.record import optimization_record
+from sampler import Trace
 from sampler.state import ParticleState
 from tests.conftest import compose
 
@@ -114,18 +116,19 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
     ctx = StepContext(k=9, t=20, sigma=0.1, sigma_next=0.0, num_steps=10, phase="refine", model=model, operator=op)
     hook = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=2000, eps="auto", plateau_window=0)
     state = hook.after_step(_state(z0, y), ctx)
-    call = hook.calls[0]
+    (call,) = optimization_record(ctx.trace)["calls"]
     m = y[0].numel()
     level = op.sigma ** 2 * (1 + 3 * math.sqrt(2 / m))
-    assert hook.threshold(op.sigma, m) == pytest.approx(level) and 1.04 < level / op.sigma ** 2 < 1.06
+    assert hook.threshold(op, m) == pytest.approx(level) and 1.04 < level / op.sigma ** 2 < 1.06
     assert call["stop_reason"] == ["threshold", "threshold"]
     assert all(loss / m < level for loss in call["loss_after"])
     assert all(loss / m > 0.97 * level for loss in call["loss_after"])              # it stopped right there
     assert all(0 < n < 2000 for n in call["iterations"])
     # ReSample's eps = 1e-3 would have run on: its threshold is 2500 x lower than the noise level
     fixed = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=50, eps=1e-3, plateau_window=0)
+    ctx.trace = Trace()
     fixed.after_step(_state(z0, y), ctx)
-    assert fixed.calls[0]["stop_reason"] == ["max_iters", "max_iters"]
+    assert optimization_record(ctx.trace)["calls"][0]["stop_reason"] == ["max_iters", "max_iters"]
     assert torch.isfinite(state.z0).all()
 
 
@@ -133,9 +136,13 @@ def test_stochastic_resample_blends_and_lowers_the_renoise():
     model, op, y, z0 = _problem(0.1, 2)
     ctx = StepContext(k=5, t=500, sigma=0.9, sigma_next=0.7, num_steps=10, phase="refine", model=model, operator=op)
     kw = dict(refine_k=5, every=1, final=True, lr=1e-3, max_iters=20, eps=0.0, plateau_window=0)
-    replaced = RefineHook(**kw).after_step(_state(z0, y), ctx).z0
-    assert ctx.renoise_scale == 1.0
-    blended = RefineHook(**kw, resample="stochastic", gamma=40.0).after_step(_state(z0, y), ctx).z0
+    replace = RefineHook(**kw)
+    replaced = replace.after_step(_state(z0, y), ctx).z0
+    assert replace.renoise_scale(ctx) == 1.0
+    stochastic = RefineHook(**kw, resample="stochastic", gamma=40.0)
+    blended = stochastic.after_step(_state(z0, y), ctx).z0
     w, r = resample_weights(0.9, 0.7, 40.0)
-    assert 0 < w < 1 and 0 < r < 1 and ctx.renoise_scale == r
+    assert 0 < w < 1 and 0 < r < 1 and stochastic.renoise_scale(ctx) == r
+    ctx.k = 4                                                      # not a refine step: the plain re-noise
+    assert stochastic.renoise_scale(ctx) == 1.0
     assert torch.allclose(blended, w * replaced + (1 - w) * z0, atol=1e-12)

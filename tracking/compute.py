@@ -33,7 +33,8 @@ def tflop_per_row(model_cfg) -> dict | None:
 class NetworkCounter:
     """Wraps a model's decode, denoise and encode (instance attributes over the methods, as torch.compile's are) and
     counts the rows they process. A decode whose input requires grad under grad mode is a VJP (its backward
-    follows: the MCMC gradient, the optimiser, pixel repulsion); any other is a forward."""
+    follows: the MCMC gradient, the optimiser, pixel repulsion); any other is a forward. One counter per run: each
+    measurement (a batch's sampling, an image's orientation) takes the rows counted since the last one."""
 
     def __init__(self, model):
         self.rows = dict.fromkeys(KINDS, 0)
@@ -55,6 +56,11 @@ class NetworkCounter:
         self.model, self._originals = model, (decode, denoise, encode)
         model.decode, model.denoise, model.encode = counted_decode, counted_denoise, counted_encode
 
+    def take(self) -> dict:
+        """The rows counted since the last take (or since the counter was made)."""
+        rows, self.rows = self.rows, dict.fromkeys(KINDS, 0)
+        return rows
+
     def remove(self):
         """Put the model's own methods back."""
         self.model.decode, self.model.denoise, self.model.encode = self._originals
@@ -66,9 +72,7 @@ class NetworkCounter:
         self.remove()
 
 
-def compute_record(rows: dict, per_row: dict | None, share: int = 1) -> dict:
-    """metric.json's `compute` block: rows per network and TFLOP by the cost model, divided by `share` (the images
-    that shared the batch, as times are)."""
-    rows = {k: v / share for k, v in rows.items()}
+def compute_record(rows: dict, per_row: dict | None) -> dict:
+    """metric.json's `compute` block: rows per network and TFLOP by the cost model."""
     tflop = None if per_row is None else sum(rows[k] * per_row[k] for k in KINDS)
-    return {"rows": rows, "tflop": tflop, "tflop_per_row": per_row}
+    return {"rows": dict(rows), "tflop": tflop, "tflop_per_row": per_row}

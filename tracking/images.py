@@ -9,7 +9,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
-from evaluation.metrics import to_unit
+from core.tensors import to_unit
 
 TILE = 128            # grid tiles are upscaled to at least this many pixels: a 32 px benchmark image stays legible
 LABEL_H = 44          # the label strip under each tile: three lines

@@ -1,4 +1,5 @@
-"""Per-phase wall time and peak memory, plus one record per annealing step."""
+"""Per-phase wall time and peak memory, and what each annealing step leaves in the trace (time, memory, each
+particle's loss, each image's pairwise distances)."""
 from __future__ import annotations
 
 import resource
@@ -7,13 +8,8 @@ import time
 
 import torch
 
-from particle.groups import same_group
-from sampler.hooks import PerParticle
-
-
-def cuda_sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from core.groups import same_group
+from core.tensors import cuda_sync
 
 
 def peak_rss_mb() -> float:
@@ -40,11 +36,10 @@ def pairwise_distances(z: torch.Tensor, groups: torch.Tensor) -> dict[int, tuple
 class RunTracker:
     """Times phases (explore, prune, refine) and steps; resets the CUDA peak at each phase boundary."""
 
-    def __init__(self, device, progress=None):
+    def __init__(self, device, trace, progress=None):
         self.device = torch.device(device)
-        self.progress = progress
+        self.trace, self.progress = trace, progress
         self.phases: dict[str, dict] = {}
-        self.steps: list[dict] = []
         self._phase = None
         self._phase_t0 = 0.0
         self._step_t0 = 0.0
@@ -78,52 +73,23 @@ class RunTracker:
     def end_step(self, state, ctx):
         cuda_sync(self.device)
         loss = state.loss.float().cpu()
-        self.steps.append({
-            "k": ctx.k, "t": ctx.t, "sigma": ctx.sigma, "phase": ctx.phase,
-            "time_s": time.perf_counter() - self._step_t0,
-            "memory_mb": self._memory_mb(),
-            "image_ids": state.image_ids.tolist(),
-            "particle_ids": state.particle_ids.tolist(),
-            "loss": [None if not torch.isfinite(v) else float(v) for v in loss],
-            "distances": pairwise_distances(state.z0, state.image_ids),
-            "log": dict(ctx.log),
-        })
+        images = state.image_ids.tolist()
+        self.trace.batch("step", k=ctx.k, t=ctx.t, sigma=ctx.sigma, phase=ctx.phase,
+                         time_s=time.perf_counter() - self._step_t0, memory_mb=self._memory_mb())
+        self.trace.particles("step", images, state.particle_ids.tolist(), k=ctx.k,
+                             loss=[None if not torch.isfinite(v) else float(v) for v in loss])
+        distances = pairwise_distances(state.z0, state.image_ids)
+        groups = sorted(distances)
+        self.trace.images("step", groups, k=ctx.k, mean_pairwise_distance=[distances[g][0] for g in groups],
+                          min_pairwise_distance=[distances[g][1] for g in groups])
         self.phases[ctx.phase]["steps"] += 1
         if self.progress is not None:
             finite = loss[torch.isfinite(loss)]
             self.progress(ctx, float(finite.min()) if len(finite) else float("nan"), state.size)
 
-    def finish(self) -> dict:
-        """The batch's phases and raw step records; image_view turns them into one image's record."""
+    def finish(self) -> float:
+        """Closes the last phase, writes one trace row per phase; returns the batch's total time."""
         self._close_phase()
-        return {"phases": self.phases, "steps": self.steps,
-                "total_time_s": sum(p["time_s"] for p in self.phases.values())}
-
-
-def image_view(timing: dict, image: int, images_in_batch: int) -> dict:
-    """One image's phases and steps out of its batch's: its particles only, and every time divided by the
-    batch's image count (the per-image throughput); memory stays the batch's peak."""
-    def share(seconds):
-        return seconds / images_in_batch
-
-    phases = {name: {**ph, "time_s": share(ph["time_s"])} for name, ph in timing["phases"].items()}
-    steps = []
-    for s in timing["steps"]:
-        mine = [i for i, g in enumerate(s["image_ids"]) if g == image]
-        mean_d, min_d = s["distances"].get(image, (None, None))
-        rec = {
-            "k": s["k"], "t": s["t"], "sigma": s["sigma"], "phase": s["phase"],
-            "time_s": share(s["time_s"]), "memory_mb": s["memory_mb"],
-            "particles": len(mine),
-            "particle_ids": [s["particle_ids"][i] for i in mine],
-            "mean_pairwise_distance": mean_d, "min_pairwise_distance": min_d,
-            "loss": [s["loss"][i] for i in mine],
-        }
-        for key, v in s["log"].items():
-            if isinstance(v, PerParticle):
-                v = v.for_image(image)
-            elif key.endswith("time_s"):
-                v = share(v)
-            rec[key] = v
-        steps.append(rec)
-    return {"phases": phases, "steps": steps, "total_time_s": share(timing["total_time_s"])}
+        for name, ph in self.phases.items():
+            self.trace.batch("phase", phase=name, **ph)
+        return sum(p["time_s"] for p in self.phases.values())

@@ -12,17 +12,19 @@ from pathlib import Path
 
 import torch
 
+from core.errors import ToolError
+
 from .denoiser import ldm_alphas_cumprod
 
 KEEP_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.")
 DOWNLOAD_SCRIPT = "scripts/download_checkpoints.sh"
 
 
-class CheckpointNotFoundError(FileNotFoundError):
+class CheckpointNotFoundError(ToolError, FileNotFoundError):
     """The checkpoint file is missing; the message says how to download it."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ToolError, RuntimeError):
     """The checkpoint exists but cannot be used (corrupt, wrong format, or not matching the model config)."""
 
 

@@ -214,8 +214,9 @@ class VectorQuantizer(nn.Module):
             index = torch.zeros(flat.shape[0], dtype=torch.long, device=z.device)
             for start in range(0, book.shape[0], self.chunk_codes):
                 part = book[start:start + self.chunk_codes]
-                # |z|^2 + |e|^2 - 2 z.e, the same expansion as the original, so near-ties resolve alike; the dot
-                # product over the few latent channels as multiply-adds, never a matmul that TF32 could round
+                # |z|^2 + |e|^2 - 2 z.e, the original's expansion, but the dot product over the few latent channels
+                # as multiply-adds, never a matmul that TF32 could round: the original's einsum rounds differently,
+                # so a near-tie in float32 (about 0.01 % of noisy latent vectors) may take the other code
                 dot = flat[:, :1] * part[:, 0]
                 for j in range(1, c):
                     dot += flat[:, j:j + 1] * part[:, j]

@@ -1,0 +1,1 @@
+"""The ground floor: the project's error type and small tensor helpers; imports nothing of the project."""

@@ -1,0 +1,223 @@
+"""One image's metric.json entry: its particles measured against the ground truth (`evaluate_image`, the model's
+work) and the entry assembled from them and the image's slice of the trace (`image_record`, pure)."""
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+
+from core.tensors import rows as rows_of
+from evaluation.equivalence import equivalence_class
+from evaluation.metrics import best_of_n, evaluate_particles
+from operators.phase_retrieval import rot180
+from sampler.state import orientation_generator
+from tracking.compute import compute_record
+
+# how an image's step record shows a per-particle fact of the trace: (its key, the reduction over the image's
+# particles); "list" keeps every value in batch order, the others skip None (None when nothing is left)
+STEP_FACTS = {
+    "loss": [("loss", "list")], "psnr": [("psnr", "list")], "psnr_180": [("psnr_180", "list")],
+    "mode": [("mode", "list")], "repulsion_score_ratio": [("repulsion_score_ratio", "mean")],
+    "opt_iters": [("opt_iters_mean", "mean"), ("opt_iters_max", "max")], "opt_accepted": [("opt_accepted", "sum")],
+}
+REDUCE = {"mean": lambda v: sum(v) / len(v), "max": max, "sum": sum}
+
+
+def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, alive, pruned=None) -> list[dict]:
+    """Metrics, best match in the equivalence class eq, mode label and final measurement loss of each decoded
+    particle x (B, C, H, W)."""
+    rows = evaluate_particles(x, gt, fail_psnr, lpips_model, eq)
+    losses = operator.loss(x, y.expand(x.shape[0], *y.shape[1:])).tolist()
+    for row, pid, loss, ok in zip(rows, particle_ids, losses, alive):
+        row.update(particle=int(pid), measurement_loss=loss, failed=not bool(ok), pruned_at=pruned)
+        if not ok:
+            row["mode"] = "fail"
+    return rows
+
+
+def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, sigma: float) -> dict:
+    """Each final particle's prior_log_ratio, its oriented image's metrics (x, or rot x where the prior prefers it)
+    and its estimated log-posterior (-loss / 2 sigma^2 plus the oriented image's log prior), written into its row;
+    returns the rows the orientation cost its networks."""
+    from evaluation.orientation import log_ratio, method_of, prior_log_densities
+
+    counter.take()
+    lp_x, lp_rot = prior_log_densities(model, z, cfg.orientation, orientation_generator(cfg.seed, index), x)
+    cost = counter.take()
+    ratio = log_ratio(lp_x, lp_rot, method_of(model, cfg.orientation))
+    flip = (ratio < 0).to(x.device)
+    oriented = evaluate_particles(torch.where(rows_of(flip, x), rot180(x), x), gt, cfg.data.fail_psnr, lpips_model,
+                                  eq)
+    log_prior = torch.where(ratio < 0, lp_rot, lp_x).tolist()
+    for row, r, f, o, lp in zip(rows, ratio.tolist(), flip.tolist(), oriented, log_prior):
+        row["prior_log_ratio"] = r
+        row["log_posterior"] = -row["measurement_loss"] / (2 * sigma ** 2) + lp
+        row["oriented"] = {"rotated": f, **{k: o[k] for k in ("psnr", "ssim", "lpips", "psnr_shift", "mode")}}
+        if row["failed"]:
+            row["oriented"]["mode"] = "fail"
+    return cost
+
+
+@dataclass
+class Evaluated:
+    """One image's particles measured against its ground truth."""
+
+    particles: list[dict]            # final and pruned, by particle id
+    orientation_rows: dict           # network rows the orientation scores cost
+    x: torch.Tensor                  # the final particles decoded
+    dropped: list                    # (ids, decoded) of the pruned particles, per pruning decision
+    eq: object                       # the ground truth's equivalence class
+
+
+@torch.no_grad()
+def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter) -> Evaluated:
+    """Every particle of one image result, final and pruned, against the ground truth gt (1, C, H, W)."""
+    eq = equivalence_class(gt, operator)
+    x = model.decode(result.z)
+    particles = particle_rows(x, gt, result.y, operator, cfg.data.fail_psnr, lpips_model, eq, result.particle_ids,
+                              result.alive)
+    orientation_rows = orient(model, result.z, x, gt, cfg, lpips_model, eq, result.index, particles, counter,
+                              operator.sigma)
+    dropped_images = []
+    for (k, t), group in _by_decision(result.dropped):
+        pids = [d["particle"] for d in group]
+        xd = model.decode(torch.stack([d["z0"] for d in group]))
+        particles += particle_rows(xd, gt, result.y, operator, cfg.data.fail_psnr, lpips_model, eq, pids,
+                                   [True] * len(pids), {"k": k, "t": t})
+        dropped_images.append((pids, xd))
+    particles.sort(key=lambda p: p["particle"])
+    return Evaluated(particles, orientation_rows, x, dropped_images, eq)
+
+
+def _by_decision(dropped: list[dict]):
+    groups = {}
+    for d in dropped:
+        groups.setdefault((d["k"], d["t"]), []).append(d)
+    return groups.items()
+
+
+CHOICES = ("loss", "posterior")
+
+
+def choose(alive: list[dict], rule: str) -> dict:
+    """A choice without the ground truth, in the orientation its prior prefers: the particle with the lowest
+    measurement loss (`loss`: the loss cannot tell an orientation, but it tells a fit from a failure), or with the
+    highest estimated log-posterior (`posterior`: loss and prior together, which also tells near-ties of the loss
+    apart, such as shifted copies)."""
+    p = (min(alive, key=lambda q: q["measurement_loss"]) if rule == "loss"
+         else max(alive, key=lambda q: q["log_posterior"]))
+    return {"particle": p["particle"], "rule": rule, "prior_log_ratio": p["prior_log_ratio"], **p["oriented"]}
+
+
+def steps_record(trace) -> list[dict]:
+    """One record per annealing step: the batch's facts, the image's, and its particles' (STEP_FACTS)."""
+    steps: dict[int, dict] = {}
+    facts: dict[int, dict[str, list]] = {}
+    for r in trace.of("step"):
+        rec = steps.setdefault(r["k"], {"particles": 0, "particle_ids": []})
+        values = {k: v for k, v in r.items() if k not in ("kind", "image", "particle", "k")}
+        if "particle" not in r:
+            rec.update(values)
+            continue
+        if "loss" in values:                          # the tracker's row: the particles alive after the step
+            rec["particles"] += 1
+            rec["particle_ids"].append(r["particle"])
+        for key, v in values.items():
+            facts.setdefault(r["k"], {}).setdefault(key, []).append(v)
+    for k, rec in steps.items():
+        for key, vals in facts.get(k, {}).items():
+            for out, how in STEP_FACTS[key]:
+                kept = vals if how == "list" else [v for v in vals if v is not None]
+                rec[out] = kept if how == "list" else (REDUCE[how](kept) if kept else None)
+    return [{"k": k, **steps[k]} for k in sorted(steps)]
+
+
+def pruning_record(trace) -> dict | None:
+    """The pruning decision for this image (None when it did not happen)."""
+    rows = trace.of("prune")
+    if not rows:
+        return None
+    dropped = [r for r in rows if not r["kept"]]
+    rec = {"mode": rows[0]["mode"], "k": rows[0]["k"], "t": rows[0]["t"],
+           "kept": [r["particle"] for r in rows if r["kept"]], "dropped": [r["particle"] for r in dropped],
+           "losses": {r["particle"]: r["loss"] for r in rows},
+           "distance_to_kept": {r["particle"]: r["distance_to_kept"] for r in dropped},
+           "median_distance": rows[0]["median_distance"]}
+    if rec["mode"] == "branch":
+        rec["children"] = {r["particle"]: r["parent"] for r in trace.of("birth") if r["k"] == rec["k"]}
+    return rec
+
+
+def resampling_record(trace) -> list[dict]:
+    """The resampling events for this image: ESS, whether it resampled, every particle's weight, loss and number
+    of offspring, the dropped ones, and each new copy's parent (its ancestry)."""
+    events = []
+    for e in (r for r in trace.of("resample") if "particle" not in r):
+        mine = [r for r in trace.of("resample") if "particle" in r and r["k"] == e["k"]]
+        events.append({"k": e["k"], "t": e["t"], "ess": e["ess"], "resampled": e["resampled"],
+                       "temperature": e["temperature"], "weights": {r["particle"]: r["weight"] for r in mine},
+                       "losses": {r["particle"]: r["loss"] for r in mine},
+                       "offspring": {r["particle"]: r["offspring"] for r in mine},
+                       "dropped": [r["particle"] for r in mine if r["offspring"] == 0],
+                       "children": {r["particle"]: r["parent"] for r in trace.of("birth") if r["k"] == e["k"]}})
+    return events
+
+
+def optimization_record(trace) -> dict:
+    """The refine stage's calls for this image, their iterations, stop reasons and time."""
+    per_particle = [r for r in trace.of("refine") if "particle" in r]
+    calls = []
+    for c in (r for r in trace.of("refine") if "particle" not in r):
+        mine = [r for r in per_particle if r["k"] == c["k"]]
+        calls.append({"k": c["k"], "t": c["t"], "sigma": c["sigma"], "time_s": c["time_s"],
+                      "resample_weight": c["resample_weight"], "particle_ids": [r["particle"] for r in mine],
+                      **{key: [r[key] for r in mine]
+                         for key in ("iterations", "stop_reason", "loss_before", "loss_after", "accepted")}})
+    iters = [n for c in calls for n in c["iterations"]]
+    return {"num_calls": len(calls), "total_iterations": sum(iters),
+            "mean_iterations": statistics.fmean(iters) if iters else None,
+            "total_time_s": sum(c["time_s"] for c in calls),
+            "stop_reasons": dict(Counter(r for c in calls for r in c["stop_reason"])), "calls": calls}
+
+
+def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mode_weights=None) -> dict:
+    """metric.json's entry for one image result and its evaluated particles (pure: no model, no files);
+    mode_weights: the exact posterior weights of 0° and 180° where the model knows them (the benchmarks)."""
+    particles = evaluated.particles
+    final = [p for p in particles if p["pruned_at"] is None]
+    alive = [p for p in final if not p["failed"]] or final
+    phases = {r["phase"]: {k: v for k, v in r.items() if k not in ("kind", "phase")}
+              for r in result.trace.of("phase")}
+    record = {
+        "index": result.index, "name": name,
+        "particles": particles,
+        "best_of_n": best_of_n(final),
+        "best_oracle": max(final, key=lambda p: p["psnr"]),
+        "best_by_loss": min(alive, key=lambda p: p["measurement_loss"]),
+        "best_by_prior": choose(alive, cfg.orientation.choose),
+        "choices": {rule: choose(alive, rule) for rule in CHOICES},
+        "orientation": {"method": cfg.orientation.method,
+                        **compute_record(evaluated.orientation_rows, cost_per_row)},
+        "equivalence": evaluated.eq.record(),
+        "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
+        # up to the measurement's symmetries: some final particle is the image, its rotation or a shifted copy
+        "found": any(p["mode"] != "fail" for p in final),
+        "gt_mode_found": any(p["mode"] == "0" for p in final),
+        "both_modes": any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final),
+        "mode_weights": mode_weights,
+        "phases": phases, "total_time_s": sum(p["time_s"] for p in phases.values()),
+        # the sampler's network work (evaluation decodes excluded): the image's share of its batch's
+        "compute": compute_record(result.network_rows, cost_per_row),
+        "batch": result.batch,
+        "boundaries": result.stages.record(),
+        "steps": steps_record(result.trace),
+    }
+    if cfg.resampling_interval > 0:
+        record["resampling"] = resampling_record(result.trace)
+    if result.stages.prune_k is not None:
+        record["pruning"] = pruning_record(result.trace)
+    if result.stages.refine_k is not None:
+        record["optimization"] = optimization_record(result.trace)
+    return record

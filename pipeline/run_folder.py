@@ -1,0 +1,75 @@
+"""A run's folder: its default name, the earlier run it continues (same settings) or must not destroy (others), and
+clearing it for overwrite=true."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from core.errors import ConfigError
+from tracking.metric_file import read_json
+
+# settings that change no result: a resumed run may differ in them (num_eval_images: more images extend the run)
+# (images_per_batch is not among them: the times per image of two batch sizes would mix)
+RESUMABLE = ("resume", "overwrite", "save_images", "progress", "num_eval_images", "save_dir")
+
+
+def config_diff(a, b, prefix="") -> list[str]:
+    """Dotted keys whose values differ between two resolved configs (for the resume refusal message)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return [] if a == b else [prefix.rstrip(".") or "<root>"]
+    return [d for k in sorted(set(a) | set(b), key=str)
+            for d in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+
+
+def default_name(cfg, choices: dict | None = None) -> str:
+    """What ran: model, data, sampler (config-group choices where Hydra gives them) and the stage flags that are
+    on, repeated words dropped, e.g. `two_mode_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`."""
+    choices = choices or {}
+    words = [choices.get("model", cfg.model.name), cfg.data.name, choices.get("sampler", cfg.sampler.mcmc.algo),
+             f"p{cfg.particle_num}"]
+    if cfg.repulsion_scale > 0:
+        words.append(f"rep{cfg.repulsion_scale:g}")
+    if cfg.get("resampling_interval", 0) > 0:
+        words.append(f"rs{cfg.resampling_interval}")
+    if cfg.pruning_step >= 0:
+        words.append(f"prune{cfg.pruning_step}k{cfg.pruning_keep}")
+    if cfg.optimization_step >= 0:
+        words.append(f"opt{cfg.optimization_step}")
+    return "_".join(dict.fromkeys(words))
+
+
+def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | None]:
+    """The earlier run in out_dir that this one continues: its images, its provenance records and a one-line note
+    for the user (None when there is nothing to say). A folder of the same settings (up to RESUMABLE) is continued,
+    so a repeated or interrupted command picks up where it stopped and more images extend the run; a ConfigError
+    where continuing would mix settings or starting would destroy results."""
+    metric_path = out_dir / "metric.json"
+    if cfg.overwrite:
+        return [], [], None
+    if not metric_path.exists():
+        note = f"resume=true but {out_dir} holds no earlier run: starting a new one" if cfg.resume else None
+        return [], [], note
+    try:
+        old = read_json(metric_path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{metric_path} cannot be read ({e}); move it away or pass overwrite=true") from None
+    images = old.get("images", [])
+    keep = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE}  # noqa: E731
+    diff = config_diff(keep(old.get("config", {})), keep(resolved))
+    if diff and images:
+        shown = ", ".join(diff[:5]) + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else "")
+        raise ConfigError(f"{metric_path} holds {len(images)} image(s) run with other settings ({shown}): use the "
+                          f"same settings to continue it, another name= for a new run, or overwrite=true to replace it")
+    if diff or not images:
+        return [], [], None
+    # the finished images may come from other commits or machines: keep every earlier run's record
+    earlier = old.get("provenance", {}).pop("earlier_runs", []) + [old.get("provenance")]
+    return images, earlier, (f"continuing {out_dir}: {len(images)} image(s) of the same settings are done there "
+                             f"and kept (overwrite=true redoes them)")
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """overwrite=true: this tool's outputs of an earlier run in out_dir, and nothing else."""
+    for name in ("metric.json", "config.yaml"):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "images", ignore_errors=True)

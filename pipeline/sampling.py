@@ -1,0 +1,141 @@
+"""Sample a batch of images' particles with the configured stages, then undo the batch once: `split` gives every
+image its own result (measurement, final latents, pruned particles, its slice of the trace, its share of the time
+and compute)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sampler import (ParticleState, Trace, init_latents, latent_daps, measurement_generator, particle_generator,
+                     trigger_step)
+from sampler.precision import decoder_autocast_dtype
+from tracking.tracker import RunTracker
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Where the stages begin, in annealing-step indices (None when off)."""
+
+    prune_k: int | None
+    refine_k: int | None
+
+    @classmethod
+    def of(cls, cfg) -> "Stages":
+        K = cfg.sampler.annealing.num_steps
+        return cls(trigger_step(cfg.pruning_step, K), trigger_step(cfg.optimization_step, K))
+
+    def phase_of(self, k: int) -> str:
+        """Phase of step k: refine from the refine trigger, prune after the pruning step, explore before."""
+        if self.refine_k is not None and k >= self.refine_k:
+            return "refine"
+        if self.prune_k is not None and k > self.prune_k:
+            return "prune"
+        return "explore"
+
+    def record(self) -> dict:
+        return {"prune_k": self.prune_k, "refine_k": self.refine_k}
+
+
+def build_hooks(cfg, stages: Stages) -> list:
+    """Explore (repulsion), resample, prune and refine hooks of a checked config, in the order they must act after
+    each step."""
+    hooks = []
+    if cfg.repulsion_scale > 0:
+        from particle import RepulsionHook
+        hooks.append(RepulsionHook.from_config(cfg, stages.refine_k))
+    if cfg.resampling_interval > 0:
+        from particle.resampling import ResamplingHook
+        hooks.append(ResamplingHook.from_config(cfg))
+    if stages.prune_k is not None:
+        from particle import PruningHook
+        hooks.append(PruningHook.from_config(cfg, stages.prune_k))
+    if stages.refine_k is not None:
+        from resample_opt import RefineHook
+        hooks.append(RefineHook.from_config(cfg, stages.refine_k))
+    return hooks
+
+
+def make_state(model, y, cfg, image_index: int, device, dtype) -> ParticleState:
+    ids = list(range(cfg.particle_offset, cfg.particle_offset + cfg.particle_num))
+    gens = [particle_generator(cfg.seed, image_index, i, device) for i in ids]
+    z = init_latents(gens, model.latent_shape, cfg.sampler.annealing.sigma_max, device, dtype)
+    P = len(ids)
+    return ParticleState(
+        z=z, y=y.expand(P, *y.shape[1:]).clone(), generators=gens,
+        particle_ids=torch.tensor(ids, device=device), image_ids=torch.full((P,), image_index, device=device),
+        alive=torch.ones(P, dtype=torch.bool, device=device), loss=torch.full((P,), float("inf"), device=device),
+        next_id=torch.full((P,), ids[-1] + 1, device=device),
+    )
+
+
+@dataclass
+class Sampled:
+    """What sampling one batch gives: the images' measurements, the final state, the trace, the batch's time and
+    the rows each network processed."""
+
+    indices: list[int]
+    ys: list[torch.Tensor]
+    state: ParticleState
+    trace: Trace
+    total_time_s: float
+    network_rows: dict
+    stages: Stages
+
+
+def sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, progress=None) -> Sampled:
+    """Measure each image and sample all its particles, every image's particles in one batch.
+
+    gts: (G, C, H, W) on device; indices: the images' data-set indices (they seed the noise, so an image's
+    result does not depend on which images share its batch, beyond float round-off); counter: the run's
+    tracking.compute.NetworkCounter on the model.
+    """
+    ys = [operator.measure(gt[None], generator=measurement_generator(cfg.seed, i)) for gt, i in zip(gts, indices)]
+    state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
+    stages = Stages.of(cfg)
+    hooks = build_hooks(cfg, stages)
+    if cfg.eval.get("per_step", False):
+        from evaluation.trajectory import GroundTruthHook
+        hooks.append(GroundTruthHook(gts, indices, cfg.data.fail_psnr))     # last: it sees each step's final z0
+    trace = Trace()
+    tracker = RunTracker(device, trace, progress)
+    counter.take()
+    state = latent_daps(model, operator, state, cfg.sampler, hooks, stages.phase_of, tracker,
+                        decoder_autocast_dtype(cfg.sampler.precision), trace)
+    return Sampled(list(indices), ys, state, trace, tracker.finish(), counter.take(), stages)
+
+
+@dataclass
+class ImageResult:
+    """One image of a sampled batch, as if it had been sampled alone (up to round-off): time and network rows are
+    its share of the batch's (the batch's divided by its image count)."""
+
+    index: int
+    y: torch.Tensor                  # (1, ...) its measurement
+    z: torch.Tensor                  # (P, ...) its particles' final latents
+    particle_ids: list[int]
+    alive: list[bool]
+    dropped: list[dict]              # pruned particles: particle id, z0 at the decision, k, t
+    trace: Trace                     # its rows and the batch's
+    network_rows: dict
+    batch: dict                      # the batch's indices and its own total time
+    stages: Stages
+
+
+def split(sampled: Sampled) -> list[ImageResult]:
+    """One result per image of the batch."""
+    G = len(sampled.indices)
+    state = sampled.state
+    images = state.image_ids.tolist()
+    out = []
+    for index, y in zip(sampled.indices, sampled.ys):
+        mine = [i for i, g in enumerate(images) if g == index]
+        trace = sampled.trace.for_image(index, G)
+        dropped = [{"particle": r["particle"], "z0": r["z0"], "k": r["k"], "t": r["t"]}
+                   for r in trace.of("prune") + trace.of("resample") if r.get("z0") is not None]
+        out.append(ImageResult(
+            index=index, y=y, z=state.z[mine], particle_ids=state.particle_ids[mine].tolist(),
+            alive=state.alive[mine].tolist(), dropped=dropped, trace=trace,
+            network_rows={k: v / G for k, v in sampled.network_rows.items()},
+            batch={"indices": sampled.indices, "total_time_s": sampled.total_time_s}, stages=sampled.stages))
+    return out

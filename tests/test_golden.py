@@ -1,0 +1,30 @@
+"""Behaviour is pinned: the two-mode benchmark with every stage on (repulsion, pruning and branching, refinement,
+two images per batch, per-step metrics, Langevin and HMC) gives the records of tests/golden/ again, timing and
+provenance aside (float64; equal up to round-off across machines)."""
+import json
+import math
+
+import pytest
+
+from tests.golden.make import FILE, records
+
+
+def differences(a, b, path="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b), key=str)
+                for d in (differences(a[k], b[k], f"{path}.{k}") if k in a and k in b else [f"{path}.{k}: missing"])]
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return [f"{path}: {len(a)} vs {len(b)} entries"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
+    if isinstance(a, float) and isinstance(b, float):
+        same = a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(1.0, abs(b))
+        return [] if same else [f"{path}: {a!r} vs {b!r}"]
+    return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_records_equal_the_golden_file():
+    golden = json.loads(FILE.read_text())
+    diff = differences(records(), golden)
+    assert not diff, f"{len(diff)} differences, e.g. " + "; ".join(diff[:8])

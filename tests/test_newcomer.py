@@ -1,0 +1,108 @@
+"""A newcomer's first ten minutes: the README's path works as written, every bad input is one line and exit 2, the
+messages say what is true, --help is a short page, parse_metrics' small print is right."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+TINY = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2"]
+
+
+def entry(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "posterior_sample.py"), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_readme_path_works_as_written(tmp_path):
+    """The set-up run, then the worked example in the same folder: the example extends the set-up run (same
+    settings) instead of being refused, and says so in one line."""
+    first = entry(*TINY, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "results: results/two_mode_p4" in first.stdout
+    example = entry("--num_eval_images", 3, *TINY, cwd=tmp_path)
+    assert example.returncode == 0, example.stderr[-2000:]
+    notes = [line for line in example.stderr.splitlines() if line.startswith("note: continuing")]
+    assert len(notes) == 1 and "1 image(s)" in notes[0]
+    rows = [line for line in example.stdout.splitlines() if re.match(r"\s+\d+ ", line)]
+    assert [int(r.split()[0]) for r in rows] == [0, 1, 2]
+    metric = json.loads((tmp_path / "results" / "two_mode_p4" / "metric.json").read_text())
+    assert len(metric["images"]) == 3 and len(metric["provenance"]["earlier_runs"]) == 1
+    # other settings in the same folder are still refused, in one line
+    other = entry("--num_eval_images", 3, "--particle_num", 2, "name=two_mode_p4", *TINY, cwd=tmp_path)
+    assert other.returncode == 2 and other.stderr.count("\n") == 1 and "(particle_num)" in other.stderr
+
+
+@pytest.mark.parametrize("args, named", [
+    (["frobnicate=3"], "unknown key frobnicate"),
+    (["data.root=/x"], "unknown key data.root: not a setting of data=two_mode"),
+    (["sampler.mcmc.nope=1"], "unknown key sampler.mcmc.nope"),
+    (["+frobnicate=3"], "'+frobnicate=3'"),
+    (["model=nope"], "model=nope is no choice of model"),
+    (["particle_num"], "cannot read 'particle_num'"),
+    (["--pruning_keep", "9", "--particle_num", "4"], "pruning_keep=9 is invalid with particle_num=4"),
+])
+def test_every_unknown_key_and_bad_value_is_one_line_and_exit_2(args, named, tmp_path):
+    r = entry(*args, f"save_dir={tmp_path}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr[-2000:]
+    assert named in r.stderr and not list(tmp_path.iterdir())
+
+
+def test_resume_on_a_new_folder_says_so(tmp_path):
+    r = entry("resume=true", "name=fresh", f"save_dir={tmp_path}", *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    notes = [line for line in r.stderr.splitlines() if "resume=true" in line]
+    assert len(notes) == 1 and "holds no earlier run: starting a new one" in notes[0]
+
+
+def test_an_interrupt_says_what_was_kept(tmp_path):
+    from omegaconf import OmegaConf
+
+    import posterior_sample
+
+    cfg = OmegaConf.create({"save_dir": str(tmp_path), "name": "x"})
+    assert posterior_sample.interrupted_note(cfg) == "no image had finished, so no result was kept"
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "metric.json").write_text(json.dumps({"images": []}))
+    assert posterior_sample.interrupted_note(cfg) == "no image had finished, so no result was kept"
+    (tmp_path / "x" / "metric.json").write_text(json.dumps({"images": [{"index": 0}, {"index": 1}]}))
+    assert posterior_sample.interrupted_note(cfg).startswith(f"2 finished image(s) are kept in {tmp_path}/x/metric.json")
+    assert posterior_sample.interrupted_note(OmegaConf.create({"save_dir": str(tmp_path), "name": None})).startswith(
+        "no image had finished")
+
+
+def test_help_is_a_short_page_with_examples_and_combinations():
+    r = entry("--help")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert len(lines) <= 45 and "particle_num:" not in r.stdout          # no config dump
+    commands = [line for line in lines if line.strip().startswith("python posterior_sample.py")]
+    assert len(commands) == 3 and any("digits32ldm" in c for c in commands) and any("ffhq256ldm" in c for c in commands)
+    for combo in ("model=digits32ldm      sampler=digits32ldm      data=digits",
+                  "model=ffhq256ldm       sampler=langevin|hmc"):
+        assert combo in r.stdout
+    assert "--cfg job" in r.stdout
+    dump = entry("--cfg", "job", "particle_num=3")
+    assert dump.returncode == 0 and "particle_num: 3" in dump.stdout
+
+
+def test_parse_metrics_small_print():
+    import parse_metrics
+
+    assert parse_metrics._fmt(0.3407, "3g", {}) == "0.341" and parse_metrics._fmt(5226.4, "3g", {}) == "5226"
+    assert parse_metrics.time_scale([1.0, 1.5]) == "linear" and parse_metrics.time_scale([0.5, 40.0]) == "log"
+    labels = parse_metrics.curve_labels(["a", "b", "c"], [[1.0, 2.0], [1.0, 2.0], [1.0, 3.0]])
+    assert labels == ["a", "b (= a)", "c"]
+
+
+def test_workflow_doc_states_the_scripts_defaults():
+    doc = (ROOT / "docs" / "workflow.md").read_text()
+    for script in sorted((ROOT / "scripts").glob("exp[0-9]_*.sh")):
+        text = script.read_text()
+        n = re.search(r"^DEFAULT_N=(\S+)", text, re.M).group(1)
+        data = re.search(r"^DEFAULT_DATA=(\S+)", text, re.M).group(1)
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `scripts/{script.name}`"))
+        assert row.rstrip(" |").endswith(f"{n} / {data}"), (script.name, row)
