@@ -12,6 +12,17 @@ def same_group(groups: torch.Tensor, alive: torch.Tensor | None = None) -> torch
     return mask
 
 
+def same_image(groups: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: i and j are particles of the same image, i = j included."""
+    return groups[:, None] == groups[None, :]
+
+
+def earlier_in_image(groups: torch.Tensor) -> torch.Tensor:
+    """(B, B) bool: j is a particle of i's image before i in batch order (row sums: each one's rank in its image)."""
+    order = torch.arange(len(groups), device=groups.device)
+    return same_image(groups) & (order[None, :] < order[:, None])
+
+
 def pairwise_sq_distances(x: torch.Tensor) -> torch.Tensor:
     """(B, B) squared Euclidean distances of flattened rows; exactly 0 for identical rows."""
     flat = x.flatten(1)
@@ -27,7 +38,8 @@ def group_median(values: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     every MCMC iteration with repulsion): all pairs are sorted by (group, value), non-pairs last in their group.
     """
     B = values.shape[0]
-    label = (pairs | torch.eye(B, dtype=torch.bool, device=pairs.device)).long().argmax(1)   # first member
+    label = (pairs | torch.eye(B, dtype=torch.bool, device=pairs.device)).long().argmax(1)   # first member (pairs
+    # may leave dead particles out, so the members are pairs' cliques, not same_image)
     j, l = torch.triu_indices(B, B, 1, device=values.device)
     is_pair = pairs[j, l]
     v = torch.where(is_pair, values[j, l], torch.full_like(values[j, l], float("inf")))

@@ -78,7 +78,7 @@ def random_crops(sources, n: int, generator: torch.Generator, flip: bool) -> tup
 
 
 @lru_cache(maxsize=1)
-def test_crops() -> tuple[torch.Tensor, tuple[str, ...]]:
+def held_out_crops() -> tuple[torch.Tensor, tuple[str, ...]]:
     """The fixed test set: TEST_CROPS_PER_SOURCE crops of each test source in turn (china 0, flower 1, china 2, ...),
     the first draws from TEST_SEED (no flips) with a pixel std of at least MIN_TEST_STD."""
     per = []
@@ -96,5 +96,5 @@ class NaturalCrops(InMemoryImages):
     """The test crops as a data set; items are (name, (3, 32, 32) in [-1, 1]), names such as `china_s96_12_40`."""
 
     def __init__(self, start: int = 0, count: int | None = None):
-        images, names = test_crops()
+        images, names = held_out_crops()
         super().__init__("data=natural", images, names, start, count)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from data.natural import TRAIN_SOURCES, random_crops, test_crops
+from data.natural import TRAIN_SOURCES, held_out_crops, random_crops
 from evaluation.gates import reconstruction_psnr, sample_prior
 
 TRAIN_GATE_CROPS = 256
@@ -43,7 +43,7 @@ def spectral_slope(x: torch.Tensor) -> float:
 
 def gates(model, samples: int = 256, seed: int = 0) -> tuple[dict, torch.Tensor]:
     """Every gate of the model card, recomputed from the model, and the prior samples they were measured on."""
-    x_test, _ = test_crops()
+    x_test, _ = held_out_crops()
     x_train, _ = random_crops(TRAIN_SOURCES, TRAIN_GATE_CROPS, torch.Generator().manual_seed(seed), flip=False)
     drawn = sample_prior(model, samples, seed=seed)
     return {

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from core.errors import check, is_int, is_number
-from core.groups import group_median, pairwise_sq_distances, same_group
+from core.groups import earlier_in_image, group_median, pairwise_sq_distances, same_group, same_image
 from sampler.hooks import Hook, StepContext
 from sampler.state import ParticleState, first_unused_ids, particle_generator
 
@@ -43,12 +43,10 @@ def choose_kept(loss: torch.Tensor, dist: torch.Tensor, groups: torch.Tensor, ke
     farthest; when there is none, the lowest-loss particle left. A particle whose loss is above `margin` (the
     noise level, operator.loss_margin) is never kept for its distance while one within it is left.
     """
-    B = loss.shape[0]
     loss = torch.nan_to_num(loss.double(), nan=float("inf"))
     dist = dist.double()
     rank = loss_rank(loss).double()
-    pairs = same_group(groups)
-    members = pairs | torch.eye(B, dtype=torch.bool, device=loss.device)
+    pairs, members = same_group(groups), same_image(groups)
     threshold = diversity_fraction * torch.nan_to_num(group_median(dist, pairs), nan=0.0)
     best = _group_min(loss, members)
     kept = _group_argmin(rank, members)
@@ -125,7 +123,7 @@ class PruningHook(Hook):
         B = state.size
         arange = torch.arange(B, device=kept.device)
         child = ~kept
-        child_rank = (pairs & (arange[None, :] < arange[:, None]) & child[None, :]).sum(1)   # j-th child of its group
+        child_rank = (earlier_in_image(state.image_ids) & child[None, :]).sum(1)            # j-th child of its group
         kept_pairs = pairs & kept[None, :]
         rank = loss_rank(loss)
         kept_rank = (kept_pairs & (rank[None, :] < rank[:, None])).sum(1)                 # 0 = best kept of its group
@@ -135,7 +133,7 @@ class PruningHook(Hook):
         # children get ids beyond every id their image has used, and generators of their own
         ids, next_id = state.particle_ids, first_unused_ids(state)
         new.particle_ids = torch.where(child, next_id + child_rank, ids)
-        new.next_id = next_id + (pairs | torch.eye(B, dtype=torch.bool, device=ids.device)).mul(child[None, :]).sum(1)
+        new.next_id = next_id + (same_image(state.image_ids) & child[None, :]).sum(1)
         generators = list(new.generators)
         for i in child.nonzero().flatten().tolist():     # one generator per child: the accepted per-particle loop
             generators[i] = particle_generator(self.seed, int(state.image_ids[i]), int(new.particle_ids[i]),

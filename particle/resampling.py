@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from core.errors import check, is_int, is_number
-from core.groups import same_group
+from core.groups import earlier_in_image, same_image
 from sampler.hooks import Hook, StepContext
 from sampler.schedule import trigger_step
 from sampler.state import ParticleState, first_unused_ids, particle_generator
@@ -46,8 +46,7 @@ def check_config(cfg) -> None:
 
 def group_cumsum(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Row i: the sum of values[j] over the particles j of i's group up to and including i (batch order)."""
-    B = values.shape[0]
-    before = same_group(groups) & (torch.arange(B, device=values.device)[None, :] < torch.arange(B, device=values.device)[:, None])
+    before = earlier_in_image(groups)
     return torch.where(before, values[None, :], torch.zeros_like(values[None, :])).sum(1) + values
 
 
@@ -58,11 +57,9 @@ def ancestors(weights: torch.Tensor, groups: torch.Tensor, u: torch.Tensor, sche
     group's places; multinomial one per place. Places draw in batch order, so a systematic draw keeps copies of a
     particle next to each other."""
     B = weights.shape[0]
-    pairs = same_group(groups)
-    members = pairs | torch.eye(B, dtype=torch.bool, device=weights.device)
+    members = same_image(groups)
     size = members.sum(1).to(weights.dtype)
-    rank = (pairs & (torch.arange(B, device=weights.device)[None, :] <
-                     torch.arange(B, device=weights.device)[:, None])).sum(1).to(weights.dtype)
+    rank = earlier_in_image(groups).sum(1).to(weights.dtype)
     if scheme == "systematic":
         first = members.to(torch.long).argmax(1)                   # each group's first member holds its uniform
         target = (u[first] + rank) / size
@@ -114,9 +111,7 @@ class ResamplingHook(Hook):
             return state
         B, groups = state.size, state.image_ids
         arange = torch.arange(B, device=groups.device)
-        pairs = same_group(groups)
-        members = pairs | torch.eye(B, dtype=torch.bool, device=groups.device)
-        earlier = pairs & (arange[None, :] < arange[:, None])
+        members, earlier = same_image(groups), earlier_in_image(groups)
         # the loss at z0 itself: state.loss is from the MCMC iterate before the last move
         loss = ctx.operator.loss(ctx.model.decode(state.z0), state.y).double()
         loss = torch.where(state.alive & torch.isfinite(loss), loss, torch.full_like(loss, float("inf")))

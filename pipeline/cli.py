@@ -18,7 +18,7 @@ FLAGS = {
 # what each flag means, for --help (the config keys of the same name; configs/default.yaml has the rest)
 FLAG_HELP = {
     "particle_num": "particles per measurement, one batch (4 = DAPS's protocol of four runs)",
-    "repulsion_scale": "initial repulsion strength, decaying to 0 (0 = independent particles; 0.3 recommended)",
+    "repulsion_scale": "initial repulsion strength, decaying to 0 (0 = independent particles, recommended)",
     "pruning_step": "diffusion time t at which to prune to pruning_keep particles (-1 = off)",
     "optimization_step": "diffusion time t from which ReSample-style latent optimisation runs (-1 = off)",
     "resampling_interval": "annealing steps between loss-guided resampling events in the resampling window (0 = off)",

@@ -30,11 +30,10 @@ def first_unused_ids(state) -> torch.Tensor:
     made particles yet, one beyond the image's largest id."""
     if state.next_id is not None:
         return state.next_id
-    from core.groups import same_group
+    from core.groups import same_image
 
-    ids, B = state.particle_ids, state.size
-    members = same_group(state.image_ids) | torch.eye(B, dtype=torch.bool, device=ids.device)
-    return torch.where(members, ids[None, :], torch.full_like(ids[None, :], -1)).max(1).values + 1
+    ids = state.particle_ids
+    return torch.where(same_image(state.image_ids), ids[None, :], torch.full_like(ids[None, :], -1)).max(1).values + 1
 
 
 @dataclass

@@ -26,8 +26,8 @@ def images(name: str) -> torch.Tensor:
         from data.digits import digits
         return digits("test")[0]
     if name == "natural":
-        from data.natural import test_crops
-        return test_crops()[0]
+        from data.natural import held_out_crops
+        return held_out_crops()[0]
     from models.two_mode import benchmark_images
     return benchmark_images(32, 20).float()
 

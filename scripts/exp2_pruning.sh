@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Experiment 2: 4 particles with repulsion, pruned to $PRUNING_KEEP at t = $PRUNING_STEP (pass --repulsion_scale 0 for pruning alone).
+# Experiment 2: 4 particles (repulsion $REPULSION_SCALE), pruned to $PRUNING_KEEP at t = $PRUNING_STEP.
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 EXP=exp2_pruning
-SUMMARY="Experiment 2: 4 particles with repulsion, pruned to $PRUNING_KEEP at t = $PRUNING_STEP (pass --repulsion_scale 0 for pruning alone)."
+SUMMARY="Experiment 2: 4 particles (repulsion $REPULSION_SCALE), pruned to $PRUNING_KEEP at t = $PRUNING_STEP."
 DEFAULT_N=1
 DEFAULT_DATA=imagenet
 SETTINGS=(--particle_num 4 --repulsion_scale "$REPULSION_SCALE" --pruning_step "$PRUNING_STEP" --pruning_keep "$PRUNING_KEEP" --optimization_step -1)

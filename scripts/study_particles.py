@@ -68,16 +68,17 @@ def slim(record: dict) -> dict:
 def table(summaries: dict[str, dict], compute: str) -> str:
     unit = "TFLOP / image" if compute == "tflop" else "decoder VJPs / image"
     head = (f"| configuration | chosen right | chosen PSNR | found | particle success p | best-of-N PSNR | {unit} | "
-            f"s / image | both modes (exact posterior) |")
+            f"s / image | both modes (exact posterior) | chosen right by the posterior rule |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, s in summaries.items():
-        cost = s["tflop_per_image"] if compute == "tflop" else s["decoder_vjp_rows_per_image"]
+        cost = f"{s['tflop_per_image']:.3g}" if compute == "tflop" else f"{s['decoder_vjp_rows_per_image']:.0f}"
         both = f"{100 * s['both_modes_rate']:.0f} %"
         if s.get("both_modes_expected_rate") is not None:
             both += f" ({100 * s['both_modes_expected_rate']:.0f} %)"
         lines.append(f"| {label} | {100 * s['prior_success_rate']:.0f} % | {s['prior_choice_psnr_mean']:.2f} | "
                      f"{100 * s['search_success_rate']:.0f} % | {100 * s['particle_success_rate']:.1f} % | "
-                     f"{s['best_of_n_psnr_mean']:.2f} | {cost:.3g} | {s['time_s_per_image']:.1f} | {both} |")
+                     f"{s['best_of_n_psnr_mean']:.2f} | {cost} | {s['time_s_per_image']:.1f} | {both} | "
+                     f"{100 * s['choice_success_rate']['posterior']:.0f} % |")
     return "\n".join(lines)
 
 
@@ -85,6 +86,7 @@ def plot(summaries: dict[str, dict], families: dict[str, str], compute: str, pat
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     key = "tflop_per_image" if compute == "tflop" else "decoder_vjp_rows_per_image"
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
@@ -102,10 +104,17 @@ def plot(summaries: dict[str, dict], families: dict[str, str], compute: str, pat
             ax.plot([n * cost for n in ns], [100 * (1 - (1 - p) ** n) for n in ns], "k:",
                     label=f"1 - (1 - p)^N, p = {100 * p:.0f} %")
         ax.set_xscale("log")
+        costs = sorted({round(s[key], 6) for s in summaries.values()})
+        ax.set_xticks([c for i, c in enumerate(costs) if i == 0 or c > 1.3 * costs[i - 1]])
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("TFLOP per image" if compute == "tflop" else "decoder VJPs per image")
         ax.set_ylabel(f"{name}, % of measurements")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
+    labels = [lab for ax in axes for lab in ax.get_legend_handles_labels()[1]]
+    unique = dict(zip(labels, handles))
+    axes[1].legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -148,7 +157,9 @@ def run(args) -> dict:
 def merge(paths: list[str]) -> dict:
     parts = [json.loads(Path(p).read_text()) for p in paths]
     out = dict(parts[0])
-    out["seeds"] = [s for p in parts for s in p["seeds"]]
+    out["seeds"] = sorted({s for p in parts for s in p["seeds"]})
+    if len({p["start"] for p in parts}) > 1:                  # shards by image: their images add up
+        out["images"] = sum(p["images"] for p in parts)
     out["wall_s"] = sum(p["wall_s"] for p in parts)
     out["records"] = {label: [r for p in parts for r in p["records"].get(label, [])] for label in parts[0]["records"]}
     return out
@@ -166,8 +177,8 @@ def main(argv=None) -> None:
     ap.add_argument("--pg-sigma-min", type=float, default=1.0)
     ap.add_argument("--rs-interval", type=int, default=5)
     ap.add_argument("--rs-start", type=int, default=900)
-    ap.add_argument("--rs-end", type=int, default=500)
-    ap.add_argument("--rs-temperature", type=float, default=0.05)
+    ap.add_argument("--rs-end", type=int, default=200)
+    ap.add_argument("--rs-temperature", type=float, default=0.2)
     ap.add_argument("--only", default="", help="comma list of label prefixes to run (e.g. '4 independent,4 resampling')")
     ap.add_argument("--merge", nargs="+", default=None, help="study JSON files to merge instead of running")
     ap.add_argument("--out", default=None, help="JSON path (default results/study_particles_<model>.json)")

@@ -45,9 +45,9 @@ def digits_report():
 
 
 def natural_report():
-    from data.natural import test_crops
+    from data.natural import held_out_crops
 
-    x, names = test_crops()
+    x, names = held_out_crops()
     x = x.double()
     # a particle that is crop j (or its rotation) scored against crop i's class {x_i, rot x_i}
     pairs = torch.maximum(psnr(x[:, None], x[None]), psnr(x[:, None], rot180(x)[None]))

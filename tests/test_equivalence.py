@@ -69,9 +69,9 @@ def test_frame_filling_image_has_exactly_two_members():
 
 def test_the_natural_test_crops_fill_their_frames():
     pytest.importorskip("skimage")
-    from data.natural import test_crops
+    from data.natural import held_out_crops
 
-    x, _ = test_crops()
+    x, _ = held_out_crops()
     assert all(len(equivalence_class(x[i], OP).rotated) == 2 for i in range(0, len(x), 4))
 
 

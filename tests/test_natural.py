@@ -11,8 +11,8 @@ from tests.conftest import ROOT, compose
 pytest.importorskip("skimage", reason="the photographs ship inside scikit-image and scikit-learn (requirements.txt)")
 pytest.importorskip("sklearn", reason="the photographs ship inside scikit-image and scikit-learn (requirements.txt)")
 
-from data.natural import (MIN_TEST_STD, RESOLUTION, TEST_SOURCES, TRAIN_SOURCES, NaturalCrops, pyramid,  # noqa: E402
-                          random_crops, test_crops)
+from data.natural import (MIN_TEST_STD, RESOLUTION, TEST_SOURCES, TRAIN_SOURCES, NaturalCrops,  # noqa: E402
+                          held_out_crops, pyramid, random_crops)
 
 WEIGHTS = ROOT / "weights" / "naturalldm"
 ACCEPT_MARGIN_DB = 5.0
@@ -25,7 +25,7 @@ def test_held_out_by_source_and_no_benchmark_image_among_the_tests():
     assert not set(TRAIN_SOURCES) & set(TEST_SOURCES)
     benchmark = {n.rsplit(".", 1)[0] for n in SKIMAGE_IMAGES}
     assert not set(TEST_SOURCES) & benchmark and set(TEST_SOURCES) == {"china", "flower"}
-    x, names = test_crops()
+    x, names = held_out_crops()
     assert x.shape == (64, 3, RESOLUTION, RESOLUTION) and x.min() >= -1 and x.max() <= 1
     assert all(n.split("_")[0] in TEST_SOURCES for n in names) and len(set(names)) == 64
     assert (x.flatten(1).std(1) >= MIN_TEST_STD).all()

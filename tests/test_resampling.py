@@ -128,7 +128,7 @@ def test_window_and_validation():
                           ("resampling.temperature=0", "resampling.temperature"),
                           ("resampling.ess_threshold=1.5", "resampling.ess_threshold"),
                           ("resampling.scheme=stratified", "resampling.scheme"),
-                          ("resampling.start_t=400", "start_t=400 is below")]:
+                          ("resampling.start_t=100", "start_t=100 is below")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             check_config(compose("particle_num=4", "resampling_interval=5", override))
     with pytest.raises(ConfigError, match="needs particle_num >= 2"):

@@ -72,13 +72,19 @@ def test_readonly_save_dir_is_refused_as_user(tmp_path):
 
 def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_data):
     """Exit status 2, one line on stderr, no traceback, and no result folder made."""
+    from concurrent.futures import ThreadPoolExecutor
+
     results = tmp_path / "results"
+    cases = []
     for args, needle in bad_inputs(tmp_path, corrupt_data):
         if needle == "cannot be written" and os.geteuid() == 0:
             args = ["save_dir=/proc/results"]          # root may write anywhere a mode allows; /proc takes no files
         else:
             args = [*args, f"save_dir={results}"]
-        r = entry(*args)
+        cases.append((args, needle))
+    with ThreadPoolExecutor(2) as pool:                # independent processes, two at a time on two cores
+        outcomes = list(pool.map(lambda case: entry(*case[0]), cases))
+    for (args, needle), r in zip(cases, outcomes):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2, (args, r.stderr[-2000:])
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (args, r.stderr)

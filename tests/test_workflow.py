@@ -111,7 +111,7 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
     assert "--pruning_step 200 --pruning_keep 2" in line and "data.start_index=20" in line
     assert "--num_eval_images 10" in line and f"save_dir={tmp_path}/exp2_pruning" in line
     # extra arguments come after the script's settings, so they win
-    assert line.index("--repulsion_scale 0.3") < line.index("--repulsion_scale 0.7") < line.index("seed=7")
+    assert line.index("--repulsion_scale 0") < line.index("--repulsion_scale 0.7") < line.index("seed=7")
     assert not tmp_path.joinpath("exp2_pruning").exists()  # dry run
     p = script("exp5_final", "--demo", "--dry-run")
     assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 1  # both data sets collapse to the demo
@@ -151,6 +151,8 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     assert cfg["exp2_pruning"]["pruning_step"] == 200 and cfg["exp2_pruning"]["pruning_keep"] == 2
     assert cfg["exp3_two_particles"]["particle_num"] == 2 and cfg["exp3_two_particles"]["pruning_step"] == -1
     assert cfg["exp4_optimization"]["optimization_step"] == 200 and cfg["exp5_final"]["optimization_step"] == -1
+    assert cfg["exp6_resampling"]["resampling_interval"] == 5 and cfg["exp6_resampling"]["repulsion_scale"] == 0
+    assert cfg["exp2_pruning"]["repulsion_scale"] == 0                         # off: the learned priors' verdict
     assert cfg["exp4_optimization"]["optimization"]["eps"] == "auto"                 # the best refine variant
     assert all(c["model"]["name"] == "two_mode" and c["num_eval_images"] == 1 for c in cfg.values())
 
