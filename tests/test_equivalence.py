@@ -58,6 +58,21 @@ def test_shifted_digit_is_found_with_its_shift_and_another_digit_is_not():
     assert (4, 0) in equivalence_class(short, OP).shifts and (5, 0) not in equivalence_class(short, OP).shifts
 
 
+def test_a_bundled_test_digit_shifted_into_its_blank_columns_is_found():
+    pytest.importorskip("sklearn")
+    from data.digits import digits
+
+    x = digits("test")[0][0].double()
+    eq = equivalence_class(x, OP)
+    shifted = [s for r, s in zip(eq.rotated, eq.shifts) if not r and s != (0, 0)]
+    assert shifted, "a digit has blank columns: some shift keeps its measurement"
+    dy, dx = shifted[0]
+    rows = evaluate_particles(torch.stack([shift_fill(x, dy, dx), digits("test")[0][5].double()]), x[None], 20.0,
+                              eq=eq)
+    assert rows[0]["mode"] == "0" and rows[0]["shift"] == [dy, dx] and rows[0]["psnr"] < rows[0]["class_psnr"]
+    assert rows[1]["mode"] == "fail"
+
+
 def test_frame_filling_image_has_exactly_two_members():
     g = torch.Generator().manual_seed(2)
     x = torch.rand(3, 32, 32, generator=g, dtype=D64) * 1.8 - 0.9     # nowhere at the padding's value

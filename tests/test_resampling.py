@@ -157,3 +157,9 @@ def test_in_a_run_the_record_holds_every_event_and_batches_equal_single_images(t
         assert len(final) == 2
     # the loss at each event costs one decoder forward per particle: 3 events x 4 particles, plus pruning's 4
     assert one["images"][0]["compute"]["rows"]["decoder_forward"] == 3 * 4 + 4
+    # pruning before the last events: they draw among the two kept particles
+    early = pipeline_run.run(compose(*[c for c in common if not c.startswith("pruning_step")], "pruning_step=500",
+                                     "name=early"))
+    for im in early["images"]:
+        assert im["pruning"]["k"] == 5 and [len(e["weights"]) for e in im["resampling"]] == [4, 4, 2]
+        assert len([p for p in im["particles"] if p["pruned_at"] is None]) == 2

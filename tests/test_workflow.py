@@ -130,6 +130,10 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
         (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
         assert "model=digits32ldm sampler=digits32ldm data=digits" in line and "--num_eval_images 3" in line
         assert "name=${data.name}_p" in line                  # one sampler: no sampler tag, as the benchmarks
+    for exp in EXPERIMENTS:                                  # every script takes the natural-image mini LDM
+        p = script(exp, "--demo", "natural", 2, "--dry-run")
+        (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+        assert p.returncode == 0 and "model=naturalldm sampler=naturalldm data=natural" in line, exp
     p = script("exp0_baseline", "--sampler", "euler", "--dry-run")
     assert p.returncode == 2 and "--sampler must be langevin or hmc" in p.stderr
     p = script("exp0_baseline", "--dry-run", "--multirun", "seed=1,2")
