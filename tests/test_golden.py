@@ -1,12 +1,17 @@
 """Behaviour is pinned: the two-mode benchmark with every stage on (repulsion, pruning and branching, refinement,
 two images per batch, per-step metrics, Langevin and HMC) gives the records of tests/golden/ again, timing and
-provenance aside (float64; equal up to round-off across machines)."""
+provenance aside (float64; equal up to round-off across machines: on one machine the records repeat bit for bit,
+but a CPU with other vector units (AVX-512 vs AVX2) rounds differently and the HMC dynamics amplify that to
+1.1e-7 relative, measured 2026-12-02; changing repulsion_scale 0.3 -> 0.301 moves 526 values by more than
+RTOL, the largest by 1.2e-3)."""
 import json
 import math
 
 import pytest
 
 from tests.golden.make import FILE, records
+
+RTOL = 1e-5
 
 
 def differences(a, b, path="") -> list[str]:
@@ -18,7 +23,7 @@ def differences(a, b, path="") -> list[str]:
             return [f"{path}: {len(a)} vs {len(b)} entries"]
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{i}]")]
     if isinstance(a, float) and isinstance(b, float):
-        same = a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-9 * max(1.0, abs(b))
+        same = a == b or (math.isnan(a) and math.isnan(b)) or abs(a - b) <= RTOL * max(1.0, abs(b))
         return [] if same else [f"{path}: {a!r} vs {b!r}"]
     return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
 
