@@ -16,19 +16,36 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
 def print_table(metric: dict) -> None:
-    """Per image: the particle the tool chooses without the ground truth first, then the search and DAPS's oracle."""
+    """Per image: the particle the tool chooses without the ground truth first, then the search, why particles
+    failed, and DAPS's oracle."""
     print(f"{'image':>5} {'name':<16} {'chosen':>6} {'chosen PSNR':>11} {'found':>5} {'modes 0/180/fail':>16} "
-          f"{'best PSNR':>9} {'time s':>7}")
+          f"{'why failed t/u/f/s':>18} {'best PSNR':>9} {'time s':>7}")
     for im in metric["images"]:
-        m, c = im["modes"], im["best_by_prior"]
+        m, c, f = im["modes"], im["best_by_prior"], im.get("failures", {})
+        kinds = "/".join(str(f.get(k, 0)) for k in ("twin", "unrepresentable", "fits", "search"))
         print(f"{im['index']:>5} {im['name'][:16]:<16} {'right' if c['mode'] == '0' else 'wrong':>6} "
               f"{c['psnr']:>11.2f} {'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m['180']}/{m['fail']:<6} "
-              f"{im['best_of_n']['psnr']:>9.2f} {im['total_time_s']:>7.1f}")
+              f"{kinds:>18} {im['best_of_n']['psnr']:>9.2f} {im['total_time_s']:>7.1f}")
     s = metric["summary"]
     print(f"summary: {s['images']} image(s): the chosen particle is right in {100 * s['prior_success_rate']:.0f} % "
           f"({s['prior_choice_psnr_mean']:.2f} dB); some particle found it in {100 * s['search_success_rate']:.0f} % "
           f"(particle success {100 * s['particle_success_rate']:.0f} %); best-of-{s['particles']:g} PSNR "
           f"{s['best_of_n_psnr_mean']:.2f} dB; {s['time_s_per_image']:.1f} s/image")
+    print("why failed: t twin (a measurement-identical wrong image), u unrepresentable (the model cannot make the "
+          "truth), f fits (within the noise: the prior must tell), s search (a better fit was missed)")
+    note = representable_note(s)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def representable_note(summary: dict) -> str | None:
+    """One line when under 90 % of the images are ones the model can make: then failures are the first stage's."""
+    rate = summary.get("representable_rate")
+    if rate is None or rate >= 0.9:
+        return None
+    return (f"the model can make only {100 * rate:.0f} % of these ground truths (its first stage's reconstruction "
+            f"fits y within the noise): failures there are the autoencoder's, not the sampler's; "
+            f"data.ground_truth=decoded benchmarks on truths it can make")
 
 
 def interrupted_note(cfg) -> str:

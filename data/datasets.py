@@ -64,6 +64,7 @@ class BenchmarkImages(InMemoryImages):
 
 
 BENCHMARKS = ("two_mode", "two_mode_latent")       # their data are the models' own mixture components
+GROUND_TRUTHS = ("decoded", "raw")
 
 
 def check_config(cfg) -> None:
@@ -81,9 +82,10 @@ def check_config(cfg) -> None:
     if data.name == "digits":
         check(data.get("split") in ("test", "train"), f"data.split={data.get('split')!r} is invalid: must be test or "
                                                       f"train")
-    if data.name == "two_mode_latent":
-        check(data.get("ground_truth") in ("decoded", "raw"),
-              f"data.ground_truth={data.get('ground_truth')!r} is invalid: must be decoded or raw")
+    if "ground_truth" in data:
+        check(data.ground_truth in GROUND_TRUTHS,
+              f"data.ground_truth={data.ground_truth!r} is invalid: must be decoded (the model's reconstruction "
+              f"D(E(x)), on its manifold) or raw (the image itself)")
 
 
 def build_dataset(data_cfg, model_cfg, start: int, count: int):

@@ -1,11 +1,11 @@
-"""Per-particle PSNR/SSIM/LPIPS against the ground truth and its 180° rotation, and the 0/180/fail label."""
+"""Per-particle PSNR/SSIM/LPIPS against the ground truth and its 180° rotation, and the 0/180/fail label against
+the operator's equivalence class."""
 from __future__ import annotations
 
 import piq
 import torch
 
-from core.tensors import to_unit
-from operators.phase_retrieval import rot180
+from core.tensors import rot180, to_unit
 
 
 @torch.no_grad()
@@ -39,20 +39,20 @@ def best_of_n(rows: list[dict]) -> dict:
             "lpips": min(lp) if lp else None}
 
 
-def evaluate_particles(x: torch.Tensor, gt: torch.Tensor, fail_psnr: float, lpips_model=None, eq=None) -> list[dict]:
-    """One dict per particle: metrics against gt (psnr, ...) and its rotation (psnr_180, ...), its best match in the
-    equivalence class eq (evaluation/equivalence.py; None: just gt and its rotation) and the mode."""
-    from evaluation.equivalence import class_matches, rotation_class
+def evaluate_particles(x: torch.Tensor, gt: torch.Tensor, eq, fail_psnr: float, lpips_model=None) -> list[dict]:
+    """One dict per particle: metrics against gt (psnr, ...) and its rotation (psnr_180, ..., as DAPS reports them),
+    its best match in the equivalence class eq (the operator's `equivalents` of gt: right answers and twins) and the
+    mode."""
+    from evaluation.equivalence import class_matches
 
     m0 = image_metrics(x, gt, lpips_model)
     m180 = image_metrics(x, rot180(gt), lpips_model)
-    matches = class_matches(x, rotation_class(gt) if eq is None else eq)
     rows = []
-    for i, match in enumerate(matches):
+    for i, match in enumerate(class_matches(x, eq)):
         row = {k: m0[k][i] for k in m0}
         row.update({f"{k}_180": m180[k][i] for k in m180})
         row.update(psnr_shift=match["psnr_shift"], psnr_180_shift=match["psnr_180_shift"],
-                   class_psnr=match["class_psnr"], shift=match["shift"],
-                   mode=mode_label(match["class_psnr"], match["rotated"], fail_psnr))
+                   class_psnr=match["class_psnr"], shift=match["shift"], twin_psnr=match["twin_psnr"],
+                   twin=match["twin"], mode=mode_label(match["class_psnr"], match["rotated"], fail_psnr))
         rows.append(row)
     return rows

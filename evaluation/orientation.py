@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from operators.phase_retrieval import rot180
+from core.tensors import rot180
 
 METHODS = ("auto", "exact", "elbo")
 # |log-ratio| at or below this is round-off, not a preference (float64 log-densities; float32 ELBO sums): reported

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import torch
 
+from core.tensors import rot180
 from core.tensors import rows as rows_of
-from evaluation.equivalence import equivalence_class
+from evaluation.failures import KINDS, failure_kind
 from evaluation.metrics import best_of_n, evaluate_particles
-from operators.phase_retrieval import rot180
 from sampler.state import orientation_generator
 from tracking.compute import compute_record
 
@@ -28,7 +28,7 @@ REDUCE = {"mean": lambda v: sum(v) / len(v), "max": max, "sum": sum}
 def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, alive, pruned=None) -> list[dict]:
     """Metrics, best match in the equivalence class eq, mode label and final measurement loss of each decoded
     particle x (B, C, H, W)."""
-    rows = evaluate_particles(x, gt, fail_psnr, lpips_model, eq)
+    rows = evaluate_particles(x, gt, eq, fail_psnr, lpips_model)
     losses = operator.loss(x, y.expand(x.shape[0], *y.shape[1:])).tolist()
     for row, pid, loss, ok in zip(rows, particle_ids, losses, alive):
         row.update(particle=int(pid), measurement_loss=loss, failed=not bool(ok), pruned_at=pruned)
@@ -37,20 +37,21 @@ def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, 
     return rows
 
 
-def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, sigma: float) -> dict:
-    """Each final particle's prior_log_ratio, its oriented image's metrics (x, or rot x where the prior prefers it)
-    and its estimated log-posterior (-loss / 2 sigma^2 plus the oriented image's log prior), written into its row;
-    returns the rows the orientation cost its networks."""
+def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, operator) -> dict:
+    """Each final particle's prior_log_ratio, its oriented image's metrics (x, or rot x where the prior prefers it and
+    the operator cannot tell the two apart) and its estimated log-posterior (-loss / 2 sigma^2 plus the oriented
+    image's log prior), written into its row; returns the rows the orientation cost its networks."""
     from evaluation.orientation import log_ratio, method_of, prior_log_densities
 
     counter.take()
     lp_x, lp_rot = prior_log_densities(model, z, cfg.orientation, orientation_generator(cfg.seed, index), x)
     cost = counter.take()
     ratio = log_ratio(lp_x, lp_rot, method_of(model, cfg.orientation))
-    flip = (ratio < 0).to(x.device)
-    oriented = evaluate_particles(torch.where(rows_of(flip, x), rot180(x), x), gt, cfg.data.fail_psnr, lpips_model,
-                                  eq)
-    log_prior = torch.where(ratio < 0, lp_rot, lp_x).tolist()
+    flip = (ratio < 0) & operator.rotation_ambiguous
+    oriented = evaluate_particles(torch.where(rows_of(flip.to(x.device), x), rot180(x), x), gt, eq,
+                                  cfg.data.fail_psnr, lpips_model)
+    log_prior = torch.where(flip, lp_rot, lp_x).tolist()
+    sigma = operator.sigma
     for row, r, f, o, lp in zip(rows, ratio.tolist(), flip.tolist(), oriented, log_prior):
         row["prior_log_ratio"] = r
         row["log_posterior"] = -row["measurement_loss"] / (2 * sigma ** 2) + lp
@@ -58,6 +59,15 @@ def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, sigma: f
         if row["failed"]:
             row["oriented"]["mode"] = "fail"
     return cost
+
+
+def label_failures(particles: list[dict], fail_psnr: float, margin: float, rep: dict | None) -> None:
+    """Each particle's `failure` (evaluation/failures.py), written into its row (and its oriented view's)."""
+    representable = rep is None or rep["representable"]
+    for p in particles:
+        p["failure"] = failure_kind(p, fail_psnr, margin, representable)
+        if "oriented" in p:
+            p["oriented"]["failure"] = p["failure"]
 
 
 @dataclass
@@ -68,18 +78,20 @@ class Evaluated:
     orientation_rows: dict           # network rows the orientation scores cost
     x: torch.Tensor                  # the final particles decoded
     dropped: list                    # (ids, decoded) of the pruned particles, per pruning decision
-    eq: object                       # the ground truth's equivalence class
+    eq: object                       # the ground truth's equivalence class (operators/symmetry.py)
+    representability: dict | None    # whether the model can make the ground truth (evaluation/failures.py)
 
 
 @torch.no_grad()
-def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter) -> Evaluated:
-    """Every particle of one image result, final and pruned, against the ground truth gt (1, C, H, W)."""
-    eq = equivalence_class(gt, operator)
+def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: dict | None = None) -> Evaluated:
+    """Every particle of one image result, final and pruned, against the ground truth gt (1, C, H, W); rep: whether
+    the model can make gt (evaluation/failures.representability; None: no first stage, or not known)."""
+    eq = operator.equivalents(gt)
     x = model.decode(result.z)
     particles = particle_rows(x, gt, result.y, operator, cfg.data.fail_psnr, lpips_model, eq, result.particle_ids,
                               result.alive)
     orientation_rows = orient(model, result.z, x, gt, cfg, lpips_model, eq, result.index, particles, counter,
-                              operator.sigma)
+                              operator)
     dropped_images = []
     for (k, t), group in _by_decision(result.dropped):
         pids = [d["particle"] for d in group]
@@ -88,7 +100,8 @@ def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter) -> Ev
                                    [True] * len(pids), {"k": k, "t": t})
         dropped_images.append((pids, xd))
     particles.sort(key=lambda p: p["particle"])
-    return Evaluated(particles, orientation_rows, x, dropped_images, eq)
+    label_failures(particles, cfg.data.fail_psnr, operator.loss_margin(result.y[0].numel()), rep)
+    return Evaluated(particles, orientation_rows, x, dropped_images, eq, rep)
 
 
 def _by_decision(dropped: list[dict]):
@@ -134,20 +147,23 @@ def steps_record(trace) -> list[dict]:
     return [{"k": k, **steps[k]} for k in sorted(steps)]
 
 
-def pruning_record(trace) -> dict | None:
-    """The pruning decision for this image (None when it did not happen)."""
-    rows = trace.of("prune")
-    if not rows:
-        return None
-    dropped = [r for r in rows if not r["kept"]]
-    rec = {"mode": rows[0]["mode"], "k": rows[0]["k"], "t": rows[0]["t"],
-           "kept": [r["particle"] for r in rows if r["kept"]], "dropped": [r["particle"] for r in dropped],
-           "losses": {r["particle"]: r["loss"] for r in rows},
-           "distance_to_kept": {r["particle"]: r["distance_to_kept"] for r in dropped},
-           "median_distance": rows[0]["median_distance"]}
-    if rec["mode"] == "branch":
-        rec["children"] = {r["particle"]: r["parent"] for r in trace.of("birth") if r["k"] == rec["k"]}
-    return rec
+def pruning_record(trace) -> list[dict]:
+    """The pruning decisions for this image, one per step of the schedule that happened, earliest first."""
+    decisions = {}
+    for r in trace.of("prune"):
+        decisions.setdefault(r["k"], []).append(r)
+    out = []
+    for k, rows in sorted(decisions.items()):
+        dropped = [r for r in rows if not r["kept"]]
+        rec = {"mode": rows[0]["mode"], "k": k, "t": rows[0]["t"],
+               "kept": [r["particle"] for r in rows if r["kept"]], "dropped": [r["particle"] for r in dropped],
+               "losses": {r["particle"]: r["loss"] for r in rows},
+               "distance_to_kept": {r["particle"]: r["distance_to_kept"] for r in dropped},
+               "median_distance": rows[0]["median_distance"]}
+        if rec["mode"] == "branch":
+            rec["children"] = {r["particle"]: r["parent"] for r in trace.of("birth") if r["k"] == k}
+        out.append(rec)
+    return out
 
 
 def resampling_record(trace) -> list[dict]:
@@ -201,7 +217,9 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
         "orientation": {"method": cfg.orientation.method,
                         **compute_record(evaluated.orientation_rows, cost_per_row)},
         "equivalence": evaluated.eq.record(),
+        "representability": evaluated.representability,
         "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
+        "failures": {k: sum(p["failure"] == k for p in final) for k in KINDS},
         # up to the measurement's symmetries: some final particle is the image, its rotation or a shifted copy
         "found": any(p["mode"] != "fail" for p in final),
         "gt_mode_found": any(p["mode"] == "0" for p in final),

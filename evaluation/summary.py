@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 
+from evaluation.failures import kind_shares
 from evaluation.trajectory import commit_times
 
 
@@ -84,6 +85,12 @@ def summarize(images: list[dict]) -> dict:
         "both_modes_rate": _mean([float(im["both_modes"]) for im in images]),
         "both_modes_expected_rate": _mean([both_modes_expected(im) for im in images]),
         "fail_rate": _mean([float(p["mode"] == "fail") for p in all_final]),
+        # why the final particles failed (evaluation/failures.py), each kind's share of all final particles
+        "failure_kinds": kind_shares(all_final),
+        # the images the model can make at all (its first stage's reconstruction fits y within the noise); None for a
+        # model without a first stage
+        "representable_rate": _mean([float(im["representability"]["representable"]) for im in images
+                                     if im.get("representability")]),
         "time_s_per_image": _mean([im["total_time_s"] for im in images]),
         # the sampler's network rows and TFLOP by the cost model (tracking/compute.py), per image
         "decoder_vjp_rows_per_image": _mean([_rows(im, "decoder_vjp") for im in images]),

@@ -5,15 +5,15 @@ import piq
 import torch
 
 from core.tensors import to_unit
-from evaluation.equivalence import class_matches, equivalence_class
+from evaluation.equivalence import class_matches
 from evaluation.metrics import mode_label
-from operators.phase_retrieval import rot180
+from core.tensors import rot180
 from sampler.hooks import Hook
 
 
 class GroundTruthHook(Hook):
     """After each step (and after every other hook), PSNR of each particle's z0 against its image's ground truth
-    and its 180° rotation, and the mode label up to the measurement's symmetries (evaluation/equivalence.py). Costs
+    and its 180° rotation, and the mode label up to the measurement's symmetries (the operator's `equivalents`). Costs
     one decode per particle per step, inside the timed step: off by default so that timings measure the sampler
     alone."""
 
@@ -33,7 +33,7 @@ class GroundTruthHook(Hook):
         modes = [None] * len(images)
         for g in dict.fromkeys(images):            # a loop over the batch's images, batched over their particles
             if g not in self.classes:
-                self.classes[g] = equivalence_class(self.gts[self.slot[g]], ctx.operator)
+                self.classes[g] = ctx.operator.equivalents(self.gts[self.slot[g]])
             mine = [i for i, h in enumerate(images) if h == g]
             for i, m in zip(mine, class_matches(z0[mine], self.classes[g])):
                 modes[i] = mode_label(m["class_psnr"], m["rotated"], self.fail_psnr)

@@ -13,6 +13,7 @@ class LatentModel(torch.nn.Module):
 
     latent_shape: tuple[int, int, int]
     image_shape: tuple[int, int, int]
+    has_first_stage = True           # decode is not the identity: some images lie outside what it can make
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

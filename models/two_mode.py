@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from operators.phase_retrieval import rot180
+from core.tensors import rot180
 
 from .base import LatentModel, sigma_column
 
@@ -42,6 +42,8 @@ def benchmark_images(resolution: int = 32, count: int = len(SKIMAGE_IMAGES)) -> 
 
 class GaussianMixtureDenoiser(LatentModel):
     """Prior: sum_j w_j N(mu_j, std^2 I). Exact D(z, sigma) = E[z0 | z0 + sigma n = z]."""
+
+    has_first_stage = False          # images are latents: every image is representable
 
     def __init__(self, means: torch.Tensor, std: float, weights: torch.Tensor | None = None):
         super().__init__()

@@ -11,7 +11,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from operators.phase_retrieval import rot180
+from core.tensors import rot180
 
 from .two_mode import GaussianMixtureDenoiser, benchmark_images, twin_weights
 
@@ -48,6 +48,8 @@ def fitted_latents(resolution: int, factor: int, count: int, ridge: float = 0.1,
 
 class LatentTwoMode(GaussianMixtureDenoiser):
     """The mixture and its exact denoiser live in latent space; decode/encode map to and from 3 x R x R images."""
+
+    has_first_stage = True
 
     def __init__(self, means: torch.Tensor, std: float, factor: int, weights: torch.Tensor | None = None):
         super().__init__(means, std, weights)

@@ -1,13 +1,21 @@
-"""Operator base class: batched forward map, noisy measurement and per-sample squared-error loss."""
+"""Operator base class: batched forward map, noisy measurement, per-sample squared-error loss, and the images the
+measurement cannot tell apart (an operator without symmetries declares none)."""
 from __future__ import annotations
 
 import math
 
 import torch
 
+from .symmetry import TOLERANCE, EquivalenceClass, class_of_one
+
 
 class Operator:
-    """A forward map on images in [-1, 1] of shape (B, C, H, W); every method is batched."""
+    """A forward map on images in [-1, 1] of shape (B, C, H, W); every method is batched.
+
+    `symmetries` names the transformations that leave the measurement unchanged (none here); `equivalents` finds
+    them for one image. The evaluation asks the operator, never assumes a symmetry of its own."""
+
+    symmetries: tuple[str, ...] = ()
 
     def __init__(self, sigma: float = 0.05):
         self.sigma = sigma
@@ -29,3 +37,13 @@ class Operator:
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """||A(x) - y||^2 per sample, shape (B,): never mixes samples."""
         return (self(x) - y).pow(2).flatten(1).sum(-1)
+
+    @property
+    def rotation_ambiguous(self) -> bool:
+        """Whether x and its 180° rotation measure alike (then only the prior can choose between them)."""
+        return "rot180" in self.symmetries
+
+    def equivalents(self, x: torch.Tensor, tolerance: float = TOLERANCE) -> EquivalenceClass:
+        """The images whose noiseless measurement equals x's (1 or no batch dim, C, H, W) within tolerance * sigma:
+        here x alone."""
+        return class_of_one(x)

@@ -1,19 +1,21 @@
-"""Fourier phase retrieval as DAPS defines it: y = |F pad((x + 1) / 2)| + sigma * n."""
+"""Fourier phase retrieval as DAPS defines it: y = |F pad((x + 1) / 2)| + sigma * n, and the images it cannot tell
+apart (per colour channel: the 180° rotation, and shifts where the background is the padding's value)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from core.tensors import rot180
+
 from .base import Operator
-
-
-def rot180(x: torch.Tensor) -> torch.Tensor:
-    """The 180° rotation: |F pad(x)| cannot tell x from it."""
-    return torch.flip(x, dims=(-2, -1))
+from .symmetry import TOLERANCE, ChannelOptions, EquivalenceClass, combine, dropped_energy, shift_fill
 
 
 class PhaseRetrieval(Operator):
     """Zero-pad by int(oversample / 8 * H) per side, centred orthonormal 2-D FFT per channel, magnitude."""
+
+    # |F pad(x_c)| is taken per channel c, and |F u| = |F rot u| = |F shift u| when the shift moves only padding
+    symmetries = ("rot180", "shift", "per_channel")
 
     def __init__(self, resolution: int = 256, oversample: float = 2.0, sigma: float = 0.05):
         super().__init__(sigma)
@@ -28,3 +30,30 @@ class PhaseRetrieval(Operator):
             torch.fft.fft2(torch.fft.ifftshift(x, dim=(-2, -1)), norm="ortho"), dim=(-2, -1)
         )
         return spec.abs()
+
+    @torch.no_grad()
+    def equivalents(self, x: torch.Tensor, tolerance: float = TOLERANCE) -> EquivalenceClass:
+        """Per channel: the channel, its rotation, and every zero-fill shift of either whose measurement equals the
+        channel's within tolerance * sigma (candidates from the dropped-energy bound, all shifts at once; members
+        measured). The right answers turn every channel alike; channels turned differently are twins."""
+        x = x.reshape(x.shape[-3:])
+        H, W = x.shape[-2:]
+        limit = tolerance * self.sigma
+        channels = []
+        for c in range(x.shape[0]):                     # a loop over colour channels, each measured on its own
+            v0 = x[c:c + 1]
+            y = self(v0[None].double())
+            images, transforms = [], []
+            for rot, v in ((False, v0), (True, rot180(v0))):
+                bound = dropped_energy(v * 0.5 + 0.5).sqrt()
+                dy, dx = (bound <= 10 * limit).nonzero(as_tuple=True)
+                cand = {(int(a) - (H - 1), int(b) - (W - 1)) for a, b in zip(dy.tolist(), dx.tolist())} - {(0, 0)}
+                cand = [(0, 0), *sorted(cand, key=lambda s: (abs(s[0]) + abs(s[1]), s))]
+                imgs = torch.stack([shift_fill(v, a, b) for a, b in cand])
+                diff = (self(imgs.double()) - y).flatten(1).norm(dim=1)
+                for s, img, d in zip(cand, imgs, diff.tolist()):
+                    if s == (0, 0) or d <= limit:       # the channel and its rotation always: exact in theory
+                        images.append(img[0])
+                        transforms.append((rot, s))
+            channels.append(ChannelOptions(torch.stack(images), transforms))
+        return combine(channels)

@@ -7,11 +7,21 @@ from pathlib import Path
 
 from core.errors import ConfigError
 
+def int_or_list(value: str):
+    """An integer or a bracketed list of them, as Hydra writes one: 200, or [600,400,200] (a schedule)."""
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return [int(v) for v in text[1:-1].split(",")]
+    return int(text)
+
+
+int_or_list.__name__ = "integer or [list of integers]"
+
 # flag -> type used to check its value before Hydra sees it
 FLAGS = {
-    "particle_num": int, "repulsion_scale": float, "pruning_step": int, "optimization_step": int,
+    "particle_num": int, "repulsion_scale": float, "pruning_step": int_or_list, "optimization_step": int,
     "resampling_interval": int,
-    "num_eval_images": int, "images_per_batch": int, "seed": int, "particle_offset": int, "pruning_keep": int,
+    "num_eval_images": int, "images_per_batch": int, "seed": int, "particle_offset": int, "pruning_keep": int_or_list,
     "name": str, "save_dir": str, "device": str, "dtype": str, "resume": bool, "save_images": bool,
     "overwrite": bool,
 }
@@ -19,14 +29,14 @@ FLAGS = {
 FLAG_HELP = {
     "particle_num": "particles per measurement, one batch (4 = DAPS's protocol of four runs)",
     "repulsion_scale": "initial repulsion strength, decaying to 0 (0 = independent particles, recommended)",
-    "pruning_step": "diffusion time t at which to prune to pruning_keep particles (-1 = off)",
+    "pruning_step": "diffusion time t at which to prune to pruning_keep particles (-1 = off), or a list (a schedule)",
     "optimization_step": "diffusion time t from which ReSample-style latent optimisation runs (-1 = off)",
     "resampling_interval": "annealing steps between loss-guided resampling events in the resampling window (0 = off)",
     "num_eval_images": "the first N images of the data set (1 sanity, 10 tuning, 100 final)",
     "images_per_batch": "images sampled together, particle_num each (throughput; same results up to round-off)",
     "seed": "seed of every particle's and measurement's generator (integer >= 0)",
     "particle_offset": "particle i of this run uses the generator of particle offset + i",
-    "pruning_keep": "particles kept per image at pruning_step (default 2)",
+    "pruning_keep": "particles kept per image at pruning_step (default 2); a list for a schedule: [4,2,1]",
     "name": "the run's folder under save_dir (default: model, data, sampler and stage flags)",
     "save_dir": "results root (default results/)",
     "device": "auto | cpu | cuda | cuda:N",

@@ -14,10 +14,9 @@ def validate(cfg) -> None:
           f"particle_num={cfg.particle_num} is invalid: must be an integer >= 1")
     check(is_int(cfg.resampling_interval) and cfg.resampling_interval >= 0,
           f"resampling_interval={cfg.resampling_interval} is invalid: must be an integer >= 0 (0 = off)")
-    for flag in ("pruning_step", "optimization_step"):
-        v = cfg[flag]
-        check(is_int(v) and (v == -1 or 0 <= v <= 1000),
-              f"{flag}={v} is invalid: must be -1 (off) or a diffusion time t in 0 … 1000")
+    v = cfg.optimization_step
+    check(is_int(v) and (v == -1 or 0 <= v <= 1000),
+          f"optimization_step={v} is invalid: must be -1 (off) or a diffusion time t in 0 … 1000")
     check(is_int(cfg.num_eval_images) and cfg.num_eval_images >= 1,
           f"num_eval_images={cfg.num_eval_images} is invalid: must be an integer >= 1")
     check(is_int(cfg.images_per_batch) and cfg.images_per_batch >= 1,

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from data import build_dataset
+from evaluation.failures import representability, truths
 from evaluation.perceptual import load_lpips
 from evaluation.record import evaluate_image, image_record
 from evaluation.summary import summarize
@@ -46,7 +47,8 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
     counter: a tracking.compute.NetworkCounter on the model."""
     K = cfg.sampler.annealing.num_steps
     indices = [index for index, _, _ in items]
-    gts = torch.stack([gt for _, _, gt in items]).to(device, dtype)
+    # data.ground_truth=decoded: the truths the model can make, D(E(x)); raw: the images, with their reconstructions
+    gts, recs, first_stage_psnr = truths(model, torch.stack([gt for _, _, gt in items]).to(device, dtype), cfg.data)
     label = f"image {indices[0]} ({items[0][1]})" if len(items) == 1 else f"images {', '.join(map(str, indices))}"
     bar = tqdm(total=K, desc=label, leave=False, file=sys.stderr,
                disable=not sys.stderr.isatty() and not cfg.get("progress", False))
@@ -58,8 +60,10 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
     sampled = sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, progress)
     bar.close()
     records = []
-    for (index, name, _), gt, result in zip(items, gts, split(sampled)):
-        evaluated = evaluate_image(model, operator, result, gt[None], cfg, lpips_model, counter)
+    for i, ((index, name, _), gt, result) in enumerate(zip(items, gts, split(sampled))):
+        rep = representability(operator, gt[None], None if recs is None else recs[i:i + 1], result.y,
+                               first_stage_psnr[i])
+        evaluated = evaluate_image(model, operator, result, gt[None], cfg, lpips_model, counter, rep)
         record = image_record(result, name, evaluated, cfg, cost_per_row(cfg.model), mode_weights(cfg.model))
         if out_dir is not None and cfg.save_images:
             from tracking.images import save_image_outputs

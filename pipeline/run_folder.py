@@ -22,17 +22,22 @@ def config_diff(a, b, prefix="") -> list[str]:
 
 
 def default_name(cfg, choices: dict | None = None) -> str:
-    """What ran: model, data, sampler (config-group choices where Hydra gives them) and the stage flags that are
-    on, repeated words dropped, e.g. `two_mode_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`."""
+    """What ran: model, data (marked `-decoded` when its ground truths are the model's reconstructions), sampler
+    (config-group choices where Hydra gives them) and the stage flags that are on, repeated words dropped, e.g.
+    `two_mode_p4`, `naturalldm_natural-decoded_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`."""
     choices = choices or {}
-    words = [choices.get("model", cfg.model.name), cfg.data.name, choices.get("sampler", cfg.sampler.mcmc.algo),
+    data = cfg.data.name + ("-decoded" if cfg.data.get("ground_truth") == "decoded" else "")
+    words = [choices.get("model", cfg.model.name), data, choices.get("sampler", cfg.sampler.mcmc.algo),
              f"p{cfg.particle_num}"]
     if cfg.repulsion_scale > 0:
         words.append(f"rep{cfg.repulsion_scale:g}")
     if cfg.get("resampling_interval", 0) > 0:
         words.append(f"rs{cfg.resampling_interval}")
-    if cfg.pruning_step >= 0:
-        words.append(f"prune{cfg.pruning_step}k{cfg.pruning_keep}")
+    from particle.pruning import schedule_of
+
+    schedule = schedule_of(cfg)
+    if schedule:
+        words.append(f"prune{'-'.join(str(t) for t, _ in schedule)}k{'-'.join(str(k) for _, k in schedule)}")
     if cfg.optimization_step >= 0:
         words.append(f"opt{cfg.optimization_step}")
     return "_".join(dict.fromkeys(words))

@@ -22,8 +22,12 @@ class Stages:
 
     @classmethod
     def of(cls, cfg) -> "Stages":
+        """prune_k: the first pruning step of the schedule."""
+        from particle.pruning import schedule_of
+
         K = cfg.sampler.annealing.num_steps
-        return cls(trigger_step(cfg.pruning_step, K), trigger_step(cfg.optimization_step, K))
+        first = schedule_of(cfg)[0][0] if schedule_of(cfg) else -1
+        return cls(trigger_step(first, K), trigger_step(cfg.optimization_step, K))
 
     def phase_of(self, k: int) -> str:
         """Phase of step k: refine from the refine trigger, prune after the pruning step, explore before."""
@@ -49,7 +53,7 @@ def build_hooks(cfg, stages: Stages) -> list:
         hooks.append(ResamplingHook.from_config(cfg))
     if stages.prune_k is not None:
         from particle import PruningHook
-        hooks.append(PruningHook.from_config(cfg, stages.prune_k))
+        hooks.append(PruningHook.from_config(cfg))
     if stages.refine_k is not None:
         from resample_opt import RefineHook
         hooks.append(RefineHook.from_config(cfg, stages.refine_k))

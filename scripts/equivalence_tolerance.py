@@ -1,5 +1,5 @@
-"""The measurement behind evaluation/equivalence.py's TOLERANCE: for every image of a data set, the measured difference
-||A(shifted) - A(x)|| of every zero-fill shift of the image and of its rotation, in units of the noise sigma.
+"""The measurement behind operators/symmetry.py's TOLERANCE: for every image of a data set, the measured difference
+||A(shifted) - A(x)|| of every zero-fill shift of each colour channel and of its rotation, in units of the noise sigma.
 Exact copies (the dropped part is exactly the padding's value) differ by round-off; the tolerance
 must sit in the gap above them and below the nearest shift that is not a copy.
 
@@ -16,9 +16,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.equivalence import TOLERANCE, dropped_energy, shift_fill  # noqa: E402
+from core.tensors import rot180  # noqa: E402
 from operators import PhaseRetrieval  # noqa: E402
-from operators.phase_retrieval import rot180  # noqa: E402
+from operators.symmetry import TOLERANCE, dropped_energy, shift_fill  # noqa: E402
 
 
 def images(name: str) -> torch.Tensor:
@@ -34,21 +34,25 @@ def images(name: str) -> torch.Tensor:
 
 @torch.no_grad()
 def gaps(x: torch.Tensor, op, nearest: int) -> tuple[list[float], list[float]]:
-    """(relative differences of the shifts whose dropped energy is 0, of the `nearest` others with the smallest)."""
+    """(relative differences of the shifts whose dropped energy is 0, of the `nearest` others with the smallest), per
+    colour channel: the operator measures each on its own (operators/phase_retrieval.py)."""
     H, W = x.shape[-2:]
-    y = op(x[None].double())
     noise = op.sigma
     exact, near = [], []
-    for v in (x, rot180(x)):
-        bound = dropped_energy(v * 0.5 + 0.5).flatten()
-        order = torch.argsort(bound)
-        zero = [int(i) for i in order if bound[i] == 0]
-        rest = [int(i) for i in order if bound[i] > 0][:nearest]
-        for idx, out in ((zero, exact), (rest, near)):
-            if not idx:
-                continue
-            imgs = torch.stack([shift_fill(v, i // (2 * W - 1) - (H - 1), i % (2 * W - 1) - (W - 1)) for i in idx])
-            out += ((op(imgs.double()) - y).flatten(1).norm(dim=1) / noise).tolist()
+    for c in range(x.shape[0]):
+        u = x[c:c + 1]
+        y = op(u[None].double())
+        for v in (u, rot180(u)):
+            bound = dropped_energy(v * 0.5 + 0.5).flatten()
+            order = torch.argsort(bound)
+            zero = [int(i) for i in order if bound[i] == 0]
+            rest = [int(i) for i in order if bound[i] > 0][:nearest]
+            for idx, out in ((zero, exact), (rest, near)):
+                if not idx:
+                    continue
+                imgs = torch.stack([shift_fill(v, i // (2 * W - 1) - (H - 1), i % (2 * W - 1) - (W - 1))
+                                    for i in idx])
+                out += ((op(imgs.double()) - y).flatten(1).norm(dim=1) / noise).tolist()
     return exact, near
 
 

@@ -14,7 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.phase_retrieval import rot180  # noqa: E402
+from core.tensors import rot180  # noqa: E402
 
 QUANTILES = torch.tensor([0.5, 0.9, 0.99, 0.999], dtype=torch.float64)
 

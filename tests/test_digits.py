@@ -12,7 +12,7 @@ from tests.conftest import ROOT, compose
 pytest.importorskip("sklearn", reason="the digits ship inside scikit-learn (requirements.txt)")
 
 from data.digits import TRAIN_SIZE, DigitImages, _raw, digits  # noqa: E402
-from operators.phase_retrieval import rot180  # noqa: E402
+from core.tensors import rot180  # noqa: E402
 
 WEIGHTS = ROOT / "weights" / "digits32ldm"
 # gates the shipped model must pass (its card: 45.2 dB; samples 78.1 % confident against 72.7 % for real digits)

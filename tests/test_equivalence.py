@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from evaluation.equivalence import class_matches, dropped_energy, equivalence_class, shift_fill
+from evaluation.equivalence import class_matches
 from evaluation.metrics import evaluate_particles
 from evaluation.summary import summarize
 from operators import PhaseRetrieval
-from operators.phase_retrieval import rot180
+from operators.symmetry import dropped_energy, shift_fill
+from core.tensors import rot180
 
 D64 = torch.float64
 OP = PhaseRetrieval(32, 2.0, 0.05)
@@ -36,7 +37,7 @@ def test_dropped_energy_equals_a_direct_sum_for_every_shift():
 
 def test_shifted_digit_is_found_with_its_shift_and_another_digit_is_not():
     x = digit_on_black()
-    eq = equivalence_class(x, OP)
+    eq = OP.equivalents(x)
     # 10 free columns each side: every horizontal shift up to 10 keeps the measurement, rows are full
     assert sorted(s for r, s in zip(eq.rotated, eq.shifts) if not r) == [(0, dx) for dx in range(-10, 11)]
     assert len(eq.rotated) == 42 and sum(eq.rotated) == 21
@@ -45,7 +46,7 @@ def test_shifted_digit_is_found_with_its_shift_and_another_digit_is_not():
         assert float((OP(m[None]) - y).norm()) < 1e-9
     moved = shift_fill(x, 0, 3)
     other = digit_on_black(seed=5)
-    rows = evaluate_particles(torch.stack([moved, rot180(shift_fill(x, 0, -2)), other]), x[None], 20.0, eq=eq)
+    rows = evaluate_particles(torch.stack([moved, rot180(shift_fill(x, 0, -2)), other]), x[None], eq, 20.0)
     assert rows[0]["mode"] == "0" and rows[0]["shift"] == [0, 3] and rows[0]["class_psnr"] == 80.0
     assert rows[0]["psnr"] < 20                     # against the unshifted truth alone it would be a failure
     # a rotated copy shifted by -2 is the rotation's member shifted by +2
@@ -55,7 +56,7 @@ def test_shifted_digit_is_found_with_its_shift_and_another_digit_is_not():
     assert (1, 0) not in eq.shifts
     short = x.clone()
     short[:, :4] = short[:, 28:] = -1
-    assert (4, 0) in equivalence_class(short, OP).shifts and (5, 0) not in equivalence_class(short, OP).shifts
+    assert (4, 0) in OP.equivalents(short).shifts and (5, 0) not in OP.equivalents(short).shifts
 
 
 def test_a_bundled_test_digit_shifted_into_its_blank_columns_is_found():
@@ -63,12 +64,12 @@ def test_a_bundled_test_digit_shifted_into_its_blank_columns_is_found():
     from data.digits import digits
 
     x = digits("test")[0][0].double()
-    eq = equivalence_class(x, OP)
+    eq = OP.equivalents(x)
     shifted = [s for r, s in zip(eq.rotated, eq.shifts) if not r and s != (0, 0)]
     assert shifted, "a digit has blank columns: some shift keeps its measurement"
     dy, dx = shifted[0]
-    rows = evaluate_particles(torch.stack([shift_fill(x, dy, dx), digits("test")[0][5].double()]), x[None], 20.0,
-                              eq=eq)
+    rows = evaluate_particles(torch.stack([shift_fill(x, dy, dx), digits("test")[0][5].double()]), x[None], eq,
+                              20.0)
     assert rows[0]["mode"] == "0" and rows[0]["shift"] == [dy, dx] and rows[0]["psnr"] < rows[0]["class_psnr"]
     assert rows[1]["mode"] == "fail"
 
@@ -76,10 +77,10 @@ def test_a_bundled_test_digit_shifted_into_its_blank_columns_is_found():
 def test_frame_filling_image_has_exactly_two_members():
     g = torch.Generator().manual_seed(2)
     x = torch.rand(3, 32, 32, generator=g, dtype=D64) * 1.8 - 0.9     # nowhere at the padding's value
-    eq = equivalence_class(x, OP)
+    eq = OP.equivalents(x)
     assert eq.rotated == [False, True] and eq.shifts == [(0, 0), (0, 0)]
     assert torch.equal(eq.members[0], x) and torch.equal(eq.members[1], rot180(x))
-    assert eq.record() == {"members": 2, "shifted": []}
+    assert eq.record() == {"members": 2, "shifted": [], "twins": 6}     # 2^3 channel rotations, 2 right
 
 
 def test_the_natural_test_crops_fill_their_frames():
@@ -87,7 +88,7 @@ def test_the_natural_test_crops_fill_their_frames():
     from data.natural import held_out_crops
 
     x, _ = held_out_crops()
-    assert all(len(equivalence_class(x[i], OP).rotated) == 2 for i in range(0, len(x), 4))
+    assert all(len(OP.equivalents(x[i]).rotated) == 2 for i in range(0, len(x), 4))
 
 
 def test_benchmark_labels_are_unchanged_by_the_class():
@@ -102,7 +103,7 @@ def test_benchmark_labels_are_unchanged_by_the_class():
         gt = images[i].float()
         x = torch.stack([gt + 0.05 * torch.randn(gt.shape, generator=g), rot180(gt) + 0.1 * torch.randn(gt.shape, generator=g),
                          images[(i + 1) % 20].float(), 0.6 * gt + 0.4 * rot180(gt)]).clamp(-1, 1)
-        rows = evaluate_particles(x, gt[None], 20.0, eq=equivalence_class(gt, OP))
+        rows = evaluate_particles(x, gt[None], OP.equivalents(gt), 20.0)
         for r in rows:
             old = "fail" if max(r["psnr"], r["psnr_180"]) < 20 else ("0" if r["psnr"] >= r["psnr_180"] else "180")
             assert r["mode"] == old, (i, r)
@@ -110,7 +111,7 @@ def test_benchmark_labels_are_unchanged_by_the_class():
 
 def test_class_matches_take_the_best_member():
     x = digit_on_black(7)
-    eq = equivalence_class(x, OP)
+    eq = OP.equivalents(x)
     m = class_matches(torch.stack([x, rot180(x)]), eq)
     assert m[0]["psnr_shift"] == 80.0 and m[0]["rotated"] is False and m[0]["shift"] == [0, 0]
     assert m[1]["psnr_180_shift"] == 80.0 and m[1]["rotated"] is True

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.metrics import evaluate_particles, mode_label, rot180
+from core.tensors import rot180
+from evaluation.metrics import evaluate_particles, mode_label
 from evaluation.perceptual import lpips_linear_weights, load_lpips
+from operators import PhaseRetrieval
+
+
+def classes(gt):
+    """The ground truth's class under phase retrieval (its resolution, oversampling 2, sigma 0.05)."""
+    return PhaseRetrieval(gt.shape[-1], 2.0, 0.05).equivalents(gt)
 
 
 def test_mode_label():
@@ -20,13 +27,13 @@ def test_mode_label():
 def test_rotated_particle_is_labelled_180():
     gt = torch.rand(1, 3, 32, 32) * 2 - 1
     x = torch.cat([gt, rot180(gt), torch.zeros_like(gt)])
-    rows = evaluate_particles(x, gt, fail_psnr=20.0)
+    rows = evaluate_particles(x, gt, classes(gt), fail_psnr=20.0)
     assert [r["mode"] for r in rows] == ["0", "180", "fail"]
     assert rows[0]["psnr"] >= 80 and rows[1]["psnr_180"] >= 80 and rows[0]["ssim"] == pytest.approx(1.0, abs=1e-4)
     # PSNR on [0, 1] images, data range 1
     half = torch.full_like(gt, 0.0)
     expected = 10 * torch.log10(1 / ((gt * 0.5 + 0.5 - 0.5) ** 2).mean())
-    assert evaluate_particles(half, gt, 20.0)[0]["psnr"] == pytest.approx(expected.item(), rel=1e-4)
+    assert evaluate_particles(half, gt, classes(gt), 20.0)[0]["psnr"] == pytest.approx(expected.item(), rel=1e-4)
 
 
 def test_lpips_missing_weights_is_null_with_one_note(tmp_path, monkeypatch, capsys):
@@ -38,7 +45,7 @@ def test_lpips_missing_weights_is_null_with_one_note(tmp_path, monkeypatch, caps
     assert model is None and err.count("\n") == 1 and err.startswith("note: LPIPS is recorded as null")
     assert not (tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth").exists()      # no half-written file
     gt = torch.rand(1, 3, 32, 32) * 2 - 1
-    assert evaluate_particles(gt, gt, 20.0)[0]["lpips"] is None
+    assert evaluate_particles(gt, gt, classes(gt), 20.0)[0]["lpips"] is None
 
 
 def _offline(url, dst, *args, **kwargs):
@@ -110,7 +117,7 @@ def test_lpips_in_the_particle_rows(shared):
     model = load_lpips("daps", str(shared / "weights" / "lpips_vgg16_backbone.pt"))
     gt = torch.rand(1, 3, 64, 64) * 2 - 1
     x = torch.cat([gt, gt + 0.3 * torch.randn_like(gt)]).clamp(-1, 1)
-    rows = evaluate_particles(x, gt, 20.0, model)
+    rows = evaluate_particles(x, gt, classes(gt), 20.0, model)
     assert rows[0]["lpips"] == pytest.approx(0.0, abs=1e-6)
     assert rows[1]["lpips"] == pytest.approx(model((x[1:] + 1) / 2, (gt + 1) / 2).item(), abs=1e-6)
 
@@ -118,7 +125,7 @@ def test_lpips_in_the_particle_rows(shared):
 def test_a_diverged_particle_gets_numbers_not_an_exception():
     gt = torch.rand(1, 3, 16, 16) * 2 - 1
     x = torch.cat([gt, torch.full_like(gt, float("nan"))])
-    rows = evaluate_particles(x, gt, fail_psnr=20.0)
+    rows = evaluate_particles(x, gt, classes(gt), fail_psnr=20.0)
     assert rows[0]["psnr"] > 60 and rows[0]["mode"] == "0"
     assert math.isfinite(rows[1]["psnr"]) and rows[1]["psnr"] < 20 and rows[1]["mode"] == "fail"
 

@@ -9,7 +9,7 @@ import pipeline.run as pipeline_run
 from evaluation.orientation import elbo_sigmas, prior_log_ratio
 from models import build_model
 from models.two_mode import GaussianMixtureDenoiser
-from operators.phase_retrieval import rot180
+from core.tensors import rot180
 from tests.conftest import compose
 from tracking.compute import NetworkCounter
 
@@ -118,11 +118,10 @@ def test_best_by_prior_orients_the_lowest_loss_particle(tmp_path):
 def test_log_posterior_is_loss_against_the_oriented_log_prior():
     """-||A(x) - y||^2 / 2 sigma^2 + log p(x oriented), exactly, on the benchmark's mixture; the posterior's
     choice then prefers a fitting particle in the likelier orientation."""
-    from evaluation.equivalence import equivalence_class
     from evaluation.record import choose, orient, particle_rows
     from models import build_model
     from operators import build_operator
-    from operators.phase_retrieval import rot180
+    from core.tensors import rot180
     from sampler.state import measurement_generator
 
     cfg = compose("model.rotated_weight=0.5", "dtype=float64")
@@ -133,10 +132,10 @@ def test_log_posterior_is_loss_against_the_oriented_log_prior():
     g = torch.Generator().manual_seed(0)
     z = torch.cat([gt, rot180(gt), model.means[1:2].view(1, 3, 32, 32)]) + 0.02 * torch.randn(3, 3, 32, 32,
                                                                                                generator=g, dtype=torch.float64)
-    eq = equivalence_class(gt, op)
+    eq = op.equivalents(gt)
     rows = particle_rows(z, gt, y, op, 20.0, None, eq, [0, 1, 2], [True] * 3)
     with NetworkCounter(model) as counter:
-        orient(model, z, z, gt, cfg, None, eq, 0, rows, counter, op.sigma)
+        orient(model, z, z, gt, cfg, None, eq, 0, rows, counter, op)
     for r, zi in zip(rows, z):
         lp = max(float(model.log_prob(zi[None])), float(model.log_prob(rot180(zi)[None])))
         assert r["log_posterior"] == pytest.approx(-r["measurement_loss"] / (2 * op.sigma ** 2) + lp, rel=1e-12)

@@ -279,7 +279,7 @@ def test_pruning_works_within_each_image():
 
 
 def prune(state, losses, k=3, **kw):
-    hook = PruningHook(prune_k=k, keep=2, diversity_fraction=0.5, loss_factor=1.1, seed=9, **kw)
+    hook = PruningHook([(k, 2)], diversity_fraction=0.5, loss_factor=1.1, seed=9, **kw)
     ctx = ctx_at(k, Identity(), FixedLoss(losses))
     return hook, hook.after_step(state, ctx), ctx.trace
 
@@ -302,7 +302,7 @@ def test_pruning_slices_every_per_particle_field_consistently():
     assert torch.equal(torch.stack([r["z0"] for r in dropped]), z0[[1, 2]])
     assert [r["loss"] for r in dropped] == pytest.approx([1.01, 1.02])
     assert [r["distance_to_kept"] for r in dropped] == pytest.approx([0.1, 0.1])
-    rep = pruning_record(trace)
+    (rep,) = pruning_record(trace)
     assert rep["kept"] == [0, 3] and rep["dropped"] == [1, 2] and rep["mode"] == "prune"
     assert rep["losses"] == pytest.approx({0: 1.0, 1: 1.01, 2: 1.02, 3: 1.05})
     # other steps leave the state alone
@@ -317,20 +317,20 @@ def test_branch_refills_with_children_that_have_fresh_generators():
     assert new.size == 4
     # dropped places 1, 2 hold children 4, 5 of the kept particles, best parent first
     assert new.particle_ids.tolist() == [0, 4, 5, 3]
-    assert pruning_record(trace)["children"] == {4: 0, 5: 3}
+    assert pruning_record(trace)[0]["children"] == {4: 0, 5: 3}
     assert torch.equal(new.z0[1], z0[0]) and torch.equal(new.z0[2], z0[3])
     for pos, cid in [(1, 4), (2, 5)]:
         fresh = particle_generator(9, 0, cid, "cpu")
         assert new.generators[pos] is not state.generators[0]
         assert torch.equal(torch.randn(5, generator=new.generators[pos]), torch.randn(5, generator=fresh))
-    assert pruning_record(trace)["dropped"] == [1, 2]
+    assert pruning_record(trace)[0]["dropped"] == [1, 2]
 
 
 def test_pruning_config_validation():
     cfg = compose("pruning_step=300", "particle_num=4")
     pruning.check_config(cfg)
-    hook = PruningHook.from_config(cfg, 35)
-    assert (hook.keep, hook.mode, hook.prune_k) == (2, "prune", 35)
+    hook = PruningHook.from_config(cfg)
+    assert (hook.schedule, hook.mode) == ({35: 2}, "prune")          # t = 300 of 50 steps: k = 35
     for override, key in [("pruning.mode=cut", "pruning.mode"), ("pruning.loss_factor=0.5", "pruning.loss_factor"),
                           ("pruning.diversity_fraction=-1", "pruning.diversity_fraction"),
                           ("pruning_keep=4", "pruning_keep")]:
@@ -422,7 +422,7 @@ def test_pipeline_records_pruned_particles(benchmark):
     rec = run_image(model, operator, "x", model.means[0].view(3, 32, 32).float(), 0, cfg, torch.device("cpu"), D64)
     pruned = [p for p in rec["particles"] if p["pruned_at"] is not None]
     assert len(rec["particles"]) == 4 and len(pruned) == 2
-    assert rec["pruning"]["dropped"] == sorted(p["particle"] for p in pruned)
+    assert rec["pruning"][0]["dropped"] == sorted(p["particle"] for p in pruned)
     # the tracker records each step's state after its hooks: the pruning step already shows 2
     assert [s["particles"] for s in rec["steps"]] == [4, 4, 4, 2, 2, 2]
     assert all("repulsion_score_ratio" in s for s in rec["steps"])
@@ -449,3 +449,22 @@ def test_group_median_equals_each_groups_own_median(seed):
             else:
                 assert torch.isnan(got[i])
     assert torch.isnan(group_median(values[:1, :1], same_group(groups[:1]))).all()   # one particle: no pairs
+
+
+def test_a_schedule_halves_the_batch_at_each_of_its_steps(benchmark):
+    """8 -> 4 -> 2 -> 1 as one stage configured by lists: the batch shrinks at each step, every decision is
+    recorded, and a decision only chooses among the survivors of the one before."""
+    from pipeline.run import run_image
+
+    model, operator, _ = benchmark
+    cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
+                  "particle_num=8", "pruning_step=[700,500,200]", "pruning_keep=[4,2,1]", "save_images=false")
+    rec = run_image(model, operator, "x", model.means[0].view(3, 32, 32).float(), 0, cfg, torch.device("cpu"), D64)
+    # t_k = 1000, 833, 667, 500, 333, 167: the triggers fire at k = 2, 3, 5
+    assert [s["particles"] for s in rec["steps"]] == [8, 8, 4, 2, 2, 1]
+    assert [(d["k"], len(d["kept"]), len(d["dropped"])) for d in rec["pruning"]] == [(2, 4, 4), (3, 2, 2), (5, 1, 1)]
+    for before, after in zip(rec["pruning"], rec["pruning"][1:]):
+        assert sorted(after["kept"] + after["dropped"]) == sorted(before["kept"])
+    pruned = {p["particle"]: p["pruned_at"]["k"] for p in rec["particles"] if p["pruned_at"] is not None}
+    assert len(pruned) == 7 and sorted(pruned.values()) == [2] * 4 + [3] * 2 + [5]
+    assert rec["boundaries"]["prune_k"] == 2

@@ -144,7 +144,7 @@ def test_in_a_run_the_record_holds_every_event_and_batches_equal_single_images(t
     one = pipeline_run.run(compose(*common, "name=one"))
     two = pipeline_run.run(compose(*common, "name=two", "images_per_batch=2"))
     for a, b in zip(one["images"], two["images"]):
-        assert [e["k"] for e in a["resampling"]] == [2, 4, 6] and a["pruning"]["k"] == 7
+        assert [e["k"] for e in a["resampling"]] == [2, 4, 6] and a["pruning"][0]["k"] == 7
         assert a["resampling"] == b["resampling"]
         assert [p["particle"] for p in a["particles"]] == [p["particle"] for p in b["particles"]]
         for p, q in zip(a["particles"], b["particles"]):
@@ -161,5 +161,5 @@ def test_in_a_run_the_record_holds_every_event_and_batches_equal_single_images(t
     early = pipeline_run.run(compose(*[c for c in common if not c.startswith("pruning_step")], "pruning_step=500",
                                      "name=early"))
     for im in early["images"]:
-        assert im["pruning"]["k"] == 5 and [len(e["weights"]) for e in im["resampling"]] == [4, 4, 2]
+        assert im["pruning"][0]["k"] == 5 and [len(e["weights"]) for e in im["resampling"]] == [4, 4, 2]
         assert len([p for p in im["particles"] if p["pruned_at"] is None]) == 2

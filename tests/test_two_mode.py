@@ -1,7 +1,8 @@
 """Two-mode benchmark: exact Gaussian-mixture denoiser and the symmetry that makes two modes."""
 import torch
 
-from models.two_mode import GaussianMixtureDenoiser, benchmark_images, build_two_mode, rot180
+from core.tensors import rot180
+from models.two_mode import GaussianMixtureDenoiser, benchmark_images, build_two_mode
 from tests.conftest import compose
 
 

@@ -7,7 +7,7 @@ import torch
 from models import build_model
 from models.two_mode_latent import LatentTwoMode, decode, fitted_latents
 from operators import build_operator
-from operators.phase_retrieval import rot180
+from core.tensors import rot180
 from resample_opt import RefineHook
 from resample_opt.resample import resample_weights
 from sampler import StepContext

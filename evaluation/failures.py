@@ -1,0 +1,64 @@
+"""Why a particle failed: whether the model can make the ground truth at all (its first stage's reconstruction fits
+the measurement within the noise), and each failed particle's kind (twin, unrepresentable, fits, search)."""
+from __future__ import annotations
+
+import piq
+import torch
+
+from core.tensors import to_unit
+
+# in the order they are tested: the first that applies names the failure
+KINDS = ("twin", "unrepresentable", "fits", "search")
+
+
+@torch.no_grad()
+def truths(model, images: torch.Tensor, data_cfg) -> tuple[torch.Tensor, torch.Tensor | None, list]:
+    """The ground truths a batch of images (G, C, H, W) is measured from, the model's best reconstruction of each
+    (None without a first stage) and the first stage's PSNR on each given image.
+
+    data.ground_truth=decoded: the truth is D(E(x)), made by a latent, so it is its own reconstruction (the
+    two_mode_latent benchmark's data are D(mu_j) already); raw: the image itself, reconstructed as D(E(x))."""
+    if not model.has_first_stage:
+        return images, None, [None] * len(images)
+    rec = model.decode(model.encode(images))
+    psnr = piq.psnr(to_unit(rec.float()), to_unit(images.float()), data_range=1.0, reduction="none").tolist()
+    if data_cfg.get("ground_truth") != "decoded":
+        return images, rec, psnr
+    if data_cfg.name == "two_mode_latent":
+        return images, images, [None] * len(images)
+    return rec, rec, psnr
+
+
+@torch.no_grad()
+def representability(operator, gt: torch.Tensor, rec: torch.Tensor | None, y: torch.Tensor,
+                     first_stage_psnr: float | None) -> dict | None:
+    """Can the model make the ground truth gt (1, C, H, W)? Its reconstruction rec (1, C, H, W) and gt under the
+    image's measurement y: representable when the reconstruction's loss is within the noise margin
+    (operator.loss_margin), i.e. some latent explains y as well as the truth does. None without a first stage."""
+    if rec is None:
+        return None
+    losses = operator.loss(torch.cat([gt, rec]), y.expand(2, *y.shape[1:])).tolist()
+    margin = operator.loss_margin(y[0].numel())
+    return {"first_stage_psnr": first_stage_psnr, "loss_truth": losses[0], "loss_reconstruction": losses[1],
+            "margin": margin, "representable": losses[1] <= margin}
+
+
+def failure_kind(row: dict, fail_psnr: float, margin: float, representable: bool) -> str | None:
+    """None for a particle in the ground truth's class; else why not, the first that applies:
+    twin: it is a measurement-identical image that is not a right answer (channels turned differently);
+    unrepresentable: the model cannot make the truth (its reconstruction does not fit y within the margin);
+    fits: its loss is within the noise margin, so the measurement cannot tell it from the truth: the prior must;
+    search: its loss is above the margin: a better-fitting latent exists (the truth's) and the sampler missed it."""
+    if row["mode"] != "fail":
+        return None
+    if row.get("twin_psnr") is not None and row["twin_psnr"] >= fail_psnr:
+        return "twin"
+    if not representable:
+        return "unrepresentable"
+    return "fits" if row["measurement_loss"] <= margin else "search"
+
+
+def kind_shares(particles: list[dict]) -> dict[str, float | None]:
+    """Share of the given particles failing in each kind (the found ones make up the rest)."""
+    n = len(particles)
+    return {k: (sum(p.get("failure") == k for p in particles) / n if n else None) for k in KINDS}
