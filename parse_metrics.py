@@ -1,6 +1,10 @@
 """Comparison table (Markdown, CSV, LaTeX) and plots from the metric.json files of any set of runs.
 
-`python parse_metrics.py RUN_DIR [RUN_DIR ...] [--format md|csv|latex] [--out DIR] [--group config|none]`
+`python parse_metrics.py RUN_DIR [RUN_DIR ...] [--all] [--format md|csv|latex] [--out DIR] [--group config|none]`
+
+By default a short headline table: the settings that differ between the experiments, how often the tool's answer
+is right and how often some particle found the image (95 % Wilson intervals), DAPS's best-of-N PSNR and the
+compute; `--all` adds every other column (failure kinds, phases, memory, each stage's own).
 
 A RUN_DIR is a run folder (holding metric.json), a metric.json, or any folder above runs (searched recursively).
 Runs in experiment folders of the same name (the run folder's parent, e.g. exp1_repulsion/) whose resolved configs
@@ -21,13 +25,16 @@ import re
 import sys
 from pathlib import Path
 
+import stages  # noqa: F401  (registers every stage: each may add columns)
+from evaluation.failures import KINDS
+from evaluation.paired import wilson
 from evaluation.summary import summarize
 from evaluation.trajectory import committed_fraction
+from sampler.stages import ordered
 from tracking.metric_file import read_json
 
 # keys that choose which images a run does or where it writes, never how it samples
-SHARD_KEYS = ("data.start_index", "num_eval_images", "name", "save_dir", "resume", "overwrite", "save_images",
-              "progress")
+SHARD_KEYS = ("data.start_index", "num_eval_images", "name", "save_dir", "resume", "overwrite", "save_images")
 PHASE_ORDER = ("explore", "prune", "refine")
 
 
@@ -198,6 +205,11 @@ def columns(phases) -> list[tuple]:
         ("both_modes_rate", "both modes", get("both_modes_rate"), "pct"),
         ("both_modes_expected_rate", "both modes, exact posterior", get("both_modes_expected_rate"), "pct"),
         ("fail_rate", "fail", get("fail_rate"), "pct"),
+        # why particles failed (evaluation/failures.py), shares of all final particles, and the images the model
+        # can make at all
+        *[(f"failure_{k}", f"failed: {k}", lambda s, k=k: (s.get("failure_kinds") or {}).get(k), "pct")
+          for k in KINDS],
+        ("representable_rate", "representable", get("representable_rate"), "pct"),
         ("chosen_psnr_mean", "lowest-loss PSNR", get("chosen_psnr_mean"), "db"),
         ("loss_choice_gt_rate", "lowest loss upright", get("loss_choice_gt_rate"), "pct"),
         ("time_s_per_image", "time/image s", get("time_s_per_image"), "2f"),
@@ -207,12 +219,62 @@ def columns(phases) -> list[tuple]:
     ]
     cols += [(f"time_{ph}_s", f"{ph} time s", phase("phase_time_s", ph), "2f") for ph in phases]
     cols += [(f"peak_memory_{ph}_mb", f"{ph} peak MB", phase("phase_peak_memory_mb", ph), "0f") for ph in phases]
-    cols += [
-        ("opt_iterations_per_image", "opt iters/image", get("opt_iterations_per_image"), "1f"),
-        ("opt_time_s_per_image", "opt time/image s", get("opt_time_s_per_image"), "2f"),
-        ("mode_commit_t_median", "mode commit t", get("mode_commit_t_median"), "0f"),
-    ]
+    cols += [(key, header, get(key), kind) for stage in ordered() for key, header, kind in stage.columns]
+    cols.append(("mode_commit_t_median", "mode commit t", get("mode_commit_t_median"), "0f"))
     return cols
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differing_settings(experiments, most: int = 4) -> list[str]:
+    """Per experiment, the settings whose values differ between the experiments (top-level flags first, at most
+    `most`, then how many more); its label where nothing differs."""
+    flats = [_flat(e["runs"][0]["metric"].get("config", {})) for e in experiments]
+    for f in flats:
+        for key in SHARD_KEYS:
+            f.pop(key, None)
+    keys = sorted({k for f in flats for k in f if len({json.dumps(g.get(k)) for g in flats}) > 1},
+                  key=lambda k: (k.count("."), k))
+    out = []
+    for e, f in zip(experiments, flats):
+        shown = [f"{k}={json.dumps(f.get(k)) if isinstance(f.get(k), str) else f.get(k)}" for k in keys[:most]]
+        more = f" (+{len(keys) - most} more)" if len(keys) > most else ""
+        out.append(", ".join(shown) + more if shown else e["label"])
+    return out
+
+
+def rate_with_interval(images: list[dict], hit) -> tuple[float | None, float, float]:
+    """The share of images where hit(image), with its 95 % Wilson interval."""
+    n = len(images)
+    k = sum(bool(hit(im)) for im in images)
+    return (k / n if n else None, *wilson(k, n))
+
+
+HEADLINE = (("chosen right", lambda im: im["best_by_prior"]["mode"] == "0"), ("found", lambda im: im["found"]))
+
+
+def format_headline(experiments) -> str:
+    """The short table: settings that differ, images, chosen right and found with 95 % intervals, best-of-N PSNR,
+    TFLOP per image."""
+    lines = ["| settings | images | chosen right [95 % CI] | found [95 % CI] | best-of-N PSNR (DAPS) | TFLOP/image |",
+             "|---|---|---|---|---|---|"]
+    for e, label in zip(experiments, differing_settings(experiments)):
+        s = e["summary"]
+        cells = [label, str(s.get("images", 0))]
+        for _, hit in HEADLINE:
+            rate, low, high = rate_with_interval(e["images"], hit)
+            cells.append("" if rate is None else f"{100 * rate:.0f} % [{100 * low:.0f}, {100 * high:.0f}]")
+        cells += [_fmt(s.get("best_of_n_psnr_mean"), "db", s), _fmt(s.get("tflop_per_image"), "3g", s)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(value, kind, summary, pm="±") -> str:
@@ -364,25 +426,50 @@ def plot_all(experiments, out: Path) -> list[Path]:
         legend_outside(ax)
         save(fig, "memory_per_phase.png")
 
-    # mean pairwise latent distance against t, averaged over images
-    fig, ax = plt.subplots(figsize=(6, 4))
-    spreads = []
-    for e in experiments:
-        per_t: dict[int, list[float]] = {}
-        for im in e["images"]:
-            for s in im.get("steps", []):
-                if s.get("mean_pairwise_distance") is not None:
-                    per_t.setdefault(s["t"], []).append(s["mean_pairwise_distance"])
-        ts = sorted(per_t, reverse=True)
-        spreads.append((ts, [sum(per_t[t]) / len(per_t[t]) for t in ts]))
-    for i, ((ts, ys), label) in enumerate(zip(spreads, curve_labels(labels, [s[1] for s in spreads]))):
-        if ts:
-            ax.plot(ts, ys, label=label, **curve_style(i))
-    ax.set_xlim(1000, 0)
-    ax.set_xlabel("diffusion time t")
-    ax.set_ylabel("mean pairwise latent distance")
-    ax.set_title("particle spread")
+    # the headline: how often the tool's answer is right and some particle found the image, 95 % Wilson intervals
+    settings = differing_settings(experiments)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels)), 4))
+    for j, (name, hit) in enumerate(HEADLINE):
+        rates = [rate_with_interval(e["images"], hit) for e in experiments]
+        x = [i + (j - 0.5) * 0.3 for i in range(len(labels))]
+        y = [100 * (r[0] or 0.0) for r in rates]
+        err = [[100 * ((r[0] or 0.0) - r[1]) for r in rates], [100 * (r[2] - (r[0] or 0.0)) for r in rates]]
+        ax.bar(x, y, width=0.3, yerr=err, capsize=3, label=name)
+    ax.set_xticks(range(len(labels)), settings, rotation=30, ha="right", fontsize=7)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of images (95 % Wilson interval)")
+    ax.set_title("chosen right (no ground truth) and found, per experiment")
     legend_outside(ax)
+    save(fig, "headline.png")
+
+    # mean pairwise latent distance against t, averaged over images: one panel per latent space (distances of two
+    # models' latents are not comparable)
+    spaces: dict[str, list[int]] = {}
+    for i, e in enumerate(experiments):
+        model = e["runs"][0]["metric"].get("config", {}).get("model", {})
+        spaces.setdefault(json.dumps(model, sort_keys=True), []).append(i)
+    fig, axes = plt.subplots(1, len(spaces), figsize=(6 * len(spaces), 4), squeeze=False)
+    for ax, (space, members) in zip(axes[0], spaces.items()):
+        spreads = []
+        for i in members:
+            per_t: dict[int, list[float]] = {}
+            for im in experiments[i]["images"]:
+                for s in im.get("steps", []):
+                    if s.get("mean_pairwise_distance") is not None:
+                        per_t.setdefault(s["t"], []).append(s["mean_pairwise_distance"])
+            ts = sorted(per_t, reverse=True)
+            spreads.append((ts, [sum(per_t[t]) / len(per_t[t]) for t in ts]))
+        names = curve_labels([labels[i] for i in members], [sp[1] for sp in spreads])
+        for i, ((ts, ys), label) in enumerate(zip(spreads, names)):
+            if ts:
+                ax.plot(ts, ys, label=label, **curve_style(i))
+        model = json.loads(space)
+        ax.set_xlim(1000, 0)
+        ax.set_xlabel("diffusion time t")
+        ax.set_ylabel("mean pairwise latent distance")
+        ax.set_title(f"particle spread: model {model.get('name')} {model.get('ckpt_path') or ''}".strip(),
+                     fontsize=8)
+        legend_outside(ax)
     save(fig, "pairwise_distance.png")
 
     # eval.per_step runs: when do particles settle in their final mode (is a pruning step late enough?)
@@ -474,6 +561,8 @@ def main(argv=None) -> int:
     ap.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                     help="run folders, metric.json files, or folders above them")
     ap.add_argument("--format", choices=sorted(FORMATS), default="md", help="table format (default md)")
+    ap.add_argument("--all", action="store_true", help="every column, not just the headline (csv and latex always "
+                                                       "have every column)")
     ap.add_argument("--out", type=Path, help="also write the table and plots (PNG) into this folder")
     ap.add_argument("--group", choices=("config", "none"), default="config",
                     help="config: merge the shards of an experiment (default); none: a row per run")
@@ -486,6 +575,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     formatter, filename = FORMATS[args.format]
+    if args.format == "md" and not args.all:
+        formatter = format_headline
     text = formatter(experiments)
     sys.stdout.write(text)
     if args.out is not None:

@@ -1,6 +1,7 @@
 """Entry point: particle LatentDAPS for phase retrieval. `python posterior_sample.py [--flag value | key=value ...]`."""
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import traceback
@@ -10,42 +11,11 @@ import hydra
 from omegaconf import DictConfig
 
 from core.errors import ToolError
-from pipeline.cli import FLAG_HELP, fail, main_argv
+from pipeline import report
+from pipeline.cli import fail, main_argv
+from pipeline.schema import flags, register
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-
-
-def print_table(metric: dict) -> None:
-    """Per image: the particle the tool chooses without the ground truth first, then the search, why particles
-    failed, and DAPS's oracle."""
-    print(f"{'image':>5} {'name':<16} {'chosen':>6} {'chosen PSNR':>11} {'found':>5} {'modes 0/180/fail':>16} "
-          f"{'why failed t/u/f/s':>18} {'best PSNR':>9} {'time s':>7}")
-    for im in metric["images"]:
-        m, c, f = im["modes"], im["best_by_prior"], im.get("failures", {})
-        kinds = "/".join(str(f.get(k, 0)) for k in ("twin", "unrepresentable", "fits", "search"))
-        print(f"{im['index']:>5} {im['name'][:16]:<16} {'right' if c['mode'] == '0' else 'wrong':>6} "
-              f"{c['psnr']:>11.2f} {'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m['180']}/{m['fail']:<6} "
-              f"{kinds:>18} {im['best_of_n']['psnr']:>9.2f} {im['total_time_s']:>7.1f}")
-    s = metric["summary"]
-    print(f"summary: {s['images']} image(s): the chosen particle is right in {100 * s['prior_success_rate']:.0f} % "
-          f"({s['prior_choice_psnr_mean']:.2f} dB); some particle found it in {100 * s['search_success_rate']:.0f} % "
-          f"(particle success {100 * s['particle_success_rate']:.0f} %); best-of-{s['particles']:g} PSNR "
-          f"{s['best_of_n_psnr_mean']:.2f} dB; {s['time_s_per_image']:.1f} s/image")
-    print("why failed: t twin (a measurement-identical wrong image), u unrepresentable (the model cannot make the "
-          "truth), f fits (within the noise: the prior must tell), s search (a better fit was missed)")
-    note = representable_note(s)
-    if note:
-        print(f"note: {note}", file=sys.stderr)
-
-
-def representable_note(summary: dict) -> str | None:
-    """One line when under 90 % of the images are ones the model can make: then failures are the first stage's."""
-    rate = summary.get("representable_rate")
-    if rate is None or rate >= 0.9:
-        return None
-    return (f"the model can make only {100 * rate:.0f} % of these ground truths (its first stage's reconstruction "
-            f"fits y within the noise): failures there are the autoencoder's, not the sampler's; "
-            f"data.ground_truth=decoded benchmarks on truths it can make")
 
 
 def interrupted_note(cfg) -> str:
@@ -86,10 +56,22 @@ def print_help() -> None:
     print("posterior_sample.py: particle LatentDAPS for Fourier phase retrieval (README.md, docs/)\n")
     print(HELP_EXAMPLES)
     print("Experiment flags (--flag value, --flag=value, or flag=value):")
-    for flag, text in FLAG_HELP.items():
-        print(f"  --{flag:<18} {text}")
-    print("\nAny other key of configs/ is an override, e.g. optimization.lr=1e-3; --cfg job prints the whole resolved "
-          "config\n(with the overrides given), --hydra-help Hydra's own options.")
+    for flag, setting in flags().items():
+        print(f"  --{flag:<18} {setting.help}")
+    print("\nAny other setting is an override, e.g. optimization.lr=1e-3: --settings lists them all with their valid "
+          "values,\n--cfg job prints the whole resolved config (with the overrides given), --hydra-help Hydra's own "
+          "options.")
+
+
+def print_settings() -> None:
+    """Every declared setting: its key, valid values and help (pipeline/schema.py)."""
+    from core.settings import help_lines
+    from pipeline.schema import schema
+
+    print("Settings (key: valid values; what it does). The model, task, sampler and data blocks come from the config "
+          "groups' YAML files.\n")
+    for key, what, text in help_lines(schema()):
+        print(f"  {key}: {what}" + (f"; {text}" if text else ""))
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="default")
@@ -109,13 +91,26 @@ def main(cfg: DictConfig) -> None:
         with open(fd, "w") as f:
             traceback.print_exc(file=f)
         fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (full traceback in {path})", 1)
-    print_table(metric)
+    if metric["images"]:
+        report.finish(metric["summary"])
     print(f"results: {cfg.save_dir}/{cfg.name}")
 
 
-if __name__ == "__main__":
+def entry() -> None:
     if "--help" in sys.argv[1:] or "-h" in sys.argv[1:]:
         print_help()
         raise SystemExit(0)
+    if "--settings" in sys.argv[1:]:
+        print_settings()
+        raise SystemExit(0)
+    register()
     sys.argv = main_argv(CONFIGS)
     main()
+
+
+if __name__ == "__main__":
+    try:
+        entry()
+    except BrokenPipeError:                    # the reader went away (| head): stop quietly, as a pipe expects
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)

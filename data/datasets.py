@@ -8,6 +8,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import DataError, check
+from core.settings import choice, integer, number, text
 
 from .memory import InMemoryImages
 
@@ -17,12 +18,14 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 class ImageFolder:
     """The first `count` images of `root` from `start`, sorted by file name; items are (name, (3, R, R) in [-1, 1])."""
 
-    def __init__(self, root, resolution: int = 256, start: int = 0, count: int | None = None):
+    def __init__(self, root, resolution: int = 256, start: int = 0, count: int | None = None, min_side: int = 1,
+                 name: str = ""):
         from torchvision import transforms
 
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DataError(f"data.root={str(root)!r} is not a folder")
+            raise DataError(f"data.root={str(root)!r} is not a folder: {FETCH.get(name, FETCH['*'])}")
+        self.min_side = min_side
         files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         count = len(files) - start if count is None else count
         if start < 0 or start + count > len(files):
@@ -41,8 +44,14 @@ class ImageFolder:
         path = self.files[i]
         try:
             with Image.open(path) as img:
+                if min(img.size) < self.min_side:
+                    raise DataError(f"image {path} is {img.size[0]}x{img.size[1]}, smaller than the model's "
+                                    f"{self.min_side}x{self.min_side} latent grid: it would be upscaled into "
+                                    f"an image the measurement says nothing new about; leave it out of data.root")
                 x = self.transform(img.convert("RGB"))
         except (UnidentifiedImageError, OSError, ValueError) as e:
+            if isinstance(e, DataError):
+                raise
             raise DataError(f"cannot read image {path}: {e}") from None
         return path.name, x * 2 - 1
 
@@ -64,7 +73,25 @@ class BenchmarkImages(InMemoryImages):
 
 
 BENCHMARKS = ("two_mode", "two_mode_latent")       # their data are the models' own mixture components
+# where an image folder's images come from, for the message when data.root is not there
+FETCH = {"test-ffhq": "get DAPS's test set with `bash scripts/download_test_sets.sh ffhq`",
+         "test-imagenet": "get DAPS's test set with `bash scripts/download_test_sets.sh imagenet`",
+         "demo-ffhq": "copy the DAPS repository's demo images (its dataset/demo-ffhq) there, or point data.root= at "
+                      "a folder of face images",
+         "demo-imagenet": "copy the DAPS repository's demo images (its dataset/demo-imagenet) there, or point "
+                          "data.root= at a folder of images",
+         "*": "point data.root= at a folder of images"}
 GROUND_TRUTHS = ("decoded", "raw")
+SETTINGS = {
+    "name": text(help="the data set"),
+    "root": text(help="the image folder (image-folder data sets)"),
+    "resolution": integer(1, help="images are resized and centre-cropped to this side"),
+    "start_index": integer(0, help="the first image of the range"),
+    "fail_psnr": number(help="a particle under this PSNR against every member of the image's class is a failure"),
+    "split": choice("test", "train", help="the digits' split"),
+    "ground_truth": choice(*GROUND_TRUTHS, help="decoded: the model's reconstruction D(E(x)) (on its manifold); raw: "
+                                                "the image itself"),
+}
 
 
 def check_config(cfg) -> None:
@@ -73,19 +100,12 @@ def check_config(cfg) -> None:
     data, model = cfg.data, cfg.model
     if model.name in BENCHMARKS or data.name in BENCHMARKS:
         check(data.name == model.name,
-              f"model={model.name} and data={data.name} do not go together: the benchmarks run on their own data "
-              f"(model=X sampler=X data=X with X = two_mode or two_mode_latent)")
+              f"data={data.name} does not go with this model (the benchmarks run on their own data): use "
+              f"{model.goes_with}")
     if model.name == "ldm" and data.get("resolution") is not None:
         size = model.first_stage.ddconfig.resolution
         check(data.resolution == size, f"data={data.name} has {data.resolution}x{data.resolution} images but the "
                                        f"model makes {size}x{size} ones: pick a data set of its size")
-    if data.name == "digits":
-        check(data.get("split") in ("test", "train"), f"data.split={data.get('split')!r} is invalid: must be test or "
-                                                      f"train")
-    if "ground_truth" in data:
-        check(data.ground_truth in GROUND_TRUTHS,
-              f"data.ground_truth={data.ground_truth!r} is invalid: must be decoded (the model's reconstruction "
-              f"D(E(x)), on its manifold) or raw (the image itself)")
 
 
 def build_dataset(data_cfg, model_cfg, start: int, count: int):
@@ -106,4 +126,8 @@ def build_dataset(data_cfg, model_cfg, start: int, count: int):
             factor = model_cfg.resolution // model_cfg.latent_size
             images = decode(fitted_latents(model_cfg.resolution, factor, model_cfg.num_images), factor)
         return BenchmarkImages(model_cfg.resolution, model_cfg.num_images, start, count, images)
-    return ImageFolder(data_cfg.root, data_cfg.resolution, start, count)
+    min_side = 1
+    if model_cfg.name == "ldm":                          # the latent grid's side: resolution / 2^(levels - 1)
+        dd = model_cfg.first_stage.ddconfig
+        min_side = dd.resolution // 2 ** (len(dd.ch_mult) - 1)
+    return ImageFolder(data_cfg.root, data_cfg.resolution, start, count, min_side, data_cfg.name)

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from core.settings import choice, integer, number
 from core.tensors import rot180
 
 METHODS = ("auto", "exact", "elbo")
@@ -14,20 +15,27 @@ METHODS = ("auto", "exact", "elbo")
 TIE = {"exact": 1e-6, "elbo": 1e-3}
 
 
+SETTINGS = {
+    "method": choice(*METHODS, default="auto", help="auto: exact log-density for the two-mode mixtures, a diffusion "
+                                                    "ELBO for the LDMs; exact | elbo"),
+    "choose": choice("loss", "posterior", default="loss",
+                     help="best_by_prior: the lowest-loss particle (loss), or the highest estimated log-posterior"),
+    "elbo_evals": integer(2, default=128, help="noise levels in the ELBO estimate (UNet rows per particle and "
+                                               "orientation)"),
+    "sigma_min": number(0, default=0.01, low_open=True, help="the ELBO grid's smallest sigma (uniform in log sigma)"),
+    "sigma_max": number(0, default=10.0, low_open=True, help="the ELBO grid's largest sigma"),
+}
+
+
 def check_config(cfg) -> None:
-    """The `orientation:` block, against the model (exact needs a model with a closed-form density)."""
-    from core.errors import check, is_int, is_number
+    """The `orientation:` block against the model (exact needs a model with a closed-form density)."""
+    from core.errors import check
 
     o = cfg.orientation
-    check(o.method in METHODS, f"orientation.method={o.method} is invalid: must be one of {', '.join(METHODS)}")
-    check(o.get("choose") in ("loss", "posterior"),
-          f"orientation.choose={o.get('choose')} is invalid: must be loss or posterior")
     check(o.method != "exact" or cfg.model.name in ("two_mode", "two_mode_latent"),
           "orientation.method=exact needs a model with an exact density (the two-mode benchmarks): use auto or elbo")
-    check(is_int(o.elbo_evals) and o.elbo_evals >= 2,
-          f"orientation.elbo_evals={o.elbo_evals} is invalid: must be an integer >= 2")
-    check(is_number(o.sigma_min) and is_number(o.sigma_max) and 0 < o.sigma_min < o.sigma_max,
-          f"orientation.sigma_min={o.sigma_min}, sigma_max={o.sigma_max}: must be numbers with 0 < min < max")
+    check(o.sigma_min < o.sigma_max, f"orientation.sigma_min={o.sigma_min}, sigma_max={o.sigma_max}: must have "
+                                     f"min < max")
 
 
 def elbo_sigmas(evals: int, sigma_min: float, sigma_max: float) -> torch.Tensor:

@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.settings import choice, optional, text
+
 # eval.lpips_variant -> (VGG pooling, feature-normalisation eps): DAPS's eval.py calls piq.LPIPS(replace_pooling=True),
 # whose eps is 1e-8; the lpips package keeps max pooling and uses 1e-10
 VARIANTS = {"daps": ("avg", 1e-8), "lpips": ("max", 1e-10)}
@@ -88,15 +90,23 @@ def backbone_state(weights: str | None) -> tuple[dict | None, str]:
     return torch.load(cached, map_location="cpu", weights_only=True), str(cached)
 
 
+SETTINGS = {
+    "lpips_variant": choice(*VARIANTS, default="daps",
+                            help="daps: VGG16 with average pooling (piq.LPIPS(replace_pooling=True), DAPS's eval.py); "
+                                 "lpips: the lpips package's max pooling"),
+    "lpips_weights": optional(text(), help="VGG16 backbone state dict (torchvision's or lpips' keys); null = "
+                                           "torchvision's cache, downloaded there when online"),
+}
+
+
 def check_config(eval_cfg) -> None:
-    """eval.lpips_variant and eval.lpips_weights (a readable file, or null)."""
+    """eval.lpips_weights: a readable file, or null."""
     import os
     from pathlib import Path
 
     from core.errors import check
 
-    variant, weights = eval_cfg.get("lpips_variant"), eval_cfg.get("lpips_weights")
-    check(variant in VARIANTS, f"eval.lpips_variant={variant!r} is invalid: must be one of {', '.join(VARIANTS)}")
+    weights = eval_cfg.get("lpips_weights")
     check(weights is None or (Path(str(weights)).is_file() and os.access(str(weights), os.R_OK)),
           f"eval.lpips_weights={weights} is not a readable file (null: torchvision's cache or a download)")
 

@@ -2,27 +2,29 @@
 work) and the entry assembled from them and the image's slice of the trace (`image_record`, pure)."""
 from __future__ import annotations
 
-import statistics
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
+import stages  # noqa: F401  (registers every stage: the record has a section per stage)
 from core.tensors import rot180
 from core.tensors import rows as rows_of
 from evaluation.failures import KINDS, failure_kind
 from evaluation.metrics import best_of_n, evaluate_particles
+from sampler.stages import ordered
 from sampler.state import orientation_generator
 from tracking.compute import compute_record
 
 # how an image's step record shows a per-particle fact of the trace: (its key, the reduction over the image's
-# particles); "list" keeps every value in batch order, the others skip None (None when nothing is left)
-STEP_FACTS = {
-    "loss": [("loss", "list")], "psnr": [("psnr", "list")], "psnr_180": [("psnr_180", "list")],
-    "mode": [("mode", "list")], "repulsion_score_ratio": [("repulsion_score_ratio", "mean")],
-    "opt_iters": [("opt_iters_mean", "mean"), ("opt_iters_max", "max")], "opt_accepted": [("opt_accepted", "sum")],
-}
+# particles); "list" keeps every value in batch order, the others skip None (None when nothing is left). The
+# tracker's and the per-step metrics' facts here, each stage's in its declaration (sampler/stages.py)
+STEP_FACTS = {"loss": [("loss", "list")], "psnr": [("psnr", "list")], "psnr_180": [("psnr_180", "list")],
+              "mode": [("mode", "list")]}
 REDUCE = {"mean": lambda v: sum(v) / len(v), "max": max, "sum": sum}
+
+
+def step_facts() -> dict:
+    return {**STEP_FACTS, **{k: v for stage in ordered() for k, v in stage.step_facts.items()}}
 
 
 def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, alive, pruned=None) -> list[dict]:
@@ -139,63 +141,13 @@ def steps_record(trace) -> list[dict]:
             rec["particle_ids"].append(r["particle"])
         for key, v in values.items():
             facts.setdefault(r["k"], {}).setdefault(key, []).append(v)
+    how_shown = step_facts()
     for k, rec in steps.items():
         for key, vals in facts.get(k, {}).items():
-            for out, how in STEP_FACTS[key]:
+            for out, how in how_shown[key]:
                 kept = vals if how == "list" else [v for v in vals if v is not None]
                 rec[out] = kept if how == "list" else (REDUCE[how](kept) if kept else None)
     return [{"k": k, **steps[k]} for k in sorted(steps)]
-
-
-def pruning_record(trace) -> list[dict]:
-    """The pruning decisions for this image, one per step of the schedule that happened, earliest first."""
-    decisions = {}
-    for r in trace.of("prune"):
-        decisions.setdefault(r["k"], []).append(r)
-    out = []
-    for k, rows in sorted(decisions.items()):
-        dropped = [r for r in rows if not r["kept"]]
-        rec = {"mode": rows[0]["mode"], "k": k, "t": rows[0]["t"],
-               "kept": [r["particle"] for r in rows if r["kept"]], "dropped": [r["particle"] for r in dropped],
-               "losses": {r["particle"]: r["loss"] for r in rows},
-               "distance_to_kept": {r["particle"]: r["distance_to_kept"] for r in dropped},
-               "median_distance": rows[0]["median_distance"]}
-        if rec["mode"] == "branch":
-            rec["children"] = {r["particle"]: r["parent"] for r in trace.of("birth") if r["k"] == k}
-        out.append(rec)
-    return out
-
-
-def resampling_record(trace) -> list[dict]:
-    """The resampling events for this image: ESS, whether it resampled, every particle's weight, loss and number
-    of offspring, the dropped ones, and each new copy's parent (its ancestry)."""
-    events = []
-    for e in (r for r in trace.of("resample") if "particle" not in r):
-        mine = [r for r in trace.of("resample") if "particle" in r and r["k"] == e["k"]]
-        events.append({"k": e["k"], "t": e["t"], "ess": e["ess"], "resampled": e["resampled"],
-                       "temperature": e["temperature"], "weights": {r["particle"]: r["weight"] for r in mine},
-                       "losses": {r["particle"]: r["loss"] for r in mine},
-                       "offspring": {r["particle"]: r["offspring"] for r in mine},
-                       "dropped": [r["particle"] for r in mine if r["offspring"] == 0],
-                       "children": {r["particle"]: r["parent"] for r in trace.of("birth") if r["k"] == e["k"]}})
-    return events
-
-
-def optimization_record(trace) -> dict:
-    """The refine stage's calls for this image, their iterations, stop reasons and time."""
-    per_particle = [r for r in trace.of("refine") if "particle" in r]
-    calls = []
-    for c in (r for r in trace.of("refine") if "particle" not in r):
-        mine = [r for r in per_particle if r["k"] == c["k"]]
-        calls.append({"k": c["k"], "t": c["t"], "sigma": c["sigma"], "time_s": c["time_s"],
-                      "resample_weight": c["resample_weight"], "particle_ids": [r["particle"] for r in mine],
-                      **{key: [r[key] for r in mine]
-                         for key in ("iterations", "stop_reason", "loss_before", "loss_after", "accepted")}})
-    iters = [n for c in calls for n in c["iterations"]]
-    return {"num_calls": len(calls), "total_iterations": sum(iters),
-            "mean_iterations": statistics.fmean(iters) if iters else None,
-            "total_time_s": sum(c["time_s"] for c in calls),
-            "stop_reasons": dict(Counter(r for c in calls for r in c["stop_reason"])), "calls": calls}
 
 
 def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mode_weights=None) -> dict:
@@ -229,13 +181,10 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
         # the sampler's network work (evaluation decodes excluded): the image's share of its batch's
         "compute": compute_record(result.network_rows, cost_per_row),
         "batch": result.batch,
-        "boundaries": result.stages.record(),
+        "boundaries": result.boundaries,
         "steps": steps_record(result.trace),
     }
-    if cfg.resampling_interval > 0:
-        record["resampling"] = resampling_record(result.trace)
-    if result.stages.prune_k is not None:
-        record["pruning"] = pruning_record(result.trace)
-    if result.stages.refine_k is not None:
-        record["optimization"] = optimization_record(result.trace)
+    for stage in ordered():                          # each stage that ran adds its own section
+        if stage.record is not None and stage.on(cfg):
+            record[stage.record_key] = stage.record(result.trace, cfg)
     return record

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import statistics
 
+import stages  # noqa: F401  (registers every stage: each adds its summary fields)
 from evaluation.failures import kind_shares
 from evaluation.trajectory import commit_times
+from sampler.stages import ordered
 
 
 def _mean(values):
@@ -46,7 +48,6 @@ def summarize(images: list[dict]) -> dict:
     best = [im["best_oracle"] for im in images]
     chosen = [im["best_by_loss"] for im in images]
     all_final = [p for ps in finals for p in ps]
-    optimised = [im for im in images if im.get("optimization")]
     commits = [t for im in images for t in commit_times(im).values()]
     p = _mean([float(q["mode"] != "fail") for q in all_final])
     return {
@@ -99,9 +100,8 @@ def summarize(images: list[dict]) -> dict:
         "phase_time_s": {ph: _mean([im["phases"].get(ph, {}).get("time_s") for im in images]) for ph in phases},
         "phase_peak_memory_mb": {ph: max((im["phases"].get(ph, {}).get("peak_memory_mb") or 0.0) for im in images)
                                  for ph in phases},
-        # refine stage (resample_opt's 'optimization' block); None when no image was optimised
-        "opt_iterations_per_image": _mean([im["optimization"].get("total_iterations") for im in optimised]),
-        "opt_time_s_per_image": _mean([im["optimization"].get("total_time_s") for im in optimised]),
+        # each stage's own fields (sampler/stages.py: Stage.summary)
+        **{k: v for stage in ordered() for k, v in stage.summary(images).items()},
         # eval.per_step only: the t from which a final particle's mode label no longer changed, median over particles
         "mode_commit_t_median": statistics.median(commits) if commits else None,
     }

@@ -4,11 +4,16 @@ from __future__ import annotations
 import piq
 import torch
 
+from core.settings import boolean
 from core.tensors import to_unit
 from evaluation.equivalence import class_matches
 from evaluation.metrics import mode_label
 from core.tensors import rot180
 from sampler.hooks import Hook
+
+
+SETTINGS = {"per_step": boolean(False, help="per-step PSNR vs the ground truth and its rotation, and the mode label, "
+                                           "of every particle (one extra decode per particle and step, timed)")}
 
 
 class GroundTruthHook(Hook):

@@ -1,16 +1,41 @@
 """Model registry: `build_model(cfg.model, device)` returns a `LatentModel`."""
 from __future__ import annotations
 
+from core.settings import boolean, choice, integer, number, optional, text
+
 from .base import LatentModel
 
 
-def check_config(model_cfg) -> None:
-    """The `model:` block's own settings (a checkpoint is checked when it is loaded)."""
-    from core.errors import check, is_number
+# the model config group's settings (an LDM's architecture blocks unet, first_stage, cond_stage are checked by its
+# strict checkpoint load)
+SETTINGS = {
+    "name": choice("two_mode", "two_mode_latent", "ldm", help="the model family"),
+    "goes_with": text(help="the model, sampler and data choices it runs with (named in hints)"),
+    "resolution": integer(1, help="the benchmarks' image side"),
+    "latent_size": integer(1, help="two_mode_latent: the latent side (resolution / latent_size = the upsampling)"),
+    "num_images": integer(1, 20, help="the benchmarks' mixture components: bundled images and their rotations"),
+    "component_std": number(0, low_open=True, help="the benchmarks' per-entry standard deviation"),
+    "rotated_weight": number(0, low_open=True, help="a rotated twin's weight against its image (1 = symmetric)"),
+    "cpu_threads": optional(integer(1), help="torch threads on a CPU (null: torch's default)"),
+    "ckpt_path": optional(text(), help="the LDM checkpoint (null: random weights, with random_init_ok)"),
+    "random_init_ok": boolean(help="allow random weights when ckpt_path is null (the untrained control)"),
+    "c_noise": choice("vp", "alphas_cumprod", help="sigma -> timestep: DAPS's continuous VP map or the schedule's"),
+    "channels_last": boolean(help="channels-last memory format for the UNet and the decoder"),
+    "scale_factor": number(0, low_open=True, help="the latent scale (z = scale_factor E(x))"),
+    "schedule": {"linear_start": number(0, low_open=True), "linear_end": number(0, low_open=True),
+                 "timesteps": integer(1)},
+}
 
-    if model_cfg.name in ("two_mode", "two_mode_latent"):
-        w = model_cfg.get("rotated_weight", 1.0)
-        check(is_number(w) and w > 0, f"model.rotated_weight={w} is invalid: must be a number > 0 (1 = symmetric)")
+
+def check_config(model_cfg) -> None:
+    """An LDM's checkpoint file exists (its download command otherwise), before any data is read."""
+    if model_cfg.name == "ldm" and model_cfg.get("ckpt_path") is not None:
+        from .ldm.checkpoint import missing_checkpoint_error
+        from .ldm.model import _resolve
+
+        path = _resolve(str(model_cfg.ckpt_path))
+        if not path.is_file():
+            raise missing_checkpoint_error(path, "imagenet" if model_cfg.get("cond_stage") else "ffhq")
 
 
 def mode_weights(model_cfg) -> dict | None:

@@ -1,5 +1,8 @@
-"""Forward operators y = A(x) + noise, looked up by name from the task config."""
+"""Forward operators y = A(x) + noise, looked up by name from the task config; each declares its own settings."""
 from __future__ import annotations
+
+from core.errors import check
+from core.settings import check_settings, choice
 
 from .base import Operator
 from .phase_retrieval import PhaseRetrieval
@@ -7,16 +10,20 @@ from .phase_retrieval import PhaseRetrieval
 OPERATORS: dict[str, type[Operator]] = {"phase_retrieval": PhaseRetrieval}
 
 
-def register_operator(name: str):
-    def wrap(cls):
-        OPERATORS[name] = cls
-        return cls
-    return wrap
+def check_config(task_cfg) -> None:
+    """task.operator: a registered operator and its own settings (each class's SETTINGS)."""
+    op = task_cfg.get("operator")
+    check(op is not None and op.get("name") in OPERATORS,
+          f"task.operator.name={None if op is None else op.get('name')} is invalid: must be one of "
+          f"{', '.join(OPERATORS)}")
+    settings = OPERATORS[op.name].SETTINGS
+    unknown = sorted(set(op) - set(settings) - {"name"})
+    check(not unknown, f"task.operator.{unknown[0] if unknown else ''} is no setting of {op.name}: its settings are "
+                       f"{', '.join(settings)}")
+    check_settings(op, {"name": choice(*OPERATORS), **settings}, "task.operator.")
 
 
 def build_operator(task_cfg, resolution: int) -> Operator:
+    """The operator of a checked task config, for images of side `resolution`."""
     kwargs = {k: v for k, v in dict(task_cfg.operator).items() if k != "name"}
-    name = task_cfg.operator.name
-    if name not in OPERATORS:
-        raise ValueError(f"task.operator.name={name!r} is unknown; choose one of: {', '.join(OPERATORS)}")
-    return OPERATORS[name](resolution=resolution, **kwargs)
+    return OPERATORS[task_cfg.operator.name](resolution=resolution, **kwargs)

@@ -16,6 +16,7 @@ class Operator:
     them for one image. The evaluation asks the operator, never assumes a symmetry of its own."""
 
     symmetries: tuple[str, ...] = ()
+    SETTINGS: dict = {}              # its task.operator settings besides the name (core.settings declarations)
 
     def __init__(self, sigma: float = 0.05):
         self.sigma = sigma

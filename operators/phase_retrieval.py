@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from core.settings import number
 from core.tensors import rot180
 
 from .base import Operator
@@ -16,6 +17,11 @@ class PhaseRetrieval(Operator):
 
     # |F pad(x_c)| is taken per channel c, and |F u| = |F rot u| = |F shift u| when the shift moves only padding
     symmetries = ("rot180", "shift", "per_channel")
+    SETTINGS = {
+        "oversample": number(1, help="padding int(oversample / 8 H) per side (DAPS: 2.0; below 1 the padding is too "
+                                     "thin for the magnitudes to pin the image down)"),
+        "sigma": number(0, low_open=True, help="the measurement noise's standard deviation (DAPS: 0.05)"),
+    }
 
     def __init__(self, resolution: int = 256, oversample: float = 2.0, sigma: float = 0.05):
         super().__init__(sigma)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from core.errors import check, is_int, is_number
 from core.groups import earlier_in_image, group_median, pairwise_sq_distances, same_group, same_image
 from sampler.hooks import Hook, StepContext
-from sampler.schedule import trigger_step
-from sampler.state import ParticleState, first_unused_ids, particle_generator
+from sampler.state import ParticleState, new_particles
 
 MODES = ("prune", "branch")
 
@@ -64,48 +62,6 @@ def choose_kept(loss: torch.Tensor, dist: torch.Tensor, groups: torch.Tensor, ke
     return kept
 
 
-def schedule_of(cfg) -> list[tuple[int, int]]:
-    """The pruning schedule as (t, keep) pairs, earliest first: `pruning_step` a time t (-1 = off) or a list of them,
-    `pruning_keep` the particles kept there (a list of the same length for a list of times)."""
-    steps, keeps = cfg.pruning_step, cfg.pruning_keep
-    if not isinstance(steps, (list, tuple)) and not hasattr(steps, "__len__"):
-        return [] if steps == -1 else [(steps, keeps)]
-    keeps = list(keeps) if isinstance(keeps, (list, tuple)) or hasattr(keeps, "__len__") else [keeps] * len(steps)
-    return list(zip(list(steps), keeps))
-
-
-def check_config(cfg) -> None:
-    """pruning_step, pruning_keep and the `pruning:` block (ConfigError naming the bad key), whether pruning is on
-    or not: a time t in 0 … 1000 (or -1 = off) and a keep below particle_num, or lists of both (a schedule: times
-    decreasing, keeps decreasing, e.g. 8 -> 4 -> 2 -> 1 as pruning_step=[600,400,200] pruning_keep=[4,2,1])."""
-    pc = cfg.get("pruning", {}) or {}
-    steps, keeps, mode = cfg.pruning_step, cfg.pruning_keep, pc.get("mode")
-    frac, factor = pc.get("diversity_fraction"), pc.get("loss_factor")
-    is_list = lambda v: not isinstance(v, str) and hasattr(v, "__len__")      # noqa: E731 (a list or ListConfig)
-    if is_list(steps):
-        ts = list(steps)
-        check(len(ts) >= 1 and all(is_int(t) and 0 <= t <= 1000 for t in ts) and all(a > b for a, b in zip(ts, ts[1:])),
-              f"pruning_step={ts} is invalid: a schedule is a list of diffusion times t in 0 … 1000, decreasing")
-        ks = list(keeps) if is_list(keeps) else None
-        check(ks is not None and len(ks) == len(ts),
-              f"pruning_keep={keeps} is invalid with pruning_step={ts}: give one keep per step, e.g. "
-              f"pruning_keep=[{','.join(str(max(cfg.particle_num >> (i + 1), 1)) for i in range(len(ts)))}]")
-        check(all(is_int(k) and k >= 1 for k in ks) and all(a > b for a, b in zip([cfg.particle_num, *ks], ks)),
-              f"pruning_keep={ks} is invalid with particle_num={cfg.particle_num}: integers >= 1, each below the one "
-              f"before (and the first below particle_num)")
-    else:
-        check(is_int(steps) and (steps == -1 or 0 <= steps <= 1000),
-              f"pruning_step={steps} is invalid: must be -1 (off), a diffusion time t in 0 … 1000, or a list of them")
-        # with pruning off the default 2 passes whatever particle_num is, a keep above the particles does not
-        top = cfg.particle_num - 1 if steps >= 0 else max(cfg.particle_num - 1, 2)
-        check(is_int(keeps) and 1 <= keeps <= top,
-              f"pruning_keep={keeps} is invalid with particle_num={cfg.particle_num}: must be in 1 … {top}")
-    check(mode in MODES, f"pruning.mode={mode} is invalid: must be one of {', '.join(MODES)}")
-    check(is_number(frac) and 0 <= frac <= 10, f"pruning.diversity_fraction={frac} is invalid: must be a number in "
-                                               f"0 … 10 (a fraction of the median pairwise distance)")
-    check(is_number(factor) and factor >= 1, f"pruning.loss_factor={factor} is invalid: must be a number >= 1")
-
-
 class PruningHook(Hook):
     """At each step of its schedule: score particles by measurement loss at z0, keep that step's number per image
     (or branch them).
@@ -118,14 +74,6 @@ class PruningHook(Hook):
         """schedule: (annealing step k, particles kept per image) pairs."""
         self.schedule, self.mode = dict(schedule), mode
         self.diversity_fraction, self.loss_factor, self.seed = diversity_fraction, loss_factor, seed
-
-    @classmethod
-    def from_config(cls, cfg) -> "PruningHook":
-        """The hook of a config that check_config passed."""
-        K = cfg.sampler.annealing.num_steps
-        pc = cfg.pruning
-        return cls([(trigger_step(t, K), keep) for t, keep in schedule_of(cfg)], pc.mode,
-                   float(pc.diversity_fraction), float(pc.loss_factor), cfg.seed)
 
     @torch.no_grad()
     def after_step(self, state: ParticleState, ctx: StepContext) -> ParticleState:
@@ -163,16 +111,8 @@ class PruningHook(Hook):
         kept_rank = (kept_pairs & (rank[None, :] < rank[:, None])).sum(1)                 # 0 = best kept of its group
         target = child_rank % kept_pairs.sum(1).clamp_min(1)
         parent = (kept_pairs & (kept_rank[None, :] == target[:, None])).float().argmax(1)
-        new = state.select(torch.where(child, parent, arange))
-        # children get ids beyond every id their image has used, and generators of their own
-        ids, next_id = state.particle_ids, first_unused_ids(state)
-        new.particle_ids = torch.where(child, next_id + child_rank, ids)
-        new.next_id = next_id + (same_image(state.image_ids) & child[None, :]).sum(1)
-        generators = list(new.generators)
-        for i in child.nonzero().flatten().tolist():     # one generator per child: the accepted per-particle loop
-            generators[i] = particle_generator(self.seed, int(state.image_ids[i]), int(new.particle_ids[i]),
-                                               state.z.device)
-        new.generators = generators
+        new = new_particles(state, state.select(torch.where(child, parent, arange)), child, self.seed)
+        ids = state.particle_ids
         children = [(int(state.image_ids[i]), int(new.particle_ids[i]), int(ids[parent[i]]))
                     for i in child.nonzero().flatten().tolist()]
         return new, children

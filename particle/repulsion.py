@@ -6,11 +6,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from core.errors import ConfigError, check, is_int, is_number
 from core.groups import group_median, pairwise_sq_distances, same_group
 from core.tensors import rows
 from sampler.hooks import Hook, StepContext
-from sampler.precision import autocast, decoder_autocast_dtype
+from sampler.precision import autocast
 from sampler.schedule import trigger_step
 from sampler.state import ParticleState
 
@@ -70,64 +69,33 @@ def end_step(cfg, refine_k) -> int | None:
     return refine_k if refine_k is not None else trigger_step(DEFAULT_END_T, K)
 
 
-def check_config(cfg, refine_k) -> None:
-    """repulsion_scale and the `repulsion:` block (ConfigError naming the bad key); refine_k: the refine boundary."""
-    rc = cfg.get("repulsion", {}) or {}
-    scale = cfg.repulsion_scale
-    check(is_number(scale) and scale >= 0,
-          f"repulsion_scale={scale} is invalid: must be a finite number >= 0 (0 = off)")
-    if scale > 0:
-        check(cfg.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
-    for key, choices in (("mode", MODES), ("schedule", SCHEDULES), ("features", FEATURES)):
-        check(rc.get(key) in choices, f"repulsion.{key}={rc.get(key)} is invalid: must be one of {', '.join(choices)}")
-    sigma_min = rc.get("sigma_min")
-    check(is_number(sigma_min) and sigma_min >= 0, f"repulsion.sigma_min={sigma_min} is invalid: must be a number "
-                                                   f">= 0 (particle_guidance: off below this sigma)")
-    pixel_size = rc.get("pixel_size")
-    check(is_int(pixel_size) and pixel_size >= 1, f"repulsion.pixel_size={pixel_size} is invalid: must be an "
-                                                  f"integer >= 1")
-    end_t = rc.get("end_t")
-    check(end_t is None or (is_int(end_t) and 0 <= end_t < 1000),
-          f"repulsion.end_t={end_t} is invalid: must be null (refine boundary, else t={DEFAULT_END_T}) or a "
-          f"diffusion time t in 0 … 999")
-    end_k = end_step(cfg, refine_k)
-    if scale > 0 and (end_k is None or end_k < 1):
-        raise ConfigError(f"repulsion.end_t={end_t} is invalid with {cfg.sampler.annealing.num_steps} annealing "
-                          f"steps: the repulsion would end before step 1 (use an end t below 1000, or "
-                          f"optimization_step below 1000)")
-
-
 class RepulsionHook(Hook):
-    """Adds strength_k * force to the MCMC score while the decay schedule is above zero."""
+    """Adds strength_k * force to the MCMC score while the decay schedule is above zero, never from stop_k on (the
+    refine stage's first step: latent optimisation there is repulsion-free)."""
 
     def __init__(self, scale: float, end_k: int, mode: str = "score_relative", schedule: str = "cosine",
-                 features: str = "latent", pixel_size: int = 64, autocast_dtype=None, sigma_min: float = 0.0):
+                 features: str = "latent", pixel_size: int = 64, sigma_min: float = 0.0, stop_k: int | None = None):
         self.scale, self.end_k, self.mode, self.schedule = scale, end_k, mode, schedule
-        self.sigma_min = sigma_min
-        self.features, self.pixel_size, self.autocast_dtype = features, pixel_size, autocast_dtype
+        self.sigma_min, self.stop_k = sigma_min, stop_k
+        self.features, self.pixel_size = features, pixel_size
         self._k, self._ratio_sum, self._ratio_n = None, 0.0, 0
-
-    @classmethod
-    def from_config(cls, cfg, refine_k=None) -> "RepulsionHook":
-        """The hook of a config that check_config passed."""
-        rc = cfg.repulsion
-        return cls(float(cfg.repulsion_scale), end_step(cfg, refine_k), rc.mode, rc.schedule, rc.features,
-                   rc.pixel_size, decoder_autocast_dtype(cfg.sampler.precision), float(rc.sigma_min))
 
     def strength(self, k: int, sigma: float | None = None) -> float:
         """The strength at step k (noise level sigma): the decayed scale, or for particle_guidance the scale while
-        sigma >= sigma_min (the loop never asks for a drift in the refine stage)."""
+        sigma >= sigma_min; 0 from stop_k on."""
+        if self.stop_k is not None and k >= self.stop_k:
+            return 0.0
         if self.mode == "particle_guidance":
             return self.scale if sigma is None or sigma >= self.sigma_min else 0.0
         return self.scale * decay(k, self.end_k, self.schedule)
 
-    def _force(self, z: torch.Tensor, state: ParticleState, model) -> torch.Tensor:
+    def _force(self, z: torch.Tensor, state: ParticleState, model, autocast_dtype=None) -> torch.Tensor:
         if self.features == "latent":
             return rbf_repulsion(z, state.image_ids, state.alive)[0].view_as(z)
         # decoded, downsampled pixels: force in feature space, pulled back to the latent by one batched VJP
         with torch.enable_grad():
             zr = z.detach().requires_grad_(True)
-            with autocast(z.device.type, self.autocast_dtype):     # the sampler's decoder precision
+            with autocast(z.device.type, autocast_dtype):          # the sampler's decoder precision
                 x = model.decode(zr)
             x = x.to(z.dtype)                                      # the kernel in the run's dtype
             if x.shape[-1] > self.pixel_size:
@@ -142,7 +110,7 @@ class RepulsionHook(Hook):
         s = self.strength(ctx.k, ctx.sigma)
         if s == 0.0:
             return None
-        force = self._force(z, state, ctx.model)
+        force = self._force(z, state, ctx.model, ctx.autocast_dtype)
         score_norm = score.flatten(1).norm(dim=1)
         if self.mode == "score_relative":
             # the push of each particle is a fixed fraction of its own score, whatever the model's scale

@@ -2,14 +2,13 @@
 particles are drawn again in proportion to exp(-(L - L_min) / (temperature L_min)) of their measurement loss."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from core.errors import check, is_int, is_number
 from core.groups import earlier_in_image, same_image
+from core.rng import RESAMPLING, generator
 from sampler.hooks import Hook, StepContext
 from sampler.schedule import trigger_step
-from sampler.state import ParticleState, first_unused_ids, particle_generator
+from sampler.state import ParticleState, new_particles
 
 SCHEMES = ("systematic", "multinomial")
 
@@ -17,31 +16,7 @@ SCHEMES = ("systematic", "multinomial")
 def resampling_generator(seed: int, image_index: int, k: int) -> torch.Generator:
     """The draws of one image's resampling event at step k: independent of the batch it shares and of the
     particles' own generators."""
-    s = int(np.random.SeedSequence([seed, image_index, 3, k]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(s)
-
-
-def check_config(cfg) -> None:
-    """resampling_interval and the `resampling:` block (ConfigError naming the bad key)."""
-    interval, rc = cfg.resampling_interval, cfg.get("resampling", {}) or {}
-    check(is_int(interval) and interval >= 0,
-          f"resampling_interval={interval} is invalid: must be an integer >= 0 (annealing steps between events; 0 = off)")
-    start, end = rc.get("start_t"), rc.get("end_t")
-    for key, v in (("start_t", start), ("end_t", end)):
-        check(is_int(v) and 0 <= v <= 1000, f"resampling.{key}={v} is invalid: must be a diffusion time t in 0 … 1000")
-    check(start >= end, f"resampling.start_t={start} is below end_t={end}: the window runs from start_t down to end_t")
-    temp, ess = rc.get("temperature"), rc.get("ess_threshold")
-    check(is_number(temp) and temp > 0, f"resampling.temperature={temp} is invalid: must be a number > 0 (a fraction "
-                                        f"of the image's lowest loss)")
-    check(is_number(ess) and 0 < ess <= 1, f"resampling.ess_threshold={ess} is invalid: must be in (0, 1] (1 = "
-                                           f"resample at every event)")
-    check(rc.get("scheme") in SCHEMES, f"resampling.scheme={rc.get('scheme')} is invalid: must be one of "
-                                       f"{', '.join(SCHEMES)}")
-    if interval > 0:
-        check(cfg.particle_num >= 2, "resampling_interval > 0 needs particle_num >= 2 (it draws among particles)")
-        K = cfg.sampler.annealing.num_steps
-        check(bool(ResamplingHook.event_steps(interval, start, end, K)),
-              f"resampling.start_t={start}, end_t={end} hold no annealing step of the {K}: no resampling would run")
+    return generator(seed, image_index, RESAMPLING, k)
 
 
 def group_cumsum(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -98,13 +73,6 @@ class ResamplingHook(Hook):
         last = max((k for k in range(num_steps) if round(1000 * (1 - k / num_steps)) >= end_t), default=-1)
         return [k for k in range(first, min(last, num_steps - 2) + 1, interval)]
 
-    @classmethod
-    def from_config(cls, cfg) -> "ResamplingHook":
-        """The hook of a config that check_config passed."""
-        rc = cfg.resampling
-        steps = cls.event_steps(cfg.resampling_interval, rc.start_t, rc.end_t, cfg.sampler.annealing.num_steps)
-        return cls(steps, float(rc.temperature), float(rc.ess_threshold), rc.scheme, cfg.seed)
-
     @torch.no_grad()
     def after_step(self, state: ParticleState, ctx: StepContext) -> ParticleState:
         if ctx.k not in self.steps:
@@ -141,16 +109,8 @@ class ResamplingHook(Hook):
         ctx.trace.particles("resample", groups, ids, k=ctx.k, t=ctx.t, weight=weights, loss=loss,
                             offspring=offspring, z0=[None if n else z for n, z in
                                                      zip(offspring.tolist(), state.z0.detach().clone())])
-        new = state.select(picked)
-        # a copy gets an id beyond every id its image has used, and a generator of its own
-        next_id = first_unused_ids(state)
-        new.particle_ids = torch.where(copy, next_id + (earlier & copy[None, :]).sum(1), ids[picked])
-        new.next_id = next_id + torch.where(members, copy[None, :].long(), 0).sum(1)
-        generators = list(new.generators)
+        new = new_particles(state, state.select(picked), copy, self.seed)
         children = copy.nonzero().flatten().tolist()
-        for i in children:                               # one generator per copy: the accepted per-particle loop
-            generators[i] = particle_generator(self.seed, images[i], int(new.particle_ids[i]), state.z.device)
-        new.generators = generators
         if children:
             ctx.trace.particles("birth", [images[i] for i in children], new.particle_ids[children], k=ctx.k, t=ctx.t,
                                 parent=ids[picked[children]])

@@ -6,45 +6,7 @@ import sys
 from pathlib import Path
 
 from core.errors import ConfigError
-
-def int_or_list(value: str):
-    """An integer or a bracketed list of them, as Hydra writes one: 200, or [600,400,200] (a schedule)."""
-    text = value.strip()
-    if text.startswith("[") and text.endswith("]"):
-        return [int(v) for v in text[1:-1].split(",")]
-    return int(text)
-
-
-int_or_list.__name__ = "integer or [list of integers]"
-
-# flag -> type used to check its value before Hydra sees it
-FLAGS = {
-    "particle_num": int, "repulsion_scale": float, "pruning_step": int_or_list, "optimization_step": int,
-    "resampling_interval": int,
-    "num_eval_images": int, "images_per_batch": int, "seed": int, "particle_offset": int, "pruning_keep": int_or_list,
-    "name": str, "save_dir": str, "device": str, "dtype": str, "resume": bool, "save_images": bool,
-    "overwrite": bool,
-}
-# what each flag means, for --help (the config keys of the same name; configs/default.yaml has the rest)
-FLAG_HELP = {
-    "particle_num": "particles per measurement, one batch (4 = DAPS's protocol of four runs)",
-    "repulsion_scale": "initial repulsion strength, decaying to 0 (0 = independent particles, recommended)",
-    "pruning_step": "diffusion time t at which to prune to pruning_keep particles (-1 = off), or a list (a schedule)",
-    "optimization_step": "diffusion time t from which ReSample-style latent optimisation runs (-1 = off)",
-    "resampling_interval": "annealing steps between loss-guided resampling events in the resampling window (0 = off)",
-    "num_eval_images": "the first N images of the data set (1 sanity, 10 tuning, 100 final)",
-    "images_per_batch": "images sampled together, particle_num each (throughput; same results up to round-off)",
-    "seed": "seed of every particle's and measurement's generator (integer >= 0)",
-    "particle_offset": "particle i of this run uses the generator of particle offset + i",
-    "pruning_keep": "particles kept per image at pruning_step (default 2); a list for a schedule: [4,2,1]",
-    "name": "the run's folder under save_dir (default: model, data, sampler and stage flags)",
-    "save_dir": "results root (default results/)",
-    "device": "auto | cpu | cuda | cuda:N",
-    "dtype": "float32 | float64",
-    "resume": "true: expect an earlier run in the folder (one of the same settings is always continued)",
-    "save_images": "true: PNGs of every particle and a labelled grid per image",
-    "overwrite": "true: replace the folder's earlier results (otherwise a run never writes over another)",
-}
+from pipeline.schema import flags, register
 
 
 def fail(message: str, code: int = 2):
@@ -53,14 +15,6 @@ def fail(message: str, code: int = 2):
     raise SystemExit(code)
 
 
-def parse_bool(value: str) -> bool:
-    """true/false (any case), as Hydra reads YAML booleans; anything else is an error, not 'true'."""
-    if value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ValueError(value)
-
-
-parse_bool.__name__ = "true/false"
 # Hydra's own long options and whether they take a value
 HYDRA_LONG = {"help": False, "hydra-help": False, "version": False, "cfg": True, "resolve": False,
               "package": True, "run": False, "multirun": False, "shell-completion": False,
@@ -89,20 +43,16 @@ def translate_argv(argv: list[str]) -> list[str]:
                 i += 1
             i += 1
             continue
-        if key not in FLAGS:
-            raise ConfigError(f"unknown flag --{key}; flags are: " + ", ".join(f"--{f}" for f in FLAGS)
+        names = flags()
+        if key not in names:
+            raise ConfigError(f"unknown flag --{key}; flags are: " + ", ".join(f"--{f}" for f in names)
                               + " (or any Hydra override key=value)")
         if not eq:
             if i + 1 >= len(argv):
                 raise ConfigError(f"--{key} needs a value")
             value = argv[i + 1]
             i += 1
-        try:
-            (parse_bool if FLAGS[key] is bool else FLAGS[key])(value)
-        except ValueError:
-            raise ConfigError(f"--{key}={value!r} is not a valid "
-                          f"{'true/false' if FLAGS[key] is bool else FLAGS[key].__name__}") from None
-        out.append(f"{key}={value}")
+        out.append(f"{key}={value}")      # its value is checked with every other setting (pipeline/schema.py)
         i += 1
     return out
 
@@ -137,6 +87,7 @@ def check_overrides(argv: list[str], config_dir) -> None:
         value = next(override.sweep_string_iterator()) if override.is_sweep_override() else override.value()
         plain.append(f"{key}={value}" if override.is_sweep_override() else text)
     try:
+        register()
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             compose("default", overrides=plain)
     except MissingConfigException as e:

@@ -1,76 +1,88 @@
-"""Every check of a run's config before any work: the run's own flags here, each block by its owner (stages, data,
-model, sampler, evaluation); a ConfigError names the first bad setting."""
+"""Every check of a run's config before any work: each setting's own range from its declaration, then the checks
+across settings, each by the module that owns them (stages, data, sampler, evaluation); a ConfigError names the first
+bad setting."""
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
-from core.errors import ConfigError, check, is_int, is_number
+from core.errors import ConfigError, check
 
 
 def validate(cfg) -> None:
-    """Stop before any computation on an impossible setting."""
-    check(is_int(cfg.particle_num) and cfg.particle_num >= 1,
-          f"particle_num={cfg.particle_num} is invalid: must be an integer >= 1")
-    check(is_int(cfg.resampling_interval) and cfg.resampling_interval >= 0,
-          f"resampling_interval={cfg.resampling_interval} is invalid: must be an integer >= 0 (0 = off)")
-    v = cfg.optimization_step
-    check(is_int(v) and (v == -1 or 0 <= v <= 1000),
-          f"optimization_step={v} is invalid: must be -1 (off) or a diffusion time t in 0 … 1000")
-    check(is_int(cfg.num_eval_images) and cfg.num_eval_images >= 1,
-          f"num_eval_images={cfg.num_eval_images} is invalid: must be an integer >= 1")
-    check(is_int(cfg.images_per_batch) and cfg.images_per_batch >= 1,
-          f"images_per_batch={cfg.images_per_batch} is invalid: must be an integer >= 1")
-    check(is_int(cfg.particle_offset) and cfg.particle_offset >= 0,
-          f"particle_offset={cfg.particle_offset} is invalid: must be an integer >= 0")
-    for key in ("resume", "save_images", "overwrite", "eval.per_step"):
-        node, _, leaf = key.rpartition(".")
-        value = (cfg[node] if node else cfg).get(leaf, False)
-        check(isinstance(value, bool), f"{key}={value!r} is invalid: must be true or false")
-    check(is_int(cfg.seed) and cfg.seed >= 0, f"seed={cfg.seed} is invalid: must be an integer >= 0")
-    check_device(cfg.device)
-    check_writable(cfg.save_dir)
-    check(cfg.dtype in ("float32", "float64"), f"dtype={cfg.dtype} is invalid: must be float32 or float64")
-    want = cfg.sampler.get("for_model")
-    if want is not None and want != cfg.model.name:
-        choice = "sampler=langevin or sampler=hmc" if cfg.model.name == "ldm" else f"sampler={cfg.model.name}"
-        raise ConfigError(f"the sampler preset is tuned for model {want!r} but model.name={cfg.model.name!r}: "
-                          f"use {choice}")
-
+    """Stop before any computation on an impossible setting: every declared setting's own range (pipeline/schema.py),
+    then what settings must satisfy together, each checked by the module that owns it."""
     import data
     import evaluation.orientation
-    import evaluation.perceptual
     import models
-    import particle.pruning
-    import particle.repulsion
-    import particle.resampling
-    import resample_opt.hook
-    import sampler.precision
-    from sampler import trigger_step
+    import evaluation.perceptual
+    from pipeline import schema
+    from sampler.stages import ordered
 
-    sampler.precision.check_config(cfg.sampler.precision)
+    schema.check(cfg)
+    a = cfg.sampler.annealing
+    check(a.sigma_max > a.sigma_min, f"sampler.annealing.sigma_max={a.sigma_max} is not above sigma_min={a.sigma_min}")
+    check_device(cfg.device)
+    check_writable(cfg.save_dir)
+    want = cfg.sampler.get("for_model")
+    if want is not None and want != cfg.model.name:
+        raise ConfigError(f"the sampler preset is tuned for model {want!r} but model.name={cfg.model.name!r}: "
+                          f"use {cfg.model.goes_with}")
     models.check_config(cfg.model)
+    check_memory(cfg)
     data.check_config(cfg)
     evaluation.perceptual.check_config(cfg.eval)
     evaluation.orientation.check_config(cfg)
-    particle.repulsion.check_config(cfg, trigger_step(cfg.optimization_step, cfg.sampler.annealing.num_steps))
-    particle.pruning.check_config(cfg)
-    particle.resampling.check_config(cfg)
-    resample_opt.hook.check_config(cfg)
+    for stage in ordered():
+        stage.check(cfg)
 
 
 def check_device(name) -> None:
-    """auto, cpu, cuda or cuda:N, and a CUDA device only where one exists."""
+    """A CUDA device only where one exists (the schema checked the name)."""
     import torch
 
-    check(isinstance(name, str) and (name in ("auto", "cpu", "cuda") or
-                                     (name.startswith("cuda:") and name[5:].isdigit())),
-          f"device={name} is invalid: must be auto, cpu, cuda or cuda:N")
     if name.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         index = int(name[5:]) if ":" in name else 0
         check(count > index, f"device={name} but this machine has {count} CUDA device(s) (torch {torch.__version__}"
                              f"{'' if torch.version.cuda else ', a CPU-only build'}): use device=auto or device=cpu")
+
+
+def available_memory(device) -> int:
+    """Bytes free now: the CUDA device's free memory, or the machine's available physical memory."""
+    import os
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+@functools.lru_cache(maxsize=16)
+def _per_particle(model_yaml: str, dtype_bytes: int) -> float:
+    from omegaconf import OmegaConf
+
+    from tracking.compute import memory_per_particle
+
+    return memory_per_particle(OmegaConf.create(model_yaml), dtype_bytes)
+
+
+def check_memory(cfg) -> None:
+    """The batch's particles (particle_num x images_per_batch) fit in the memory left, by tracking.compute's
+    estimate from the model's shapes."""
+    from omegaconf import OmegaConf
+
+    from pipeline.build import resolve_device
+
+    per = _per_particle(OmegaConf.to_yaml(cfg.model), 8 if cfg.dtype == "float64" else 4)
+    batch = cfg.particle_num * cfg.images_per_batch
+    free = available_memory(resolve_device(cfg.device))
+    gib = 2 ** 30
+    check(batch * per <= free, f"particle_num={cfg.particle_num} x images_per_batch={cfg.images_per_batch} needs "
+                               f"about {batch * per / gib:.1f} GiB ({per / 2 ** 20:.1f} MiB per particle for this "
+                               f"model) but {free / gib:.1f} GiB are free: use fewer particles or images per batch")
 
 
 def check_writable(save_dir) -> None:

@@ -9,26 +9,19 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from data import build_dataset
 from evaluation.failures import representability, truths
 from evaluation.perceptual import load_lpips
 from evaluation.record import evaluate_image, image_record
 from evaluation.summary import summarize
-from models import build_model, mode_weights
-from operators import build_operator
+from models import mode_weights
+from pipeline.build import dataset_of, model_and_operator, prepare
+from pipeline import report
 from pipeline.config import validate
 from pipeline.run_folder import clear_outputs, default_name, previous_run
 from pipeline.sampling import sample_batch, split
-from sampler.precision import compile_model, set_tf32
 from tracking.compute import NetworkCounter, tflop_per_row
 from tracking.metric_file import write_json_atomic
 from tracking.provenance import provenance
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 _COST = {}
@@ -50,8 +43,7 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
     # data.ground_truth=decoded: the truths the model can make, D(E(x)); raw: the images, with their reconstructions
     gts, recs, first_stage_psnr = truths(model, torch.stack([gt for _, _, gt in items]).to(device, dtype), cfg.data)
     label = f"image {indices[0]} ({items[0][1]})" if len(items) == 1 else f"images {', '.join(map(str, indices))}"
-    bar = tqdm(total=K, desc=label, leave=False, file=sys.stderr,
-               disable=not sys.stderr.isatty() and not cfg.get("progress", False))
+    bar = tqdm(total=K, desc=label, leave=False, file=sys.stderr, disable=not sys.stderr.isatty())
 
     def progress(ctx, best_loss, particles):
         bar.set_postfix_str(f"k={ctx.k} t={ctx.t} σ={ctx.sigma:.3g} best loss={best_loss:.4g} n={particles}")
@@ -69,7 +61,7 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
             from tracking.images import save_image_outputs
             final = [p for p in evaluated.particles if p["pruned_at"] is None]
             save_image_outputs(out_dir, index, gt[None], result.y, evaluated.x, result.particle_ids, final,
-                               evaluated.dropped, chosen=record["best_by_loss"]["particle"])
+                               evaluated.dropped, answer=record["best_by_prior"])
         records.append(record)
     return records
 
@@ -88,11 +80,8 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     range, the LPIPS weights, the checkpoint) is checked before the folder is touched; config.yaml comes after.
     choices: Hydra's config-group choices, for the default name."""
     validate(cfg)
-    device = resolve_device(cfg.device)
-    dtype = getattr(torch, cfg.dtype)
-    if device.type == "cpu" and cfg.model.get("cpu_threads"):
-        torch.set_num_threads(cfg.model.cpu_threads)
-    set_tf32(cfg.sampler.precision.tf32)
+    device, dtype = prepare(cfg)
+    cfg.device = str(device)           # as resolved: auto and cpu on a CPU are the same settings to continue a run
     if cfg.name is None:
         cfg.name = default_name(cfg, choices)
     out_dir = Path(cfg.save_dir) / cfg.name
@@ -100,13 +89,9 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     metric_path = out_dir / "metric.json"
     images, earlier, note = previous_run(cfg, out_dir, resolved)
 
-    dataset = build_dataset(cfg.data, cfg.model, cfg.data.start_index, cfg.num_eval_images)
-    dataset.verify()                                 # every image of the range opens: no failure after an hour
-    lpips_model = load_lpips(cfg.eval.lpips_variant, cfg.eval.lpips_weights, device)
-    model = build_model(cfg.model, device).to(dtype)
-    if cfg.sampler.precision.get("compile", False):
-        compile_model(model)
-    operator = build_operator(cfg.task, model.image_shape[-1])
+    dataset = dataset_of(cfg)                        # every image of the range opens: no failure after an hour
+    model, operator = model_and_operator(cfg, device, dtype)
+    lpips_model = load_lpips(cfg.eval.lpips_variant, cfg.eval.lpips_weights, device)   # its note: nothing failed
 
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -123,11 +108,17 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     # written before the first image too, so no stale metric.json of another config survives an early interrupt
     write_json_atomic(metric_path, metric)
     pending = [i for i in range(len(dataset)) if dataset.indices[i] not in done]
+    report.echo(report.header(cfg.particle_num))
+    for im in images:                                # the images an earlier run finished, then each new one
+        report.echo(report.row(im))
     with NetworkCounter(model) as counter:
         for start in range(0, len(pending), cfg.images_per_batch):
             items = [(dataset.indices[i], *dataset[i]) for i in pending[start:start + cfg.images_per_batch]]
-            images.extend(run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model, out_dir))
+            new = run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model, out_dir)
+            images.extend(new)
             images.sort(key=lambda im: im["index"])
             metric["summary"] = summarize(images)
             write_json_atomic(metric_path, metric)
+            for im in new:
+                report.echo(report.row(im))
     return metric

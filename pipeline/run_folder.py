@@ -5,12 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import stages  # noqa: F401  (registers every stage: each names itself in the run's name)
 from core.errors import ConfigError
+from sampler.stages import ordered
 from tracking.metric_file import read_json
 
 # settings that change no result: a resumed run may differ in them (num_eval_images: more images extend the run)
 # (images_per_batch is not among them: the times per image of two batch sizes would mix)
-RESUMABLE = ("resume", "overwrite", "save_images", "progress", "num_eval_images", "save_dir")
+RESUMABLE = ("resume", "overwrite", "save_images", "num_eval_images", "save_dir")
 
 
 def config_diff(a, b, prefix="") -> list[str]:
@@ -24,22 +26,13 @@ def config_diff(a, b, prefix="") -> list[str]:
 def default_name(cfg, choices: dict | None = None) -> str:
     """What ran: model, data (marked `-decoded` when its ground truths are the model's reconstructions), sampler
     (config-group choices where Hydra gives them) and the stage flags that are on, repeated words dropped, e.g.
-    `two_mode_p4`, `naturalldm_natural-decoded_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`."""
+    `two_mode_p4`, `naturalldm_natural-decoded_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`; each stage
+    that is on adds its fragment (sampler/stages.py)."""
     choices = choices or {}
     data = cfg.data.name + ("-decoded" if cfg.data.get("ground_truth") == "decoded" else "")
     words = [choices.get("model", cfg.model.name), data, choices.get("sampler", cfg.sampler.mcmc.algo),
              f"p{cfg.particle_num}"]
-    if cfg.repulsion_scale > 0:
-        words.append(f"rep{cfg.repulsion_scale:g}")
-    if cfg.get("resampling_interval", 0) > 0:
-        words.append(f"rs{cfg.resampling_interval}")
-    from particle.pruning import schedule_of
-
-    schedule = schedule_of(cfg)
-    if schedule:
-        words.append(f"prune{'-'.join(str(t) for t, _ in schedule)}k{'-'.join(str(k) for _, k in schedule)}")
-    if cfg.optimization_step >= 0:
-        words.append(f"opt{cfg.optimization_step}")
+    words += [stage.fragment(cfg) for stage in ordered() if stage.on(cfg)]
     return "_".join(dict.fromkeys(words))
 
 

@@ -7,57 +7,21 @@ from dataclasses import dataclass
 
 import torch
 
+import stages  # noqa: F401  (registers every stage)
 from sampler import (ParticleState, Trace, init_latents, latent_daps, measurement_generator, particle_generator,
-                     trigger_step)
-from sampler.precision import decoder_autocast_dtype
+                     sigmas_of)
+from sampler.stages import ordered, phase_of
 from tracking.tracker import RunTracker
 
 
-@dataclass(frozen=True)
-class Stages:
-    """Where the stages begin, in annealing-step indices (None when off)."""
-
-    prune_k: int | None
-    refine_k: int | None
-
-    @classmethod
-    def of(cls, cfg) -> "Stages":
-        """prune_k: the first pruning step of the schedule."""
-        from particle.pruning import schedule_of
-
-        K = cfg.sampler.annealing.num_steps
-        first = schedule_of(cfg)[0][0] if schedule_of(cfg) else -1
-        return cls(trigger_step(first, K), trigger_step(cfg.optimization_step, K))
-
-    def phase_of(self, k: int) -> str:
-        """Phase of step k: refine from the refine trigger, prune after the pruning step, explore before."""
-        if self.refine_k is not None and k >= self.refine_k:
-            return "refine"
-        if self.prune_k is not None and k > self.prune_k:
-            return "prune"
-        return "explore"
-
-    def record(self) -> dict:
-        return {"prune_k": self.prune_k, "refine_k": self.refine_k}
+def build_hooks(cfg) -> list:
+    """The hooks of the stages that are on, in the order they act after each step (each stage's `order`)."""
+    return [stage.hook(cfg) for stage in ordered() if stage.on(cfg)]
 
 
-def build_hooks(cfg, stages: Stages) -> list:
-    """Explore (repulsion), resample, prune and refine hooks of a checked config, in the order they must act after
-    each step."""
-    hooks = []
-    if cfg.repulsion_scale > 0:
-        from particle import RepulsionHook
-        hooks.append(RepulsionHook.from_config(cfg, stages.refine_k))
-    if cfg.resampling_interval > 0:
-        from particle.resampling import ResamplingHook
-        hooks.append(ResamplingHook.from_config(cfg))
-    if stages.prune_k is not None:
-        from particle import PruningHook
-        hooks.append(PruningHook.from_config(cfg))
-    if stages.refine_k is not None:
-        from resample_opt import RefineHook
-        hooks.append(RefineHook.from_config(cfg, stages.refine_k))
-    return hooks
+def boundaries(cfg) -> dict:
+    """Where the stages begin, in annealing-step indices (None when off): every stage's `boundaries`."""
+    return {key: k for stage in ordered() for key, k in stage.boundaries(cfg).items()}
 
 
 def make_state(model, y, cfg, image_index: int, device, dtype) -> ParticleState:
@@ -84,7 +48,7 @@ class Sampled:
     trace: Trace
     total_time_s: float
     network_rows: dict
-    stages: Stages
+    boundaries: dict
 
 
 def sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, progress=None) -> Sampled:
@@ -96,17 +60,15 @@ def sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, pro
     """
     ys = [operator.measure(gt[None], generator=measurement_generator(cfg.seed, i)) for gt, i in zip(gts, indices)]
     state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
-    stages = Stages.of(cfg)
-    hooks = build_hooks(cfg, stages)
+    trace = Trace()
+    tracker = RunTracker(device, trace, phase_of(cfg), progress)
+    hooks = [tracker, *build_hooks(cfg)]                # the tracker first: its clock covers the other hooks
     if cfg.eval.get("per_step", False):
         from evaluation.trajectory import GroundTruthHook
         hooks.append(GroundTruthHook(gts, indices, cfg.data.fail_psnr))     # last: it sees each step's final z0
-    trace = Trace()
-    tracker = RunTracker(device, trace, progress)
     counter.take()
-    state = latent_daps(model, operator, state, cfg.sampler, hooks, stages.phase_of, tracker,
-                        decoder_autocast_dtype(cfg.sampler.precision), trace)
-    return Sampled(list(indices), ys, state, trace, tracker.finish(), counter.take(), stages)
+    state = latent_daps(model, operator, state, sigmas_of(cfg.sampler.annealing), cfg.sampler, hooks, trace)
+    return Sampled(list(indices), ys, state, trace, tracker.finish(), counter.take(), boundaries(cfg))
 
 
 @dataclass
@@ -123,7 +85,7 @@ class ImageResult:
     trace: Trace                     # its rows and the batch's
     network_rows: dict
     batch: dict                      # the batch's indices and its own total time
-    stages: Stages
+    boundaries: dict                 # where the stages begin (annealing-step indices)
 
 
 def split(sampled: Sampled) -> list[ImageResult]:
@@ -141,5 +103,5 @@ def split(sampled: Sampled) -> list[ImageResult]:
             index=index, y=y, z=state.z[mine], particle_ids=state.particle_ids[mine].tolist(),
             alive=state.alive[mine].tolist(), dropped=dropped, trace=trace,
             network_rows={k: v / G for k, v in sampled.network_rows.items()},
-            batch={"indices": sampled.indices, "total_time_s": sampled.total_time_s}, stages=sampled.stages))
+            batch={"indices": sampled.indices, "total_time_s": sampled.total_time_s}, boundaries=sampled.boundaries))
     return out

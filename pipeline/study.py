@@ -33,10 +33,9 @@ class Configuration:
 
 
 def compose_config(model: str, overrides) -> object:
-    from hydra import compose, initialize_config_dir
+    from pipeline.schema import compose
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("default", overrides=[*stack(model), *overrides])
+    return compose(*stack(model), *overrides)
 
 
 def job_config(model: str, c: Configuration, seed: int, start: int, out_dir: Path, images_per_batch: int,

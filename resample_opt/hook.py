@@ -5,57 +5,12 @@ import time
 
 import torch
 
-from core.errors import ConfigError, is_int, is_number
 from core.tensors import cuda_sync, rows
 from sampler.hooks import Hook
-from sampler.precision import autocast, decoder_autocast_dtype
-from sampler.schedule import trigger_step
+from sampler.precision import autocast
 
 from .optimize import optimize_latents
 from .resample import resample_weights
-
-# key -> (check, description) for the config's `optimization:` block
-_RULES = {
-    "every": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no in-loop calls)"),
-    "final": (lambda v: isinstance(v, bool), "true or false"),
-    "lr": (lambda v: is_number(v) and v > 0, "a number > 0"),
-    "max_iters": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
-    "eps": (lambda v: v == "auto" or (is_number(v) and v >= 0),
-            "auto (the task's noise sigma) or a number >= 0 (0 = no threshold stop)"),
-    "resample": (lambda v: v in ("replace", "stochastic"), "replace or stochastic (ReSample's resample)"),
-    "gamma": (lambda v: is_number(v) and v > 0, "a number > 0 (ReSample's 40)"),
-    "plateau_window": (lambda v: is_int(v) and v >= 0, "an integer >= 0 (0 = no plateau stop)"),
-    "accept_if_improve": (lambda v: isinstance(v, bool), "true or false"),
-    "weight_decay": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
-}
-
-
-def validate_optimization(opt) -> dict:
-    """The `optimization:` block as a plain dict, or ConfigError naming the bad key and its valid range."""
-    if opt is None:
-        raise ConfigError("the config has no `optimization:` block (see configs/default.yaml)")
-    opt = dict(opt)
-    unknown = sorted(set(opt) - set(_RULES))
-    missing = sorted(set(_RULES) - set(opt))
-    if unknown or missing:
-        raise ConfigError(f"optimization block: unknown keys {unknown}, missing keys {missing}; "
-                          f"keys are: {', '.join(_RULES)}")
-    for key, (ok, what) in _RULES.items():
-        if not ok(opt[key]):
-            raise ConfigError(f"optimization.{key}={opt[key]!r} is invalid: must be {what}")
-    return opt
-
-
-def check_config(cfg) -> None:
-    """The `optimization:` block, and with optimization_step set, that some optimisation would run."""
-    opt = validate_optimization(cfg.get("optimization"))
-    K = cfg.sampler.annealing.num_steps
-    refine_k = trigger_step(cfg.optimization_step, K)
-    if refine_k is not None:
-        hook = RefineHook(refine_k, **opt)
-        if not any(hook.runs_at(k, K) for k in range(refine_k, K)):
-            raise ConfigError(f"optimization_step={cfg.optimization_step} leaves {K - refine_k} refine step(s), "
-                              "none of them the last with optimization.final=false: no optimisation would run")
 
 
 class RefineHook(Hook):
@@ -71,17 +26,11 @@ class RefineHook(Hook):
 
     def __init__(self, refine_k: int, every: int = 1, final: bool = True, lr: float = 5e-3, max_iters: int = 500,
                  eps: float = 1e-3, plateau_window: int = 200, accept_if_improve: bool = False,
-                 weight_decay: float = 0.0, resample: str = "replace", gamma: float = 40.0, autocast_dtype=None):
+                 weight_decay: float = 0.0, resample: str = "replace", gamma: float = 40.0):
         self.refine_k, self.every, self.final = refine_k, every, final
         self.lr, self.max_iters, self.eps = lr, max_iters, eps
         self.resample, self.gamma = resample, gamma
         self.plateau_window, self.accept_if_improve, self.weight_decay = plateau_window, accept_if_improve, weight_decay
-        self.autocast_dtype = autocast_dtype
-
-    @classmethod
-    def from_config(cls, cfg, refine_k: int) -> "RefineHook":
-        """The hook of a config that check_config passed."""
-        return cls(refine_k, autocast_dtype=decoder_autocast_dtype(cfg.sampler.precision), **cfg.optimization)
 
     def threshold(self, operator, m: int) -> float:
         """The per-element MSE at which a particle stops: eps^2, or with eps auto the discrepancy principle
@@ -105,7 +54,7 @@ class RefineHook(Hook):
         # ReSample thresholds torch's MSELoss (mean over the measurement) at eps^2; dividing by m keeps that
         # meaning and Adam's step sizes as theirs, while each particle keeps its own loss (no batch mean).
         def mse(z, index):
-            with autocast(z.device.type, self.autocast_dtype):     # the sampler's decoder precision
+            with autocast(z.device.type, ctx.autocast_dtype):      # the sampler's decoder precision
                 x = model.decode(z)
             return operator.loss(x.to(z.dtype), y[index]) / m
 

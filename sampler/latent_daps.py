@@ -10,7 +10,8 @@ from core.tensors import rows
 
 from .hooks import Hook, StepContext
 from .mcmc import mcmc, step_size
-from .schedule import annealing_sigmas, lr_ratio, ode_sigmas, step_time
+from .precision import decoder_autocast_dtype
+from .schedule import lr_ratio, ode_sigmas, step_time
 from .state import ParticleState
 from .trace import Trace
 
@@ -31,27 +32,32 @@ def init_latents(state_generators, latent_shape, sigma_max: float, device, dtype
     ]) * sigma_max
 
 
-def latent_daps(model, operator, state: ParticleState, cfg, hooks: list[Hook] = (),
-                phase_of=lambda k: "explore", tracker=None, autocast_dtype=None,
+def latent_daps(model, operator, state: ParticleState, sigmas, cfg, hooks: list[Hook] = (),
                 trace: Trace | None = None) -> ParticleState:
-    """Run K annealing steps; cfg is the sampler config (annealing, ode, mcmc blocks). Hooks and the tracker write
-    what they did into `trace`."""
-    K = cfg.annealing.num_steps
-    sigmas = annealing_sigmas(K, cfg.annealing.sigma_max, cfg.annealing.sigma_min)
+    """Run the annealing over sigmas = sigma_0 … sigma_K (sigma_K = 0; schedule.annealing_sigmas); cfg: the sampler
+    config's ode, mcmc and precision blocks. Hooks observe and extend each step and write into `trace`.
+
+        for k in 0 … K-1:
+            z0_hat = ode_x0_estimate(z, sigma_k)                   # no grad
+            z0     = mcmc(z0_hat, sigma_k, y, + hooks' drifts)     # grad through the decoder
+            state  = hooks' after_step(state)                      # prune, resample, refine
+            z      = z0 + r sigma_{k+1} eps                        # r: the hooks' re-noise scales (1 = DAPS)
+    """
+    K = len(sigmas) - 1
     trace = Trace() if trace is None else trace
+    autocast_dtype = decoder_autocast_dtype(cfg.precision)
     for k in range(K):
         ctx = StepContext(k=k, t=step_time(k, K), sigma=float(sigmas[k]), sigma_next=float(sigmas[k + 1]),
-                          num_steps=K, phase=phase_of(k), model=model, operator=operator, trace=trace)
-        if tracker is not None:
-            tracker.begin_step(state, ctx)
+                          num_steps=K, model=model, operator=operator, trace=trace, autocast_dtype=autocast_dtype)
+        for h in hooks:
+            h.begin_step(state, ctx)
 
         z0_hat = ode_x0_estimate(model, state.z, ctx.sigma, cfg.ode.num_steps, cfg.ode.sigma_min)
-        drift = None
-        if ctx.phase != "refine":
-            def drift(z, score, alive, _state=state, _ctx=ctx):
-                now = dataclasses.replace(_state, alive=alive)     # who is still alive at this MCMC iteration
-                terms = [d for d in (h.drift(z, score, now, _ctx) for h in hooks) if d is not None]
-                return sum(terms) if terms else None
+
+        def drift(z, score, alive, _state=state, _ctx=ctx):
+            now = dataclasses.replace(_state, alive=alive)         # who is still alive at this MCMC iteration
+            terms = [d for d in (h.drift(z, score, now, _ctx) for h in hooks) if d is not None]
+            return sum(terms) if terms else None
         lr = step_size(lr_ratio(k, K), cfg.mcmc.lr, cfg.mcmc.lr_min_ratio)
         z0, loss, alive = mcmc(state, z0_hat, ctx.sigma, lr, cfg.mcmc, model, operator, drift, autocast_dtype)
         # a particle that diverged at an earlier step stays frozen: its z0, loss and z no longer change
@@ -65,6 +71,6 @@ def latent_daps(model, operator, state: ParticleState, cfg, hooks: list[Hook] = 
         renoise = math.prod(h.renoise_scale(ctx) for h in hooks)
         noise = renoise * ctx.sigma_next * state.randn()
         state.z = torch.where(rows(state.alive, state.z), state.z0 + noise, state.z)
-        if tracker is not None:
-            tracker.end_step(state, ctx)
+        for h in hooks:
+            h.end_step(state, ctx)
     return state

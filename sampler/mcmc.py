@@ -5,10 +5,21 @@ import math
 
 import torch
 
+from core.settings import choice, integer, number
 from core.tensors import rows
 
 from .precision import autocast
 from .state import ParticleState
+
+
+SETTINGS = {
+    "algo": choice("langevin", "hmc", help="Langevin dynamics or DAPS's damped HMC"),
+    "num_steps": integer(1, help="MCMC steps per annealing step"),
+    "lr": number(0, low_open=True, help="step size at the first annealing step"),
+    "lr_min_ratio": number(0, low_open=True, help="the last step size as a fraction of lr (linear decay)"),
+    "tau": number(0, low_open=True, help="the likelihood's temperature: the measurement term is divided by tau^2"),
+    "momentum": number(0, 1, help="HMC's momentum (damping 1 - momentum)"),
+}
 
 
 def measurement_loss_and_grad(model, operator, z, y, autocast_dtype=None):

@@ -5,18 +5,16 @@ import contextlib
 
 import torch
 
+from core.settings import boolean, choice
+
 DECODER_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
-def check_config(precision) -> None:
-    """The sampler's `precision:` block."""
-    from core.errors import check
-
-    check(precision.get("decoder") in DECODER_PRECISIONS, f"sampler.precision.decoder={precision.get('decoder')} is "
-                                                          f"invalid: must be one of {', '.join(DECODER_PRECISIONS)}")
-    for key in ("tf32", "compile"):
-        check(isinstance(precision.get(key, False), bool),
-              f"sampler.precision.{key}={precision.get(key)!r} is invalid: must be true or false")
+SETTINGS = {
+    "decoder": choice(*DECODER_PRECISIONS, help="the decoder's forward and VJP in the MCMC steps: fp32 or bf16"),
+    "tf32": boolean(help="TF32 for CUDA matmuls and convolutions"),
+    "compile": boolean(help="torch.compile the decoder and the denoiser's network"),
+}
 
 
 def set_tf32(enabled: bool) -> None:

@@ -3,6 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.settings import integer, number
+
+SETTINGS = {
+    "annealing": {"num_steps": integer(1, help="annealing steps K"),
+                  "sigma_max": number(0, low_open=True, help="sigma_0, the first noise level"),
+                  "sigma_min": number(0, low_open=True, help="the last grid point (DAPS replaces it by 0)")},
+    "ode": {"num_steps": integer(1, help="Euler steps of the x0 estimate"),
+            "sigma_min": number(0, low_open=True, help="where the x0 estimate's ODE stops")},
+}
+
 
 def poly_sigmas(num_points: int, sigma_max: float, sigma_min: float, rho: float = 7.0) -> np.ndarray:
     """EDM's poly-rho grid of `num_points` sigmas from sigma_max down to sigma_min (inclusive)."""
@@ -18,6 +28,11 @@ def annealing_sigmas(num_steps: int, sigma_max: float, sigma_min: float, rho: fl
     """
     grid = poly_sigmas(num_steps + 1, sigma_max, sigma_min, rho)
     return np.concatenate([grid[:-1], [0.0]])
+
+
+def sigmas_of(annealing) -> np.ndarray:
+    """The annealing sigmas of a sampler config's `annealing:` block (num_steps, sigma_max, sigma_min)."""
+    return annealing_sigmas(annealing.num_steps, annealing.sigma_max, annealing.sigma_min)
 
 
 def ode_sigmas(sigma_start: float, num_steps: int, sigma_min: float, rho: float = 7.0) -> np.ndarray:

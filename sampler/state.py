@@ -3,26 +3,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-import numpy as np
 import torch
+
+from core.groups import earlier_in_image, same_image
+from core.rng import MEASUREMENT, ORIENTATION, PARTICLE, generator
 
 
 def particle_generator(seed: int, image_index: int, particle_index: int, device) -> torch.Generator:
     """Generator owned by one particle, seeded from (seed, image, particle) only."""
-    s = int(np.random.SeedSequence([seed, image_index, 1, particle_index]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator(device=device).manual_seed(s)
+    return generator(seed, image_index, PARTICLE, particle_index, device=device)
 
 
 def orientation_generator(seed: int, image_index: int) -> torch.Generator:
     """Generator for an image's orientation scores (the ELBO's noise draws): independent of the sampling."""
-    s = int(np.random.SeedSequence([seed, image_index, 2]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(s)
+    return generator(seed, image_index, ORIENTATION)
 
 
 def measurement_generator(seed: int, image_index: int) -> torch.Generator:
     """Generator for an image's measurement noise: independent of particle_num."""
-    s = int(np.random.SeedSequence([seed, image_index, 0]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(s)
+    return generator(seed, image_index, MEASUREMENT)
 
 
 def first_unused_ids(state) -> torch.Tensor:
@@ -30,10 +29,23 @@ def first_unused_ids(state) -> torch.Tensor:
     made particles yet, one beyond the image's largest id."""
     if state.next_id is not None:
         return state.next_id
-    from core.groups import same_image
-
     ids = state.particle_ids
     return torch.where(same_image(state.image_ids), ids[None, :], torch.full_like(ids[None, :], -1)).max(1).values + 1
+
+
+def new_particles(old: "ParticleState", new: "ParticleState", fresh: torch.Tensor, seed: int) -> "ParticleState":
+    """new, a selection of old (place for place within each image), with the places in `fresh` (B,) made new
+    particles (a branch child, a resampled copy): ids beyond every id their image has used, in batch order, and
+    generators of their own from (seed, image, id). Returns new."""
+    next_id = first_unused_ids(old)
+    new.particle_ids = torch.where(fresh, next_id + (earlier_in_image(old.image_ids) & fresh[None, :]).sum(1),
+                                   new.particle_ids)
+    new.next_id = next_id + (same_image(old.image_ids) & fresh[None, :]).sum(1)
+    generators = list(new.generators)
+    for i in fresh.nonzero().flatten().tolist():     # one generator per new particle: the accepted per-particle loop
+        generators[i] = particle_generator(seed, int(new.image_ids[i]), int(new.particle_ids[i]), old.z.device)
+    new.generators = generators
+    return new
 
 
 @dataclass

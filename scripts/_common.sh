@@ -62,7 +62,7 @@ die() {
 
 exp_main() {
     local n="" start=0 data="$DEFAULT_DATA" sampler=langevin demo=0 dry=0 results="${RESULTS_DIR:-results}" multirun=0
-    local extra=() pending=0
+    local extra=() pending=0 data_given=0
     while [[ $# -gt 0 ]]; do
         case "$1" in
             -h|--help) usage; exit 0 ;;
@@ -71,16 +71,19 @@ exp_main() {
                 if [[ "${2:-}" == latent || "${2:-}" == digits || "${2:-}" == natural || "${2:-}" == two_mode ]]; then
                     [[ "$2" != two_mode ]] && demo="$2"
                     shift
+                elif [[ -n "${2:-}" && "${2:-}" != -* && "${2:-}" != *=* && ! "${2:-}" =~ ^[0-9]+$ ]]; then
+                    die "--demo takes latent, digits or natural (nothing: the two-mode benchmark), got '$2'"
                 fi ;;
             --demo=latent|--demo=digits|--demo=natural) demo="${1#*=}" ;;
             --demo=two_mode) demo=1 ;;
+            --demo=*) die "--demo takes latent, digits or natural (nothing: the two-mode benchmark), got '${1#*=}'" ;;
             --dry-run) dry=1 ;;
             --data|--start|--results|--sampler)
                 [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"
-                case "$1" in --data) data="$2" ;; --start) start="$2" ;; --results) results="$2" ;;
+                case "$1" in --data) data="$2"; data_given=1 ;; --start) start="$2" ;; --results) results="$2" ;;
                              --sampler) sampler="$2" ;; esac
                 shift ;;
-            --data=*) data="${1#*=}" ;;
+            --data=*) data="${1#*=}"; data_given=1 ;;
             --sampler=*) sampler="${1#*=}" ;;
             --start=*) start="${1#*=}" ;;
             --results=*) results="${1#*=}" ;;
@@ -103,6 +106,7 @@ exp_main() {
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "N (the number of images) must be a positive integer, got '$n'"
     [[ "$start" =~ ^[0-9]+$ ]] || die "--start must be an integer >= 0, got '$start'"
     [[ "$sampler" == langevin || "$sampler" == hmc ]] || die "--sampler must be langevin or hmc, got '$sampler'"
+    [[ $demo == 0 || $data_given == 0 ]] || die "--demo runs on its own data: leave out --data $data (or --demo)"
 
     # one run per data set; --demo replaces them all by the benchmark
     local sets=() set

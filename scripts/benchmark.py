@@ -31,14 +31,13 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models import build_model  # noqa: E402
-from operators import build_operator  # noqa: E402
+from pipeline.build import model_and_operator, resolve_device  # noqa: E402
 from pipeline.config import validate  # noqa: E402
-from pipeline.run import resolve_device  # noqa: E402
+from pipeline.schema import compose as schema_compose  # noqa: E402
 from pipeline.sampling import sample_batch  # noqa: E402
 from tracking.compute import NetworkCounter  # noqa: E402
 from sampler import trigger_step  # noqa: E402
-from sampler.precision import compile_model, set_tf32  # noqa: E402
+from sampler.precision import set_tf32  # noqa: E402
 from tracking.compute import tflop_per_row  # noqa: E402
 from tracking.metric_file import write_json_atomic  # noqa: E402
 from tracking.provenance import device_name, git_commit  # noqa: E402
@@ -77,10 +76,7 @@ def scenarios(P: int, G: int) -> dict:
 # ------------------------------------------------------------------------------------------------ setup
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose("default", overrides=overrides)
+    return schema_compose(*overrides)
 
 
 def base_config(args, model: str):
@@ -128,20 +124,17 @@ def apply_variant(cfg, variant: str):
 def build(cfg, device, dtype, seed: int):
     """Model (same random weights for every variant) and operator, levers applied as pipeline.run.run does."""
     torch.manual_seed(seed)
+    set_tf32(cfg.sampler.precision.tf32)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="models.ldm.*RANDOM weights")
-        model = build_model(cfg.model, device).to(dtype)
-    set_tf32(cfg.sampler.precision.tf32)
-    if cfg.sampler.precision.compile:
-        compile_model(model)
-    return model, build_operator(cfg.task, model.image_shape[-1])
+        return model_and_operator(cfg, device, dtype)
 
 
 def images(cfg, count: int, device, dtype) -> torch.Tensor:
     """Ground truths: the two-mode benchmark's own images, else smooth random images (cost is content-blind)."""
     if cfg.model.name == "two_mode":
-        from data import build_dataset
-        ds = build_dataset(cfg.data, cfg.model, 0, count)
+        from pipeline.build import dataset_of
+        ds = dataset_of(OmegaConf.merge(cfg, {"num_eval_images": count, "data": {"start_index": 0}}))
         return torch.stack([ds[i][1] for i in range(count)]).to(device, dtype)
     C, H, W = (cfg.model.first_stage.ddconfig[k] for k in ("out_ch", "resolution", "resolution"))
     g = torch.Generator().manual_seed(cfg.seed)

@@ -28,9 +28,14 @@ from pipeline.study import Configuration, compose_config, records, run_study  # 
 
 REFERENCE = "4 independent"
 FULL, SMALL = 50, 30              # images per seed: 100 measurements at four runs' budget, 60 elsewhere (2 seeds)
-# the resampling window where the loss tells failing particles apart on decoded truths: within-image AUC 0.6 or
-# below above t = 600, 0.67 to 0.93 from t = 560 down (tuning crops 50-63, seeds 0 and 1; docs/resampling.md)
-RESAMPLING = ("resampling_interval=2", "resampling.start_t=500", "resampling.end_t=200", "resampling.temperature=0.2")
+# the resampling window where the loss tells failing particles apart on decoded truths (scripts/loss_predicts_failure.py
+# on held-out tuning images, docs/resampling.md): natural, within-image AUC 0.6 or below above t = 600 and 0.67 to 0.93
+# from t = 560 down (crops 50-63, seeds 0 and 1); digits, 0.2 to 0.73 above t = 240 and 0.8 to 0.93 from t = 200
+# down (test digits 200-219, seed 0)
+RESAMPLING = {"naturalldm": ("resampling_interval=2", "resampling.start_t=500", "resampling.end_t=200",
+                             "resampling.temperature=0.2"),
+              "digits32ldm": ("resampling_interval=2", "resampling.start_t=200", "resampling.end_t=60",
+                              "resampling.temperature=0.2")}
 
 
 def configurations(model: str) -> list[Configuration]:
@@ -56,11 +61,13 @@ def configurations(model: str) -> list[Configuration]:
                         ("particle_num=4", "pruning_step=[600,400]", "pruning_keep=[2,1]"), SMALL),
           Configuration("4 -> 2 -> 4 branched at t=200", "branching",
                         ("particle_num=4", "pruning_step=200", "pruning_keep=2", "pruning.mode=branch"), FULL),
-          Configuration("4 resampling", "resampling", ("particle_num=4", *RESAMPLING), FULL),
+          Configuration("4 resampling", "resampling", ("particle_num=4", *RESAMPLING[model]), FULL),
           Configuration("4 repulsive 0.3 (score-relative)", "repulsion", ("particle_num=4", "repulsion_scale=0.3"),
                         FULL),
-          Configuration("4 Particle Guidance 1", "particle guidance",
-                        ("particle_num=4", "repulsion_scale=1.0", "repulsion.mode=particle_guidance",
+          # Particle Guidance at the strength that pushes about as hard as score-relative 0.3 on the mini LDMs
+          # (repulsion / score ratio 0.1 to 0.4 in the first steps; docs/particle_search.md)
+          Configuration("4 Particle Guidance 3e5", "particle guidance",
+                        ("particle_num=4", "repulsion_scale=3e5", "repulsion.mode=particle_guidance",
                          "repulsion.sigma_min=1.0"), FULL)]
     return c
 

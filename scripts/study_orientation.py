@@ -23,13 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from data import build_dataset  # noqa: E402
 from evaluation.orientation import prior_log_ratio  # noqa: E402
-from models import build_model  # noqa: E402
-from operators import build_operator  # noqa: E402
+from pipeline.build import build  # noqa: E402
 from pipeline.config import validate  # noqa: E402
+from pipeline.schema import compose  # noqa: E402
 from pipeline.stacks import stack  # noqa: E402
 from evaluation.record import evaluate_image, image_record  # noqa: E402
 from pipeline.sampling import sample_batch, split  # noqa: E402
@@ -38,9 +36,8 @@ from tracking.compute import NetworkCounter  # noqa: E402
 
 def config(model: str, weight: float | None, seed: int, particles: int):
     weight = [] if weight is None else [f"model.rotated_weight={weight}"]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="default", overrides=[
-            *stack(model), *weight, f"particle_num={particles}", f"seed={seed}", "save_images=false"])
+    cfg = compose(*stack(model), *weight, f"particle_num={particles}", f"seed={seed}", "save_images=false",
+                  "device=cpu")
     validate(cfg)
     return cfg
 
@@ -49,9 +46,8 @@ def run(model_name: str, weight: float | None, args, exact: bool = True) -> list
     out = []
     evals = [int(e) for e in args.evals.split(",")]
     cfg0 = config(model_name, weight, 0, args.particles)
-    model = build_model(cfg0.model, "cpu")
-    operator = build_operator(cfg0.task, model.image_shape[-1])
-    dataset = build_dataset(cfg0.data, cfg0.model, 0, args.images)
+    cfg0.num_eval_images = args.images
+    model, operator, dataset = build(cfg0)
     dev = torch.device("cpu")
     for seed in [int(s) for s in args.seeds.split(",")]:
         cfg = config(model_name, weight, seed, args.particles)
@@ -91,7 +87,7 @@ def run_digits(args) -> dict:
 
     evals = [int(e) for e in args.evals.split(",")]
     cfg = config("digits32ldm", None, 0, args.particles)
-    model = build_model(cfg.model, "cpu")
+    model = build(cfg)[0]
     x, labels = digits("test")
     clean = {}
     with torch.no_grad():

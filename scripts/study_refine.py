@@ -20,12 +20,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 
-from data import build_dataset  # noqa: E402
-from models import build_model  # noqa: E402
-from operators import build_operator  # noqa: E402
+from pipeline.build import build  # noqa: E402
 from pipeline.config import validate  # noqa: E402
+from pipeline.schema import compose  # noqa: E402
 from pipeline.stacks import STACKS, stack  # noqa: E402
 from pipeline.run import run_image  # noqa: E402
 from sampler import measurement_generator  # noqa: E402
@@ -61,12 +59,10 @@ def particle_rows(record: dict) -> list[dict]:
 
 
 def variant_config(overrides: list[str], args, seed: int):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        iters = [] if any(o.startswith("optimization.max_iters=") for o in overrides) else [
-            f"optimization.max_iters={args.max_iters}"]
-        cfg = compose(config_name="default", overrides=[
-            *stack(args.model),
-            f"particle_num={args.particles}", f"seed={seed}", "save_images=false", *iters, *overrides])
+    iters = [] if any(o.startswith("optimization.max_iters=") for o in overrides) else [
+        f"optimization.max_iters={args.max_iters}"]
+    cfg = compose(*stack(args.model), f"particle_num={args.particles}", f"seed={seed}", "save_images=false", *iters,
+                  *overrides)
     validate(cfg)
     return cfg
 
@@ -164,11 +160,8 @@ def main():
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out or ROOT / "results" / f"study_refine_{args.model}.json")
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="default", overrides=stack(args.model))
-    model = build_model(cfg.model, "cpu")
-    operator = build_operator(cfg.task, model.image_shape[-1])
-    dataset = build_dataset(cfg.data, cfg.model, 0, args.images)
+    cfg = compose(*stack(args.model), f"num_eval_images={args.images}", "device=cpu", "model.cpu_threads=1")
+    model, operator, dataset = build(cfg)
 
     chosen = variants(args.optimization_step, cfg.task.operator.sigma)
     if args.variants:

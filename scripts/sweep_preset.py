@@ -1,77 +1,56 @@
-"""Step-size sweep for a benchmark model's sampler preset: failed particles and mode coverage per setting.
+"""Step-size sweep for a model's sampler preset: every setting on the same measurements, compared with the first by
+95 % intervals and the exact McNemar test (the study harness: pipeline/study.py, evaluation/paired.py).
 
-    python scripts/sweep_preset.py --model two_mode_latent --lr 5e-5,1e-4,2e-4,5e-4,1e-3 --mcmc-steps 20,50
+    OMP_NUM_THREADS=1 python scripts/sweep_preset.py --model two_mode_latent --lr 5e-5,1e-4,2e-4 --mcmc-steps 20,50
 
-Runs `--images` images x `--particles` independent particles per setting (no repulsion, pruning or refinement),
-seed `--seed`, on one CPU thread, and prints a Markdown table (success up to the measurement's symmetries); the
-preset is the setting with the fewest failed particles (ties: more images chosen right, then found).
+Each setting runs `--images` images x `--particles` independent particles per seed, as an ordinary run folder
+under --out (an interrupted sweep continues); the preset is the setting with the highest particle success (ties:
+more images chosen right).
 """
 from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
-from data import build_dataset  # noqa: E402
-from models import build_model  # noqa: E402
-from operators import build_operator  # noqa: E402
-from pipeline.config import validate  # noqa: E402
-from pipeline.stacks import STACKS, stack  # noqa: E402
-from pipeline.run import run_image  # noqa: E402
+from evaluation.paired import compare, table  # noqa: E402
+from pipeline.stacks import STACKS  # noqa: E402
+from pipeline.study import Configuration, records, run_study  # noqa: E402
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="two_mode_latent", choices=sorted(STACKS))
     ap.add_argument("--lr", default="5e-5,1e-4,2e-4,5e-4,1e-3")
     ap.add_argument("--mcmc-steps", default="20,50")
     ap.add_argument("--lr-min-ratio", default="0.01")
     ap.add_argument("--images", type=int, default=6)
+    ap.add_argument("--start", type=int, default=0)
     ap.add_argument("--particles", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42])
+    ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every setting")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-
-    grid = list(itertools.product(args.lr.split(","), args.mcmc_steps.split(","), args.lr_min_ratio.split(",")))
-    print(f"{args.model}: {args.images} images x {args.particles} particles, seed {args.seed}\n")
-    print("| lr | MCMC steps | lr_min_ratio | failed particles | found | chosen right | both modes | best-of-N PSNR | "
-          "s / image |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    model = dataset = operator = None
-    for lr, steps, ratio in grid:
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose(config_name="default", overrides=[
-                *stack(args.model), f"particle_num={args.particles}",
-                f"seed={args.seed}", "save_images=false", f"sampler.mcmc.lr={lr}", f"sampler.mcmc.num_steps={steps}",
-                f"sampler.mcmc.lr_min_ratio={ratio}", *args.overrides])
-        validate(cfg)
-        if model is None:
-            model = build_model(cfg.model, "cpu")
-            operator = build_operator(cfg.task, model.image_shape[-1])
-            dataset = build_dataset(cfg.data, cfg.model, 0, args.images)
-        recs, t0 = [], time.perf_counter()
-        for i in range(len(dataset)):
-            name, gt = dataset[i]
-            recs.append(run_image(model, operator, name, gt, dataset.indices[i], cfg, torch.device("cpu"),
-                                  torch.float32))
-        seconds = (time.perf_counter() - t0) / len(recs)
-        fails = sum(r["modes"]["fail"] for r in recs)
-        print(f"| {lr} | {steps} | {ratio} | {fails}/{args.images * args.particles} | "
-              f"{sum(r['found'] for r in recs)}/{len(recs)} | "
-              f"{sum(r['best_by_prior']['mode'] == '0' for r in recs)}/{len(recs)} | "
-              f"{sum(r['both_modes'] for r in recs)}/{len(recs)} | "
-              f"{statistics.fmean(r['best_of_n']['psnr'] for r in recs):.2f} | {seconds:.1f} |", flush=True)
+    args = ap.parse_args(argv)
+    out = args.out or ROOT / "results" / "sweep_preset" / args.model
+    configs = [Configuration(f"lr {lr}, {steps} MCMC steps, lr_min_ratio {ratio}", "preset",
+                             (f"particle_num={args.particles}", f"sampler.mcmc.lr={lr}",
+                              f"sampler.mcmc.num_steps={steps}", f"sampler.mcmc.lr_min_ratio={ratio}"), args.images)
+               for lr, steps, ratio in itertools.product(args.lr.split(","), args.mcmc_steps.split(","),
+                                                         args.lr_min_ratio.split(","))]
+    run_study(args.model, configs, args.seeds, args.start, out, common=args.overrides)
+    recs = records(out, configs, args.seeds)
+    reference = configs[0].label
+    comparisons = {c.label: compare(recs[c.label], recs[reference]) for c in configs}
+    print(f"{args.model}: images {args.start}-{args.start + args.images - 1} x seeds {args.seeds}, "
+          f"{args.particles} particles\n")
+    print(table(comparisons, reference))
+    best = max(comparisons, key=lambda k: (comparisons[k].means["particle_success"],
+                                           comparisons[k].means["chosen_right"]))
+    print(f"\nhighest particle success: {best}")
 
 
 if __name__ == "__main__":

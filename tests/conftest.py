@@ -12,10 +12,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def compose(*overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from pipeline.schema import compose as schema_compose
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose("default", overrides=list(overrides))
+    return schema_compose(*overrides)
 
 
 @pytest.fixture(scope="module")

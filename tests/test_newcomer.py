@@ -44,6 +44,8 @@ def test_the_readme_path_works_as_written(tmp_path):
     (["model=nope"], "model=nope is no choice of model"),
     (["particle_num"], "cannot read 'particle_num'"),
     (["--pruning_keep", "9", "--particle_num", "4"], "pruning_keep=9 is invalid with particle_num=4"),
+    (["--particle_num", "0"], "particle_num=0 is invalid: must be an integer >= 1"),
+    (["--bogus", "1"], "unknown flag --bogus"),
 ])
 def test_every_unknown_key_and_bad_value_is_one_line_and_exit_2(args, named, tmp_path):
     r = entry(*args, f"save_dir={tmp_path}")

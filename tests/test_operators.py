@@ -1,4 +1,5 @@
-"""Phase retrieval operator: DAPS's definition, rotation invariance, batching."""
+"""Phase retrieval operator: DAPS's definition, rotation invariance, batching, its settings."""
+import pytest
 import torch
 
 from operators import build_operator
@@ -58,7 +59,21 @@ def test_measurement_noise_level_and_generator():
     assert abs(noise.std().item() - 0.05) < 0.003
 
 
-def test_registry_builds_from_config():
-    cfg = compose()
+def test_registry_builds_from_config_and_checks_its_settings():
+    """The task block builds the operator it names with its own settings (pad = int(oversample / 8 H) per side, a
+    padded image of 48 for H = 32), and a bad name or setting is a ConfigError naming it."""
+    from core.errors import ConfigError
+    from operators import check_config
+
+    cfg = compose("task.operator.oversample=1.5", "task.operator.sigma=0.1")
+    check_config(cfg.task)
     op = build_operator(cfg.task, 32)
-    assert isinstance(op, PhaseRetrieval) and op.sigma == 0.05 and op.oversample == 2.0
+    assert (op.pad, op.sigma) == (6, 0.1) and op(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 44, 44)
+    for override, message in [("task.operator.oversample=-1", "task.operator.oversample=-1 is invalid"),
+                              ("task.operator.oversample=0.5", "task.operator.oversample=0.5 is invalid"),
+                              ("task.operator.oversample=abc", "task.operator.oversample='abc' is invalid"),
+                              ("task.operator.sigma=0", "task.operator.sigma=0 is invalid"),
+                              ("task.operator.name=coded_diffraction", "task.operator.name=coded_diffraction is "
+                                                                       "invalid: must be one of phase_retrieval")]:
+        with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+            check_config(compose(override).task)

@@ -10,18 +10,20 @@ import torch.nn.functional as F
 
 from core.errors import ConfigError
 from core.groups import pairwise_sq_distances, same_group
-from evaluation.record import pruning_record, steps_record
+from evaluation.record import steps_record
 from particle import PruningHook, RepulsionHook, choose_kept, rbf_repulsion
-from particle import pruning, repulsion
+from pipeline.config import validate
 from sampler import Hook, ParticleState, StepContext, Trace, latent_daps, particle_generator, trigger_step
+from sampler.stages import STAGES
+from stages.pruning import record as pruning_record
 from tests.conftest import compose
 
 D64 = torch.float64
 
 
 def ctx_at(k, model=None, operator=None, K=50):
-    return StepContext(k=k, t=round(1000 * (1 - k / K)), sigma=1.0, sigma_next=0.5, num_steps=K,
-                       phase="explore", model=model, operator=operator)
+    return StepContext(k=k, t=round(1000 * (1 - k / K)), sigma=1.0, sigma_next=0.5, num_steps=K, model=model,
+                       operator=operator)
 
 
 def make_state(z0, groups=None, seed=0):
@@ -207,15 +209,20 @@ def test_absolute_mode_logs_the_mean_ratio():
 
 def test_repulsion_config_end_point_and_validation():
     K = 50
-    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), None).end_k == trigger_step(200, K)
-    assert RepulsionHook.from_config(compose("repulsion_scale=0.3"), 45).end_k == 45
-    assert RepulsionHook.from_config(compose("repulsion_scale=0.3", "repulsion.end_t=500"), 45).end_k == 25
+    hook = STAGES["repulsion"].hook
+    assert hook(compose("repulsion_scale=0.3")).end_k == trigger_step(200, K)
+    # with refinement from t = 100 (k = 45) the strength ends there, and no drift from it on whatever the mode
+    assert hook(compose("repulsion_scale=0.3", "optimization_step=100")).end_k == 45
+    assert hook(compose("repulsion_scale=0.3", "repulsion.end_t=500", "optimization_step=100")).end_k == 25
+    pg = hook(compose("repulsion_scale=1e5", "repulsion.mode=particle_guidance", "optimization_step=100"))
+    assert pg.strength(44, 5.0) == 1e5 and pg.strength(45, 5.0) == 0.0
     for override, key in [("repulsion.mode=strong", "repulsion.mode"),
                           ("repulsion.schedule=step", "repulsion.schedule"),
                           ("repulsion.features=vgg", "repulsion.features"), ("repulsion.end_t=1000", "repulsion.end_t"),
-                          ("repulsion.pixel_size=0", "repulsion.pixel_size")]:
-        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            repulsion.check_config(compose("repulsion_scale=0.3", override), None)
+                          ("repulsion.pixel_size=0", "repulsion.pixel_size"), ("repulsion_scale=-1", "repulsion_scale"),
+                          ("repulsion_scale=nan", "repulsion_scale")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.") + "=.* is invalid"):
+            validate(compose("repulsion_scale=0.3", override))
 
 
 # ---------------------------------------------------------------- pruning
@@ -302,7 +309,7 @@ def test_pruning_slices_every_per_particle_field_consistently():
     assert torch.equal(torch.stack([r["z0"] for r in dropped]), z0[[1, 2]])
     assert [r["loss"] for r in dropped] == pytest.approx([1.01, 1.02])
     assert [r["distance_to_kept"] for r in dropped] == pytest.approx([0.1, 0.1])
-    (rep,) = pruning_record(trace)
+    (rep,) = pruning_record(trace, None)
     assert rep["kept"] == [0, 3] and rep["dropped"] == [1, 2] and rep["mode"] == "prune"
     assert rep["losses"] == pytest.approx({0: 1.0, 1: 1.01, 2: 1.02, 3: 1.05})
     # other steps leave the state alone
@@ -317,25 +324,26 @@ def test_branch_refills_with_children_that_have_fresh_generators():
     assert new.size == 4
     # dropped places 1, 2 hold children 4, 5 of the kept particles, best parent first
     assert new.particle_ids.tolist() == [0, 4, 5, 3]
-    assert pruning_record(trace)[0]["children"] == {4: 0, 5: 3}
+    assert pruning_record(trace, None)[0]["children"] == {4: 0, 5: 3}
     assert torch.equal(new.z0[1], z0[0]) and torch.equal(new.z0[2], z0[3])
     for pos, cid in [(1, 4), (2, 5)]:
         fresh = particle_generator(9, 0, cid, "cpu")
         assert new.generators[pos] is not state.generators[0]
         assert torch.equal(torch.randn(5, generator=new.generators[pos]), torch.randn(5, generator=fresh))
-    assert pruning_record(trace)[0]["dropped"] == [1, 2]
+    assert pruning_record(trace, None)[0]["dropped"] == [1, 2]
 
 
 def test_pruning_config_validation():
     cfg = compose("pruning_step=300", "particle_num=4")
-    pruning.check_config(cfg)
-    hook = PruningHook.from_config(cfg)
+    validate(cfg)
+    hook = STAGES["pruning"].hook(cfg)
     assert (hook.schedule, hook.mode) == ({35: 2}, "prune")          # t = 300 of 50 steps: k = 35
     for override, key in [("pruning.mode=cut", "pruning.mode"), ("pruning.loss_factor=0.5", "pruning.loss_factor"),
                           ("pruning.diversity_fraction=-1", "pruning.diversity_fraction"),
-                          ("pruning_keep=4", "pruning_keep")]:
-        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            pruning.check_config(compose("pruning_step=300", "particle_num=4", override))
+                          ("pruning_keep=4", "pruning_keep"), ("pruning_step=[300,400]", "pruning_step"),
+                          ("pruning_step=[300,100]", "pruning_keep"), ("pruning_step=1001", "pruning_step")]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.") + "=.* is invalid"):
+            validate(compose("pruning_step=300", "particle_num=4", override))
 
 
 # ---------------------------------------------------------------- in the sampler loop
@@ -374,17 +382,17 @@ def benchmark():
 
 
 def run_small(benchmark, *overrides):
-    from pipeline.sampling import Stages, build_hooks, make_state as run_state
+    from pipeline.sampling import boundaries, build_hooks, make_state as run_state
+    from sampler import sigmas_of
 
     model, operator, y = benchmark
     cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
                   "particle_num=4", "repulsion_scale=0.3", *overrides)
-    stages = Stages.of(cfg)
     spy, trace = Spy(), Trace()
-    hooks = build_hooks(cfg, stages) + [spy]
+    hooks = [spy, *build_hooks(cfg)]
     state = run_state(model, y, cfg, 0, "cpu", D64)
-    state = latent_daps(model, operator, state, cfg.sampler, hooks, stages.phase_of, spy, trace=trace)
-    return state, spy, stages.prune_k, trace
+    state = latent_daps(model, operator, state, sigmas_of(cfg.sampler.annealing), cfg.sampler, hooks, trace=trace)
+    return state, spy, boundaries(cfg)["prune_k"], trace
 
 
 def test_later_steps_run_on_the_pruned_batch(benchmark):

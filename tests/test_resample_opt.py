@@ -7,11 +7,13 @@ import torch
 
 from operators import PhaseRetrieval
 from core.errors import ConfigError
-from evaluation.record import optimization_record, steps_record
-from resample_opt import AdamState, RefineHook, adam_step, optimize_latents, validate_optimization
-from resample_opt.hook import check_config
-from sampler import Hook, StepContext, latent_daps
+from evaluation.record import steps_record
+from pipeline.config import validate
+from resample_opt import AdamState, RefineHook, adam_step, optimize_latents
+from sampler import StepContext, latent_daps, sigmas_of
 from sampler.schedule import trigger_step
+from sampler.stages import STAGES
+from stages.refine import record as refine_record
 from tests.conftest import compose
 
 DT = torch.float64
@@ -168,19 +170,17 @@ def test_nonfinite_loss_stops_that_particle_only():
 # --- the hook -----------------------------------------------------------------------------------------------------
 
 def test_validation_raises_config_error():
-    good = dict(compose().optimization)
-    validate_optimization(good)
+    validate(compose("optimization_step=200"))
     for key, bad in [("lr", 0.0), ("lr", -1e-3), ("max_iters", 0), ("max_iters", 2.5), ("eps", -1.0),
-                     ("plateau_window", -1), ("every", -1), ("final", 1), ("max_iters", True)]:
-        with pytest.raises(ConfigError, match=f"optimization.{key}="):
-            validate_optimization({**good, key: bad})
-    with pytest.raises(ConfigError, match="unknown keys"):
-        validate_optimization({**good, "learning_rate": 1e-3})
-    with pytest.raises(ConfigError, match="no `optimization:` block"):
-        validate_optimization(None)
+                     ("plateau_window", -1), ("every", -1), ("final", 1), ("max_iters", True), ("lr", "nan"),
+                     ("resample", "maybe")]:
+        with pytest.raises(ConfigError, match=f"optimization.{key}=.* is invalid"):
+            validate(compose("optimization_step=200", f"optimization.{key}={bad}"))
+    with pytest.raises(Exception, match="learning_rate"):            # an unknown key: Hydra refuses to compose it
+        compose("optimization.learning_rate=1e-3")
     cfg = compose("optimization_step=200", "optimization.every=0", "optimization.final=false")
     with pytest.raises(ConfigError, match="no optimisation would run"):
-        check_config(cfg)
+        validate(cfg)
 
 
 def test_schedule():
@@ -220,7 +220,7 @@ def test_hook_replaces_z0_and_reports(bench):
     state.loss = op.loss(model.decode(state.z0), state.y)
     z_mcmc = state.z0.clone()
     hook = RefineHook(0, lr=5e-3, max_iters=30, eps=1e-3, plateau_window=10)
-    ctx = StepContext(k=3, t=250, sigma=0.2, sigma_next=0.0, num_steps=4, phase="refine", model=model, operator=op)
+    ctx = StepContext(k=3, t=250, sigma=0.2, sigma_next=0.0, num_steps=4, model=model, operator=op)
     state = hook.after_step(state, ctx)
     after = op.loss(model.decode(state.z0), state.y)
     assert after.lt(op.loss(model.decode(z_mcmc), state.y)).all()
@@ -228,7 +228,7 @@ def test_hook_replaces_z0_and_reports(bench):
     (step,) = steps_record(ctx.trace)
     assert {"opt_iters_mean", "opt_iters_max", "opt_time_s", "opt_accepted"} <= set(step)
     assert step["opt_iters_max"] == max(step["opt_iters_mean"], step["opt_iters_max"]) and step["opt_accepted"] == 3
-    rep = optimization_record(ctx.trace)
+    rep = refine_record(ctx.trace, None)
     assert rep["num_calls"] == 1 and rep["total_iterations"] == sum(rep["calls"][0]["iterations"])
     call = rep["calls"][0]
     assert call["resample_weight"] == 1.0                      # replace: the optimised z0 kept whole
@@ -248,7 +248,7 @@ def test_accept_if_improve_rejects_a_worse_latent(bench):
     state = new_state()
     state.z0 = model.means[:3].view(3, *model.image_shape).to(DT).clone()
     z_mcmc = state.z0.clone()
-    ctx = lambda: StepContext(k=3, t=250, sigma=0.2, sigma_next=0.0, num_steps=4, phase="refine",  # noqa: E731
+    ctx = lambda: StepContext(k=3, t=250, sigma=0.2, sigma_next=0.0, num_steps=4,  # noqa: E731
                               model=model, operator=op)
     wild = dict(lr=50.0, max_iters=3, eps=0.0, plateau_window=0)   # Adam steps of ~50 per pixel: loss explodes
     kept = RefineHook(0, accept_if_improve=True, **wild).after_step(state, ctx())
@@ -261,30 +261,22 @@ def test_accept_if_improve_rejects_a_worse_latent(bench):
 
 # --- repulsion is off while refining --------------------------------------------------------------------------------
 
-class HugeDrift(Hook):
-    def drift(self, z, score, state, ctx):
-        return torch.full_like(z, 1e6)
-
-
-def _sample(bench, hooks, phase):
+def _sample(bench, hooks):
     cfg, model, op, new_state = bench
-    return latent_daps(model, op, new_state(), cfg.sampler, hooks, phase_of=lambda k: phase).z0
+    return latent_daps(model, op, new_state(), sigmas_of(cfg.sampler.annealing), cfg.sampler, hooks).z0
 
 
-def test_drifts_do_nothing_in_refine_phase(bench):
-    plain = _sample(bench, [], "refine")
-    assert torch.equal(_sample(bench, [HugeDrift()], "refine"), plain)
-    # the same hook does act outside the refine phase, so the comparison above can fail
-    assert not torch.allclose(_sample(bench, [HugeDrift()], "explore"), _sample(bench, [], "explore"))
-
-
-def test_repulsion_hook_is_off_in_refine_phase(bench):
-    import particle
-
-    cfg = compose("dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3",
-                      "repulsion_scale=10.0", "optimization_step=500")
-    hook = particle.RepulsionHook.from_config(cfg, 2)     # would repel at steps 0, 1 if they explored
-    assert torch.equal(_sample(bench, [hook], "refine"), _sample(bench, [], "refine"))
+def test_repulsion_is_off_from_the_refine_stage_on(bench):
+    """The loop applies every hook's drift at every step; the repulsion hook itself gives none from the refine
+    stage's first step on, whatever its mode."""
+    base = ["dtype=float64", "particle_num=3", "sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=3",
+            "repulsion_scale=10.0", "repulsion.end_t=250"]
+    plain = _sample(bench, [])
+    for mode in ("score_relative", "particle_guidance"):
+        refining = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "optimization_step=1000"))
+        assert torch.equal(_sample(bench, [refining]), plain), mode            # refining from step 0: no push
+        exploring = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "optimization_step=500"))
+        assert not torch.allclose(_sample(bench, [exploring]), plain), mode    # steps 0 and 1 explore: it pushes
 
 
 # --- end to end on the two-mode benchmark ---------------------------------------------------------------------------

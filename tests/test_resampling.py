@@ -5,10 +5,15 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from evaluation.record import resampling_record
-from particle.resampling import ResamplingHook, ancestors, check_config, group_cumsum, resampling_generator
+from particle.resampling import ResamplingHook, ancestors, group_cumsum, resampling_generator
+from pipeline.config import validate
 from sampler import ParticleState, StepContext, particle_generator
+from stages.resampling import record
 from tests.conftest import compose
+
+
+def resampling_record(trace):
+    return record(trace, None)
 
 D64 = torch.float64
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -76,7 +81,7 @@ def state_of(B=4, groups=None, seed=0):
 
 def event(state, losses, hook=None, k=5):
     hook = hook or ResamplingHook([k], temperature=0.05, seed=3)
-    ctx = StepContext(k=k, t=900, sigma=1.0, sigma_next=0.9, num_steps=50, phase="explore", model=Identity(),
+    ctx = StepContext(k=k, t=900, sigma=1.0, sigma_next=0.9, num_steps=50, model=Identity(),
                       operator=FixedLoss(losses))
     return hook.after_step(state, ctx), ctx.trace
 
@@ -123,16 +128,16 @@ def test_images_resample_on_their_own():
 def test_window_and_validation():
     assert ResamplingHook.event_steps(5, 900, 500, 50) == [5, 10, 15, 20, 25]
     assert ResamplingHook.event_steps(1, 100, 0, 50) == list(range(45, 49))     # never the last step
-    check_config(compose("particle_num=4", "resampling_interval=5"))
+    validate(compose("particle_num=4", "resampling_interval=5"))
     for override, key in [("resampling_interval=-1", "resampling_interval"),
                           ("resampling.temperature=0", "resampling.temperature"),
                           ("resampling.ess_threshold=1.5", "resampling.ess_threshold"),
                           ("resampling.scheme=stratified", "resampling.scheme"),
                           ("resampling.start_t=100", "start_t=100 is below")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-            check_config(compose("particle_num=4", "resampling_interval=5", override))
+            validate(compose("particle_num=4", "resampling_interval=5", override))
     with pytest.raises(ConfigError, match="needs particle_num >= 2"):
-        check_config(compose("particle_num=1", "resampling_interval=5"))
+        validate(compose("particle_num=1", "resampling_interval=5"))
 
 
 def test_in_a_run_the_record_holds_every_event_and_batches_equal_single_images(tmp_path):

@@ -4,8 +4,9 @@ import torch
 
 from models import build_model
 from operators import build_operator
-from pipeline.sampling import Stages, make_state
-from sampler import Hook, Trace, annealing_sigmas, latent_daps, measurement_generator, step_time, trigger_step
+from pipeline.sampling import make_state
+from sampler import Hook, Trace, annealing_sigmas, latent_daps, measurement_generator, sigmas_of, step_time, trigger_step
+from sampler.stages import phase_of
 from tests.conftest import compose
 
 FAST = ["sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=3", "dtype=float64"]
@@ -26,8 +27,10 @@ def test_time_convention_and_triggers():
     assert trigger_step(-1, 50) is None
     assert trigger_step(199, 50) == 41
     assert trigger_step(5, 50) is None          # t_49 = 20: never reached
-    phase = Stages(30, 40).phase_of
+    # pruning at k = 30 (t = 400), refinement from k = 40 (t = 200): the phases the tracker times
+    phase = phase_of(compose("pruning_step=400", "optimization_step=200"))
     assert [phase(k) for k in (0, 30, 31, 39, 40, 49)] == ["explore", "explore", "prune", "prune", "refine", "refine"]
+    assert {phase_of(compose())(k) for k in range(50)} == {"explore"}          # no stage on: one phase
 
 
 def _run(cfg, image_index=0):
@@ -37,7 +40,7 @@ def _run(cfg, image_index=0):
     _, gt = build_dataset(cfg.data, cfg.model, image_index, 1)[0]
     y = op.measure(gt[None].double(), generator=measurement_generator(cfg.seed, image_index))
     state = make_state(model, y, cfg, image_index, torch.device("cpu"), torch.float64)
-    return latent_daps(model, op, state, cfg.sampler), y
+    return latent_daps(model, op, state, sigmas_of(cfg.sampler.annealing), cfg.sampler), y
 
 
 def test_particle_i_of_batch_equals_single_run_at_offset_i():
@@ -67,7 +70,7 @@ class _PoisonOne(Hook):
         return None
 
 
-class _Record:
+class _Record(Hook):
     """A tracker that keeps z at the start of every step and z0 at its end."""
 
     def __init__(self):
@@ -93,7 +96,8 @@ def test_nan_particle_is_frozen_and_others_continue():
     rec = _Record()
     refine = RefineHook(refine_k=4, every=1, final=True, lr=1e-3, max_iters=3, eps=0.0, plateau_window=0)
     trace = Trace()
-    out = latent_daps(model, op, state, cfg.sampler, hooks=[_PoisonOne(), refine], tracker=rec, trace=trace)
+    sigmas = sigmas_of(cfg.sampler.annealing)
+    out = latent_daps(model, op, state, sigmas, cfg.sampler, hooks=[rec, _PoisonOne(), refine], trace=trace)
     assert out.alive.tolist() == [True, False, True]
     assert torch.isfinite(out.z).all() and torch.isfinite(out.z0).all()
     for k in range(3, 6):
@@ -107,7 +111,7 @@ def test_nan_particle_is_frozen_and_others_continue():
     assert [r["accepted"] for r in calls] == [True, False, True] * 2
     # the NaN did not leak into the other particles
     plain = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
-    poisoned = latent_daps(model, op, plain, cfg.sampler, hooks=[_PoisonOne()])
+    poisoned = latent_daps(model, op, plain, sigmas, cfg.sampler, hooks=[_PoisonOne()])
     assert torch.allclose(poisoned.z[0], clean.z[0], atol=1e-10) and torch.allclose(poisoned.z[2], clean.z[2], atol=1e-10)
 
 

@@ -11,7 +11,7 @@ from core.tensors import rot180
 from resample_opt import RefineHook
 from resample_opt.resample import resample_weights
 from sampler import StepContext
-from evaluation.record import optimization_record
+from stages.refine import record as optimization_record
 from sampler import Trace
 from sampler.state import ParticleState
 from tests.conftest import compose
@@ -113,10 +113,10 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
     """Identity decoder, y = |F pad x| + noise: the fit can go below the noise; eps auto stops at the noise level,
     sigma_y^2 (1 + 3 sqrt(2 / m)) per element, one step after the loss crossed it."""
     model, op, y, z0 = _problem(0.05, 1)
-    ctx = StepContext(k=9, t=20, sigma=0.1, sigma_next=0.0, num_steps=10, phase="refine", model=model, operator=op)
+    ctx = StepContext(k=9, t=20, sigma=0.1, sigma_next=0.0, num_steps=10, model=model, operator=op)
     hook = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=2000, eps="auto", plateau_window=0)
     state = hook.after_step(_state(z0, y), ctx)
-    (call,) = optimization_record(ctx.trace)["calls"]
+    (call,) = optimization_record(ctx.trace, None)["calls"]
     m = y[0].numel()
     level = op.sigma ** 2 * (1 + 3 * math.sqrt(2 / m))
     assert hook.threshold(op, m) == pytest.approx(level) and 1.04 < level / op.sigma ** 2 < 1.06
@@ -128,13 +128,13 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
     fixed = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=50, eps=1e-3, plateau_window=0)
     ctx.trace = Trace()
     fixed.after_step(_state(z0, y), ctx)
-    assert optimization_record(ctx.trace)["calls"][0]["stop_reason"] == ["max_iters", "max_iters"]
+    assert optimization_record(ctx.trace, None)["calls"][0]["stop_reason"] == ["max_iters", "max_iters"]
     assert torch.isfinite(state.z0).all()
 
 
 def test_stochastic_resample_blends_and_lowers_the_renoise():
     model, op, y, z0 = _problem(0.1, 2)
-    ctx = StepContext(k=5, t=500, sigma=0.9, sigma_next=0.7, num_steps=10, phase="refine", model=model, operator=op)
+    ctx = StepContext(k=5, t=500, sigma=0.9, sigma_next=0.7, num_steps=10, model=model, operator=op)
     kw = dict(refine_k=5, every=1, final=True, lr=1e-3, max_iters=20, eps=0.0, plateau_window=0)
     replace = RefineHook(**kw)
     replaced = replace.after_step(_state(z0, y), ctx).z0

@@ -1,4 +1,5 @@
-"""Image outputs of one measurement: ground truth, a view of y, every particle and a labelled grid."""
+"""Image outputs of one measurement: ground truth, a view of y, the tool's answer, every particle and a labelled
+grid."""
 from __future__ import annotations
 
 import shutil
@@ -9,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import save_image
 
-from core.tensors import to_unit
+from core.tensors import rot180, to_unit
 
 TILE = 128            # grid tiles are upscaled to at least this many pixels: a 32 px benchmark image stays legible
 LABEL_H = 44          # the label strip under each tile: three lines
@@ -41,9 +42,10 @@ def labelled_grid(tiles: list[torch.Tensor], labels: list[tuple[str, ...]]) -> I
     return canvas
 
 
-def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(), chosen=None):
-    """images/NNNNN/: gt.png, measurement.png, particle_<id>.png (pruned_particle_<id>.png for pruned ones) and
-    grid.png (GT, |y|, every final particle with its mode and PSNR; `chosen` = the lowest-loss particle's id)."""
+def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(), answer=None):
+    """images/NNNNN/: gt.png, measurement.png, particle_<id>.png (pruned_particle_<id>.png for pruned ones),
+    answer.png (the tool's answer: the chosen particle turned the way the prior prefers; `answer` is the record's
+    best_by_prior) and grid.png (GT, |y|, the answer, every final particle with its mode and PSNR)."""
     out = Path(out_dir) / "images" / f"{index:05d}"
     shutil.rmtree(out, ignore_errors=True)            # this image is being redone: no PNG of an earlier run stays
     out.mkdir(parents=True)
@@ -55,13 +57,23 @@ def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(),
         for pid, xi in zip(pids, xd):
             save_image(to_unit(xi.float().cpu()), out / f"pruned_particle_{pid}.png")
     view = torch.nn.functional.interpolate(measurement_view(y)[:1].cpu(), size=gt.shape[-2:])[0]
-    tiles = [to_unit(gt[0].float().cpu()), view.expand(3, -1, -1)] + [to_unit(xi.float().cpu()) for xi in x]
-    by_id = {r["particle"]: r for r in rows}
+    tiles = [to_unit(gt[0].float().cpu()), view.expand(3, -1, -1)]
     labels = [("ground truth",), ("log |y|",)]
+    if answer is not None:
+        xa = x[particle_ids.index(answer["particle"])]
+        xa = rot180(xa) if answer["rotated"] else xa
+        save_image(to_unit(xa.float().cpu()), out / "answer.png")
+        verdict = "right" if answer["mode"] == "0" else "wrong"
+        tiles.append(to_unit(xa.float().cpu()))
+        labels.append((f"ANSWER: particle {answer['particle']}", ("turned 180 deg, " if answer["rotated"] else "")
+                       + f"{answer['psnr']:.1f} dB", verdict))
+    tiles += [to_unit(xi.float().cpu()) for xi in x]
+    by_id = {r["particle"]: r for r in rows}
     for pid in particle_ids:
         r = by_id[pid]
         mode = "fail" if r["mode"] == "fail" else f"{r['mode']} deg"
         # a 180-degree particle is judged against the rotated ground truth, which it matches
         psnr = f"{r['psnr_180']:.1f} dB vs rot. GT" if r["mode"] == "180" else f"{r['psnr']:.1f} dB"
-        labels.append((f"particle {pid}: {mode}", psnr) + (("lowest loss",) if pid == chosen else ()))
+        mark = ("the answer, as sampled",) if answer is not None and pid == answer["particle"] else ()
+        labels.append((f"particle {pid}: {mode}", psnr) + mark)
     labelled_grid(tiles, labels).save(out / "grid.png")

@@ -10,6 +10,7 @@ import torch
 
 from core.groups import same_group
 from core.tensors import cuda_sync
+from sampler.hooks import Hook
 
 
 def peak_rss_mb() -> float:
@@ -33,12 +34,14 @@ def pairwise_distances(z: torch.Tensor, groups: torch.Tensor) -> dict[int, tuple
             for g, s, n, m in zip(images.tolist(), pair_sum, pair_count, pair_min)}
 
 
-class RunTracker:
-    """Times phases (explore, prune, refine) and steps; resets the CUDA peak at each phase boundary."""
+class RunTracker(Hook):
+    """A hook that times phases (explore, prune, refine: phase_of(k) names step k's) and steps, resets the CUDA peak
+    at each phase boundary, and writes each step's final state into the trace; first among the hooks, so that its
+    clock covers theirs."""
 
-    def __init__(self, device, trace, progress=None):
+    def __init__(self, device, trace, phase_of=lambda k: "explore", progress=None):
         self.device = torch.device(device)
-        self.trace, self.progress = trace, progress
+        self.trace, self.progress, self.phase_of = trace, progress, phase_of
         self.phases: dict[str, dict] = {}
         self._phase = None
         self._phase_t0 = 0.0
@@ -59,14 +62,15 @@ class RunTracker:
         self._phase = None
 
     def begin_step(self, state, ctx):
-        if ctx.phase != self._phase:
+        phase = self.phase_of(ctx.k)
+        if phase != self._phase:
             self._close_phase()
             if self.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(self.device)
-            self.phases.setdefault(ctx.phase, {"time_s": 0.0, "peak_memory_mb": 0.0, "steps": 0,
+            self.phases.setdefault(phase, {"time_s": 0.0, "peak_memory_mb": 0.0, "steps": 0,
                                                "memory_kind": "cuda_max_allocated" if self.device.type == "cuda"
                                                else "peak_rss"})
-            self._phase = ctx.phase
+            self._phase = phase
             self._phase_t0 = time.perf_counter()
         self._step_t0 = time.perf_counter()
 
@@ -74,7 +78,7 @@ class RunTracker:
         cuda_sync(self.device)
         loss = state.loss.float().cpu()
         images = state.image_ids.tolist()
-        self.trace.batch("step", k=ctx.k, t=ctx.t, sigma=ctx.sigma, phase=ctx.phase,
+        self.trace.batch("step", k=ctx.k, t=ctx.t, sigma=ctx.sigma, phase=self._phase,
                          time_s=time.perf_counter() - self._step_t0, memory_mb=self._memory_mb())
         self.trace.particles("step", images, state.particle_ids.tolist(), k=ctx.k,
                              loss=[None if not torch.isfinite(v) else float(v) for v in loss])
@@ -82,7 +86,7 @@ class RunTracker:
         groups = sorted(distances)
         self.trace.images("step", groups, k=ctx.k, mean_pairwise_distance=[distances[g][0] for g in groups],
                           min_pairwise_distance=[distances[g][1] for g in groups])
-        self.phases[ctx.phase]["steps"] += 1
+        self.phases[self._phase]["steps"] += 1
         if self.progress is not None:
             finite = loss[torch.isfinite(loss)]
             self.progress(ctx, float(finite.min()) if len(finite) else float("nan"), state.size)

@@ -1,0 +1,122 @@
+"""The one way a setting is declared: its default, what values it takes (checked before any work, one line naming
+the setting and its valid range) and a line of help; and the checker that walks a config against declarations."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError, is_int, is_number
+
+
+@dataclass(frozen=True)
+class Setting:
+    """default: its value when nobody sets it (None: it comes from a YAML group file); ok: whether a value is valid;
+    what: the valid values in words ("an integer >= 1"); help: what it does, one line."""
+
+    default: object
+    ok: Callable[[object], bool]
+    what: str
+    help: str = ""
+
+    def check(self, key: str, value) -> None:
+        if not self.ok(value):
+            raise ConfigError(f"{key}={_show(value)} is invalid: must be {self.what}")
+
+
+def _show(value) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _is_list(v) -> bool:
+    return not isinstance(v, (str, bytes, Mapping)) and hasattr(v, "__len__") and hasattr(v, "__iter__")
+
+
+def integer(low: int | None = None, high: int | None = None, default=None, help: str = "", off: int | None = None):
+    """An integer in low … high (either end open when None); `off`, when given, is valid too (e.g. -1 = off)."""
+    words = {(True, True): f"an integer in {low} … {high}", (True, False): f"an integer >= {low}",
+             (False, True): f"an integer <= {high}", (False, False): "an integer"}[(low is not None, high is not None)]
+    if off is not None:
+        words += f" (or {off}: off)"
+    return Setting(default, lambda v: is_int(v) and (v == off or ((low is None or v >= low)
+                                                                   and (high is None or v <= high))), words, help)
+
+
+def number(low: float | None = None, high: float | None = None, default=None, help: str = "",
+           low_open: bool = False, high_open: bool = False):
+    """A finite number in [low, high] (an end open when asked); never nan or inf."""
+    lo = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+    hi = "" if high is None else (f"< {high:g}" if high_open else f"<= {high:g}")
+    words = "a finite number" + (f" {lo}" if lo else "") + (" and" if lo and hi else "") + (f" {hi}" if hi else "")
+
+    def ok(v):
+        if not is_number(v):
+            return False
+        if low is not None and (v <= low if low_open else v < low):
+            return False
+        return high is None or (v < high if high_open else v <= high)
+    return Setting(default, ok, words, help)
+
+
+def boolean(default=None, help: str = ""):
+    return Setting(default, lambda v: isinstance(v, bool), "true or false", help)
+
+
+def choice(*options, default=None, help: str = ""):
+    return Setting(default, lambda v: v in options, "one of " + ", ".join(map(str, options)), help)
+
+
+def text(default=None, help: str = "", optional: bool = False):
+    """A string (or null when optional)."""
+    return Setting(default, lambda v: isinstance(v, str) or (optional and v is None),
+                   "a string" + (" or null" if optional else ""), help)
+
+
+def optional(setting: Setting, help: str | None = None) -> Setting:
+    """The setting, or null (its default unless it has one)."""
+    return Setting(setting.default, lambda v: v is None or setting.ok(v), f"null or {setting.what}",
+                   setting.help if help is None else help)
+
+
+def integer_list(low: int, high: int | None = None, default=None, help: str = "", off: int | None = None):
+    """An integer in low … high (or `off`), or a non-empty list of them."""
+    one = integer(low, high, off=off)
+    each = integer(low, high)
+    return Setting(default, lambda v: one.ok(v) or (_is_list(v) and len(v) > 0 and all(each.ok(x) for x in v)),
+                   f"{one.what}, or a list of {each.what.replace('an integer', 'integers')}", help)
+
+
+Schema = Mapping[str, "Setting | Schema"]
+
+
+def defaults(schema: Schema) -> dict:
+    """The config node of a schema's defaults (nested blocks as dicts)."""
+    return {k: defaults(v) if isinstance(v, Mapping) else v.default for k, v in schema.items()}
+
+
+def check_settings(cfg, schema: Schema, prefix: str = "") -> None:
+    """Every declared setting of cfg (a mapping) against its declaration; the first bad one is a ConfigError naming
+    its dotted key. Keys the schema does not declare are Hydra's to refuse (unknown keys) or the owner's to check."""
+    for key, decl in schema.items():
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if isinstance(decl, Mapping):
+            if not isinstance(value, Mapping) and not hasattr(value, "keys"):
+                raise ConfigError(f"{prefix}{key}={_show(value)} is invalid: must be a block of settings")
+            check_settings(value, decl, f"{prefix}{key}.")
+        else:
+            decl.check(f"{prefix}{key}", value)
+
+
+def help_lines(schema: Schema, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, valid values, help) of every setting, in declaration order."""
+    out = []
+    for key, decl in schema.items():
+        if isinstance(decl, Mapping):
+            out += help_lines(decl, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", decl.what, decl.help))
+    return out

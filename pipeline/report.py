@@ -1,0 +1,59 @@
+"""What a run prints on stdout: a header, one row per image as soon as it is finished (so a log shows progress), and
+the summary with what its columns mean."""
+from __future__ import annotations
+
+import sys
+
+from evaluation.failures import KINDS
+
+
+def header(particles: int) -> str:
+    return (f"{'image':>5} {'name':<16} {'answer':>6} {'answer dB':>9} {'found':>5} {'modes 0/180/fail':>16} "
+            f"{'failed t/u/f/s':>14} {f'DAPS best-of-{particles} dB':>19} {'time s':>7}")
+
+
+def row(im: dict) -> str:
+    m, c, f = im["modes"], im["best_by_prior"], im.get("failures", {})
+    kinds = "/".join(str(f.get(k, 0)) for k in KINDS)
+    return (f"{im['index']:>5} {im['name'][:16]:<16} {'right' if c['mode'] == '0' else 'wrong':>6} {c['psnr']:>9.2f} "
+            f"{'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m['180']}/{m['fail']:<6} {kinds:>14} "
+            f"{im['best_of_n']['psnr']:>19.2f} {im['total_time_s']:>7.1f}")
+
+
+def legend() -> str:
+    return ("answer: the particle the tool chooses without the ground truth, turned the way the prior prefers "
+            "(images/NNNNN/answer.png), right or wrong up to the measurement's symmetries, and its PSNR; found: some "
+            "particle is the image (or its rotation, or a shifted copy); failed: t twin (a measurement-identical wrong "
+            "image), u unrepresentable (the model cannot make the truth), f fits (within the noise: the prior must "
+            "tell), s search (a better fit was missed); DAPS best-of-N: the highest PSNR of any particle as sampled, "
+            "against the unturned truth (an oracle, as DAPS's tables report)")
+
+
+def summary_line(s: dict) -> str:
+    return (f"summary: {s['images']} image(s): the answer is right in {100 * s['prior_success_rate']:.0f} % "
+            f"({s['prior_choice_psnr_mean']:.2f} dB); some particle found it in {100 * s['search_success_rate']:.0f} % "
+            f"(particle success {100 * s['particle_success_rate']:.0f} %); DAPS best-of-{s['particles']:g} PSNR "
+            f"{s['best_of_n_psnr_mean']:.2f} dB; {s['time_s_per_image']:.1f} s/image")
+
+
+def representable_note(summary: dict) -> str | None:
+    """One line when under 90 % of the images are ones the model can make: then failures are the first stage's."""
+    rate = summary.get("representable_rate")
+    if rate is None or rate >= 0.9:
+        return None
+    return (f"the model can make only {100 * rate:.0f} % of these ground truths (its first stage's reconstruction "
+            f"fits y within the noise): failures there are the autoencoder's, not the sampler's; "
+            f"data.ground_truth=decoded benchmarks on truths it can make")
+
+
+def echo(line: str) -> None:
+    print(line, flush=True)
+
+
+def finish(summary: dict) -> None:
+    """The summary lines after the last row, and the representability note on stderr when it applies."""
+    echo(summary_line(summary))
+    echo(legend())
+    note = representable_note(summary)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)

@@ -1,0 +1,77 @@
+"""The stage protocol: everything one optional stage of the sampler declares (its flag and config block, their
+checks, its hook, the per-particle step facts it writes, its section of an image's record and summary, its phase, its
+fragment of the run name), and the registry that the pipeline, the checks, the record builder, the run name, --help
+and parse_metrics iterate. A stage is one module of the `stages` package that calls `register`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.settings import Setting
+
+
+def _none(*_):
+    return None
+
+
+@dataclass
+class Stage:
+    """One optional stage. `flag` turns it on (its Setting's default is the off value); `more_flags` are its other
+    top-level keys, `block` its config block under `block_key` (default: its name).
+
+    on(cfg): whether the stage runs; check(cfg): checks across settings beyond each setting's own range (raise
+    core.errors.ConfigError); hook(cfg): its sampler hook (sampler.hooks.Hook); order: where the hook acts after each
+    step among the stages (lower first); step_facts: per-particle step facts its hook writes into the trace -> how an
+    image's step record shows them, as (key, "list" | "mean" | "max" | "sum") pairs; record(trace, cfg): its section
+    of an image's record, under `record_key` (None: none); summary(images): its fields of the run summary;
+    phases(cfg): {phase name: first annealing step k} for per-phase time and memory; boundaries(cfg): the step
+    indices the record's `boundaries` block shows; fragment(cfg): its part of the default run name."""
+
+    name: str
+    flag: str
+    flag_setting: Setting
+    on: Callable
+    hook: Callable
+    fragment: Callable
+    order: int
+    block: dict[str, Setting] = field(default_factory=dict)
+    block_key: str | None = None
+    more_flags: dict[str, Setting] = field(default_factory=dict)
+    check: Callable = _none
+    step_facts: dict = field(default_factory=dict)
+    record: Callable | None = None
+    record_key: str | None = None
+    summary: Callable = lambda images: {}
+    columns: list = field(default_factory=list)        # parse_metrics --all: (summary key, header, format) of its fields
+    phases: Callable = lambda cfg: {}
+    boundaries: Callable = lambda cfg: {}
+
+    def __post_init__(self):
+        self.block_key = self.block_key or self.name
+        self.record_key = self.record_key or self.name
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def register(stage: Stage) -> Stage:
+    """Add a stage to the registry (a module of the `stages` package calls this when imported); a stage of the same
+    name replaces the earlier one."""
+    STAGES[stage.name] = stage
+    return stage
+
+
+def ordered() -> list[Stage]:
+    return sorted(STAGES.values(), key=lambda s: s.order)
+
+
+def phase_of(cfg) -> Callable[[int], str]:
+    """k -> the phase of annealing step k: of the stages whose phase has begun by k, the one acting last (highest
+    order); "explore" before any."""
+    starts = [(s.order, name, k) for s in STAGES.values() if s.on(cfg) for name, k in s.phases(cfg).items()
+              if k is not None]
+
+    def phase(k: int) -> str:
+        begun = [(order, name) for order, name, start in starts if start <= k]
+        return max(begun)[1] if begun else "explore"
+    return phase

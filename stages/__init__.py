@@ -1,0 +1,13 @@
+"""The sampler's optional stages, one module each: importing the package registers every module's stage
+(sampler/stages.py has the protocol). A new stage is a new module here and its test; nothing else changes."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from sampler.stages import STAGES, ordered
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["STAGES", "ordered"]

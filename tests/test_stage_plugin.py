@@ -1,0 +1,85 @@
+"""A stage is one module: a toy "restart" stage defined here (and nowhere else) registers itself, runs from the command
+line with its own flag and block, writes a per-particle step fact and its own section of every image's record, and
+names itself in the run's name, with no other file of the tool changed."""
+import json
+import subprocess
+import sys
+
+import torch
+
+from tests.conftest import ROOT
+
+TINY = ["sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "num_eval_images=2", "images_per_batch=2"]
+
+
+def register_toy() -> None:
+    """The whole stage: at step restart_step, each image's worst (or best) particle restarts from its ODE estimate."""
+    from core.groups import same_image
+    from core.settings import choice, integer
+    from sampler.hooks import Hook
+    from sampler.schedule import trigger_step
+    from sampler.stages import Stage, register
+
+    class RestartHook(Hook):
+        def __init__(self, k: int, which: str):
+            self.k, self.which = k, which
+
+        def after_step(self, state, ctx):
+            if ctx.k != self.k:
+                return state
+            key = state.loss if self.which == "worst" else -state.loss
+            table = torch.where(same_image(state.image_ids), key[None, :], torch.full_like(key[None, :], -torch.inf))
+            pick = table.argmax(1) == torch.arange(state.size)                 # one per image, batched
+            state.z0 = torch.where(pick.view(-1, *[1] * (state.z0.ndim - 1)), state.z0_hat, state.z0)
+            ctx.trace.particles("step", state.image_ids, state.particle_ids, k=ctx.k, restarted=pick.long())
+            ctx.trace.particles("restart", state.image_ids, state.particle_ids, k=ctx.k, restarted=pick)
+            return state
+
+    def k_of(cfg):
+        return trigger_step(cfg.restart_step, cfg.sampler.annealing.num_steps)
+
+    register(Stage(
+        name="restart", flag="restart_step", order=25,
+        flag_setting=integer(0, 1000, default=-1, off=-1, help="diffusion time t at which the worst particle restarts"),
+        block={"which": choice("worst", "best", default="worst", help="which particle of each image restarts")},
+        on=lambda cfg: cfg.restart_step >= 0, hook=lambda cfg: RestartHook(k_of(cfg), cfg.restart.which),
+        step_facts={"restarted": [("restarted", "sum")]},
+        record=lambda trace, cfg: {"k": k_of(cfg), "particles": [r["particle"] for r in trace.of("restart")
+                                                                 if r["restarted"]]},
+        fragment=lambda cfg: f"restart{cfg.restart_step}"))
+
+
+def entry(*args, cwd):
+    """posterior_sample.py's command line, in a process that registered the toy stage first."""
+    code = ("import runpy, sys; sys.path.insert(0, sys.argv[1]); from tests.test_stage_plugin import register_toy; "
+            "register_toy(); sys.argv = [sys.argv[1] + '/posterior_sample.py', *sys.argv[2:]]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code, str(ROOT), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_toy_stage_runs_from_the_command_line_with_its_flag_record_and_name(tmp_path):
+    r = entry("--restart_step", "500", *TINY, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = tmp_path / "results" / "two_mode_p4_restart500"                 # its fragment in the default name
+    metric = json.loads((run / "metric.json").read_text())
+    assert metric["config"]["restart_step"] == 500 and metric["config"]["restart"] == {"which": "worst"}
+    for im in metric["images"]:
+        (step,) = [s for s in im["steps"] if s["t"] == 500]                 # k = 3 of 6: t_3 = 500
+        assert im["restart"]["k"] == step["k"] == 3 and step["restarted"] == 1
+        # the restarted particle is the image's worst at that step, and its own image's: one per image
+        worst = step["particle_ids"][max(range(len(step["loss"])), key=lambda i: step["loss"][i])]
+        assert im["restart"]["particles"] == [worst]
+    # its block is checked like any other, before any work; --help lists its flag
+    bad = entry("--restart_step", "500", "restart.which=random", *TINY, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: restart.which='random' is invalid: must be one of worst, best"]
+    assert "--restart_step" in entry("--help", cwd=tmp_path).stdout
+
+
+def test_the_toy_stage_is_not_registered_in_this_process():
+    """The stage exists only where it was registered: the tool's own registry is untouched by this file."""
+    from sampler.stages import STAGES
+    import stages  # noqa: F401
+
+    assert "restart" not in STAGES and set(STAGES) == {"repulsion", "resampling", "pruning", "refine"}
