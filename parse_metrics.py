@@ -66,7 +66,7 @@ def load_run(path: Path) -> dict:
         metric = read_json(path)
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"cannot read {path}: {e}") from None
-    if not isinstance(metric, dict) or "images" not in metric:
+    if not isinstance(metric, dict) or not isinstance(metric.get("images"), list):
         raise InputError(f"{path} is not a run's metric.json (no 'images' list)")
     run_dir = path.parent
     return {"dir": run_dir, "label": f"{run_dir.parent.name}/{run_dir.name}", "metric": metric}
@@ -188,16 +188,16 @@ def columns(phases) -> list[tuple]:
         ("particles", "particles", get("particles"), "g"),
         # what a user gets without the ground truth, then the search (up to rotation and shifts)
         ("prior_success_rate", "chosen right", get("prior_success_rate"), "pct"),
-        ("prior_choice_psnr_mean", "chosen PSNR", get("prior_choice_psnr_mean"), "db"),
+        ("prior_choice_psnr_mean", "answer PSNR", get("prior_choice_psnr_mean"), "db"),
         ("search_success_rate", "found", get("search_success_rate"), "pct"),
         ("particle_success_rate", "particle success p", get("particle_success_rate"), "pct"),
         ("loss_choice_in_class_rate", "lowest loss found", get("loss_choice_in_class_rate"), "pct"),
         # best-of-N as DAPS reports it: max PSNR, max SSIM, min LPIPS per image, each on its own
-        ("best_of_n_psnr_mean", "PSNR", get("best_of_n_psnr_mean"), "pm:best_of_n_psnr_std"),
+        ("best_of_n_psnr_mean", "DAPS best-of-N PSNR", get("best_of_n_psnr_mean"), "pm:best_of_n_psnr_std"),
         ("best_of_n_psnr_std", None, get("best_of_n_psnr_std"), "db"),
-        ("best_of_n_ssim_mean", "SSIM", get("best_of_n_ssim_mean"), "pm3:best_of_n_ssim_std"),
+        ("best_of_n_ssim_mean", "DAPS best-of-N SSIM", get("best_of_n_ssim_mean"), "pm3:best_of_n_ssim_std"),
         ("best_of_n_ssim_std", None, get("best_of_n_ssim_std"), "3f"),
-        ("best_of_n_lpips_mean", "LPIPS", get("best_of_n_lpips_mean"), "pm3:best_of_n_lpips_std"),
+        ("best_of_n_lpips_mean", "DAPS best-of-N LPIPS", get("best_of_n_lpips_mean"), "pm3:best_of_n_lpips_std"),
         ("best_of_n_lpips_std", None, get("best_of_n_lpips_std"), "3f"),
         ("mean_psnr", "mean PSNR", get("mean_psnr"), "db"),
         ("particle_psnr_std", "PSNR std over particles", get("particle_psnr_std"), "db"),

@@ -27,7 +27,7 @@ def interrupted_note(cfg) -> str:
     path = Path(cfg.save_dir) / str(cfg.name) / "metric.json"
     try:
         done = len(read_json(path).get("images", [])) if cfg.name is not None and path.exists() else 0
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError, TypeError):
         done = 0
     if not done:
         return "no image had finished, so no result was kept"

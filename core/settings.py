@@ -27,7 +27,9 @@ class Setting:
 def _show(value) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    return repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return repr(value) if not value or any(c.isspace() for c in value) else value
+    return str(value)
 
 
 def _is_list(v) -> bool:

@@ -29,9 +29,9 @@ def validate(cfg) -> None:
     if want is not None and want != cfg.model.name:
         raise ConfigError(f"the sampler preset is tuned for model {want!r} but model.name={cfg.model.name!r}: "
                           f"use {cfg.model.goes_with}")
+    data.check_config(cfg)
     models.check_config(cfg.model)
     check_memory(cfg)
-    data.check_config(cfg)
     evaluation.perceptual.check_config(cfg.eval)
     evaluation.orientation.check_config(cfg)
     for stage in ordered():

@@ -51,6 +51,10 @@ def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | 
         old = read_json(metric_path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{metric_path} cannot be read ({e}); move it away or pass overwrite=true") from None
+    if not isinstance(old, dict) or not isinstance(old.get("images", []), list) or not all(
+            isinstance(im, dict) and "index" in im for im in old.get("images", [])):
+        raise ConfigError(f"{metric_path} is not a run's metric.json (no list of image records); move it away or pass "
+                          f"overwrite=true")
     images = old.get("images", [])
     keep = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE}  # noqa: E731
     diff = config_diff(keep(old.get("config", {})), keep(resolved))

@@ -25,12 +25,12 @@ def test_bad_flags(argv, needle):
 
 @pytest.mark.parametrize("override, needle", [
     ("particle_num=0", "particle_num=0 is invalid: must be an integer >= 1"),
-    ("particle_num=four", "particle_num='four' is invalid: must be an integer >= 1"),
+    ("particle_num=four", "particle_num=four is invalid: must be an integer >= 1"),
     ("pruning_step=1200", "pruning_step=1200 is invalid: must be an integer in 0 … 1000 (or -1: off), or a list"),
     ("optimization_step=-5", "optimization_step=-5 is invalid"),
     ("num_eval_images=0", "num_eval_images=0 is invalid"),
     ("repulsion_scale=-1", "repulsion_scale=-1 is invalid"),
-    ("sampler=langevin", "use sampler=two_mode"),
+    ("sampler=langevin", "use model=two_mode sampler=two_mode data=two_mode"),
 ])
 def test_impossible_settings(override, needle):
     with pytest.raises(ConfigError) as e:
@@ -46,7 +46,7 @@ def test_pruning_keep_must_be_below_particle_num():
 
 @pytest.mark.parametrize("overrides, needle", [
     (["optimization_step=200", "optimization.lr=0"], "optimization.lr=0 is invalid"),
-    (["pruning_step=200", "pruning.mode=shuffle"], "pruning.mode='shuffle' is invalid"),
+    (["pruning_step=200", "pruning.mode=shuffle"], "pruning.mode=shuffle is invalid"),
 ])
 def test_stage_blocks_are_checked_before_any_work(overrides, needle):
     with pytest.raises(ConfigError, match=needle):

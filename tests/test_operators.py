@@ -71,7 +71,7 @@ def test_registry_builds_from_config_and_checks_its_settings():
     assert (op.pad, op.sigma) == (6, 0.1) and op(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 44, 44)
     for override, message in [("task.operator.oversample=-1", "task.operator.oversample=-1 is invalid"),
                               ("task.operator.oversample=0.5", "task.operator.oversample=0.5 is invalid"),
-                              ("task.operator.oversample=abc", "task.operator.oversample='abc' is invalid"),
+                              ("task.operator.oversample=abc", "task.operator.oversample=abc is invalid"),
                               ("task.operator.sigma=0", "task.operator.sigma=0 is invalid"),
                               ("task.operator.name=coded_diffraction", "task.operator.name=coded_diffraction is "
                                                                        "invalid: must be one of phase_retrieval")]:

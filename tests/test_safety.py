@@ -49,12 +49,14 @@ def bad_inputs(tmp_path, corrupt):
         (["device=gpu"], "device=gpu is invalid"),
         (["--seed", "-1"], "seed=-1 is invalid"),
         (["--repulsion_scale", "inf"], "repulsion_scale=inf is invalid"),
-        (["--resume", "maybe"], "--resume='maybe' is not a valid true/false"),
-        (["save_images=maybe"], "save_images='maybe' is invalid: must be true or false"),
+        (["--resume", "maybe"], "resume=maybe is invalid: must be true or false"),
+        (["save_images=maybe"], "save_images=maybe is invalid: must be true or false"),
         ([f"eval.lpips_weights={bad_weights}"], "cannot be read as a VGG16 state dict"),
         ([f"save_dir={readonly}/sub"], "cannot be written"),
         (["model=ffhq256ldm", "sampler=langevin", "data=demo-ffhq", f"data.root={corrupt}", "num_eval_images=3",
-          "model.ckpt_path=/no/such.ckpt"], "cannot read image"),
+          "model.ckpt_path=null", "model.random_init_ok=true", "particle_num=1"], "cannot read image"),
+        (["model=ffhq256ldm", "sampler=langevin", "data=demo-ffhq", f"data.root={corrupt}", "num_eval_images=3",
+          "model.ckpt_path=/no/such.ckpt", "particle_num=1"], "scripts/download_checkpoints.sh ffhq"),
     ]
 
 
@@ -90,9 +92,9 @@ def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_dat
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (args, r.stderr)
         assert "Traceback" not in r.stderr
         assert not results.exists(), args
-    # the corrupt image is found before the checkpoint is even looked for (the checkpoint path is wrong too)
-    assert "00002.png" in entry("model=ffhq256ldm", "sampler=langevin", "data=demo-ffhq", f"data.root={corrupt_data}",
-                                "num_eval_images=3", "model.ckpt_path=/no/such.ckpt").stderr
+    # the corrupt image is named, and found before the (random-weight) model is built
+    image_case = next(r for (args, needle), r in zip(cases, outcomes) if needle == "cannot read image")
+    assert "00002.png" in image_case.stderr
 
 
 def test_a_repeated_run_leaves_the_first_untouched(tmp_path):
@@ -146,11 +148,11 @@ def test_overwrite_clears_the_old_outputs_and_resume_extends(tmp_path):
     assert any(p.name.startswith("pruned_particle_") for p in img.iterdir())
     # a new setting with overwrite=true: no PNG of the pruned run stays beside the new ones
     pipeline_run.run(compose(*common, "particle_num=3", "overwrite=true", "num_eval_images=1"))
-    assert sorted(p.name for p in img.iterdir()) == ["grid.png", "gt.png", "measurement.png", "particle_0.png",
-                                                     "particle_1.png", "particle_2.png"]
+    assert sorted(p.name for p in img.iterdir()) == ["answer.png", "grid.png", "gt.png", "measurement.png",
+                                                     "particle_0.png", "particle_1.png", "particle_2.png"]
     from PIL import Image
-    with Image.open(img / "grid.png") as grid:           # GT, |y| and 3 particles, each tile >= 128 px, captions
-        assert grid.width >= 5 * 128 and grid.height >= 128 + 40
+    with Image.open(img / "grid.png") as grid:           # GT, |y|, the answer and 3 particles, tiles >= 128 px
+        assert grid.width >= 6 * 128 and grid.height >= 128 + 40
     first = read_json(tmp_path / "r" / "metric.json")["images"]
     # more images, resumed: the first image is kept as it was, the second is added
     m = pipeline_run.run(compose(*common, "particle_num=3", "resume=true", "num_eval_images=2", "save_images=false"))
@@ -186,7 +188,7 @@ def test_a_default_run_prints_no_warnings_and_help_lists_the_flags(tmp_path):
 
 
 # the house, ground floor first: a module may import its own floor's and the floors below, never one above
-FLOORS = {"core": 0, "operators": 1, "models": 1, "data": 1, "sampler": 2, "tracking": 2, "particle": 3,
+FLOORS = {"core": 0, "operators": 1, "models": 1, "data": 1, "sampler": 2, "tracking": 2, "particle": 3, "stages": 3,
           "resample_opt": 3, "evaluation": 3, "pipeline": 4, "parse_metrics": 5, "posterior_sample": 5}
 
 

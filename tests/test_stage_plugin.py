@@ -73,7 +73,7 @@ def test_a_toy_stage_runs_from_the_command_line_with_its_flag_record_and_name(tm
     # its block is checked like any other, before any work; --help lists its flag
     bad = entry("--restart_step", "500", "restart.which=random", *TINY, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: restart.which='random' is invalid: must be one of worst, best"]
+        "error: restart.which=random is invalid: must be one of worst, best"]
     assert "--restart_step" in entry("--help", cwd=tmp_path).stdout
 
 

@@ -168,7 +168,7 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
         assert prov["git_commit"] is None or len(prov["git_commit"].split("-")[0]) == 40
 
     # Markdown table from the command line: one row per experiment, cells formatted from the stored summary
-    p = subprocess.run([sys.executable, "parse_metrics.py", str(script_runs)], cwd=ROOT, env=env(),
+    p = subprocess.run([sys.executable, "parse_metrics.py", str(script_runs), "--all"], cwd=ROOT, env=env(),
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.strip().splitlines()
@@ -179,14 +179,14 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
         row, s = rows[f"{exp}/{runs[exp][0].parent.name}"], m["summary"]
         best = [max(p["psnr"] for p in im["particles"] if p["pruned_at"] is None) for im in m["images"]]
         assert row["images"] == str(len(m["images"])) == "1"
-        assert row["PSNR"] == f"{statistics.fmean(best):.2f} ± {s['best_of_n_psnr_std']:.2f}"
+        assert row["DAPS best-of-N PSNR"] == f"{statistics.fmean(best):.2f} ± {s['best_of_n_psnr_std']:.2f}"
         ssim = [max(p["ssim"] for p in im["particles"] if p["pruned_at"] is None) for im in m["images"]]
-        assert row["SSIM"] == f"{statistics.fmean(ssim):.3f} ± {s['best_of_n_ssim_std']:.3f}"
-        assert row["chosen PSNR"] == f"{m['images'][0]['best_by_loss']['psnr']:.2f}"
+        assert row["DAPS best-of-N SSIM"] == f"{statistics.fmean(ssim):.3f} ± {s['best_of_n_ssim_std']:.3f}"
+        assert row["answer PSNR"] == f"{m['images'][0]['best_by_prior']['psnr']:.2f}"
         assert row["upright found (oracle)"] == f"{100 * float(m['images'][0]['gt_mode_found']):.0f} %"
         assert row["chosen right"] == f"{100 * float(m['images'][0]['best_by_prior']['mode'] == '0'):.0f} %"
         assert row["explore time s"] == f"{m['images'][0]['phases']['explore']['time_s']:.2f}"
-        assert row["LPIPS"] == ("" if s["best_of_n_lpips_mean"] is None else
+        assert row["DAPS best-of-N LPIPS"] == ("" if s["best_of_n_lpips_mean"] is None else
                                 f"{s['best_of_n_lpips_mean']:.3f} ± {s['best_of_n_lpips_std']:.3f}")
     assert rows[f"exp3_two_particles/{runs['exp3_two_particles'][0].parent.name}"]["particles"] == "2"
     pruned = rows[f"exp2_pruning/{runs['exp2_pruning'][0].parent.name}"]
