@@ -3,7 +3,6 @@
 twin (channels turned differently)."""
 from __future__ import annotations
 
-import piq
 import torch
 
 from core.tensors import to_unit
@@ -34,6 +33,8 @@ def class_matches(x: torch.Tensor, eq: EquivalenceClass) -> list[dict]:
     (psnr_180_shift; None when the operator has no rotation), the best member overall (rotated, shift) and its
     PSNR (class_psnr); where the class has per-channel options, the closest measurement-identical image (twin_psnr,
     twin: [rotated, dy, dx] per channel). piq on [0, 1] images."""
+    import piq  # lazily: it imports torchvision's model zoo (1.6 s per process)
+
     B, M = x.shape[0], len(eq.rotated)
     xu = to_unit(x.float()).repeat_interleave(M, 0)
     mu = to_unit(eq.members.float().to(x.device)).repeat(B, 1, 1, 1)

@@ -2,7 +2,6 @@
 the measurement within the noise), and each failed particle's kind (twin, unrepresentable, fits, search)."""
 from __future__ import annotations
 
-import piq
 import torch
 
 from core.tensors import to_unit
@@ -18,6 +17,8 @@ def truths(model, images: torch.Tensor, data_cfg) -> tuple[torch.Tensor, torch.T
 
     data.ground_truth=decoded: the truth is D(E(x)), made by a latent, so it is its own reconstruction (the
     two_mode_latent benchmark's data are D(mu_j) already); raw: the image itself, reconstructed as D(E(x))."""
+    import piq  # lazily: it imports torchvision's model zoo (1.6 s per process)
+
     if not model.has_first_stage:
         return images, None, [None] * len(images)
     rec = model.decode(model.encode(images))

@@ -2,7 +2,6 @@
 the operator's equivalence class."""
 from __future__ import annotations
 
-import piq
 import torch
 
 from core.tensors import rot180, to_unit
@@ -11,6 +10,8 @@ from core.tensors import rot180, to_unit
 @torch.no_grad()
 def image_metrics(x: torch.Tensor, gt: torch.Tensor, lpips_model=None) -> dict[str, list]:
     """x: (B, C, H, W) particles, gt: (1 or B, C, H, W); both in [-1, 1]. Lists of length B."""
+    import piq  # lazily: it imports torchvision's model zoo (1.6 s per process)
+
     xu, gu = to_unit(x.float()), to_unit(gt.float()).expand_as(x)
     out = {
         "psnr": piq.psnr(xu, gu, data_range=1.0, reduction="none").tolist(),

@@ -1,7 +1,6 @@
 """Opt-in per-step metrics against the ground truth (eval.per_step): when does each particle commit to a mode?"""
 from __future__ import annotations
 
-import piq
 import torch
 
 from core.settings import boolean
@@ -29,6 +28,8 @@ class GroundTruthHook(Hook):
 
     @torch.no_grad()
     def after_step(self, state, ctx):
+        import piq  # lazily: it imports torchvision's model zoo (1.6 s per process)
+
         images = state.image_ids.tolist()
         z0 = ctx.model.decode(state.z0)
         x = to_unit(z0.float())
