@@ -53,7 +53,7 @@ EOF
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "error: a dependency is missing (run --prepare here and carry .pydeps)" >&2; exit 2; }
 
 echo "== CUDA tests (GPU_CHECK_DEVICE=${GPU_CHECK_DEVICE:-cuda})"
-timeout "$T_TESTS" "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
+timeout "$T_TESTS" "$PY" -m pytest -q -rs -p no:cacheprovider -o addopts="" tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
 rc_tests=${PIPESTATUS[0]}
 
 echo "== benchmark: ${BENCH[*]}"

@@ -1,12 +1,17 @@
 """Shared test fixtures: repo root on sys.path, the ../shared folder, composed configs."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):       # one worker per core: each works on one thread
+    import torch
+
+    torch.set_num_threads(1)
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 

@@ -49,7 +49,7 @@ def test_per_step_flag_must_be_a_bool():
     from core.errors import ConfigError
     from pipeline.config import validate
 
-    with pytest.raises(ConfigError, match="eval.per_step='yes' is invalid"):
+    with pytest.raises(ConfigError, match="eval.per_step=yes is invalid"):
         validate(compose("eval.per_step=yes"))
 
 
