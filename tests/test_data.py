@@ -19,9 +19,14 @@ def test_imagenet_demo_is_resized_and_cropped(shared):
 
 
 def test_ffhq_demo_via_config(shared):
+    """The config's folder, sorted by name; each item the file itself in [-1, 1] (the demo faces are 256 x 256:
+    no resizing)."""
     cfg = compose("data=demo-ffhq", f"data.root={shared / 'data' / 'demo-ffhq'}")
     ds = build_dataset(cfg.data, cfg.model, 0, 10)
-    assert len(ds) == 10 and ds[9][0] == "00009.png"
+    name, x = ds[9]
+    assert len(ds) == 10 and name == "00009.png"
+    raw = np.asarray(Image.open(shared / "data" / "demo-ffhq" / name).convert("RGB"), dtype=np.float32)
+    torch.testing.assert_close(x, torch.from_numpy(raw).permute(2, 0, 1) / 127.5 - 1, rtol=0, atol=1e-6)
 
 
 def test_grey_image_becomes_rgb_and_errors_are_clear(tmp_path):

@@ -346,15 +346,22 @@ def test_group_label_and_keys():
 
 # ---------------------------------------------------------------- cluster launcher
 
-def test_slurm_launcher_config_composes():
+def test_slurm_launcher_requeues_and_logs_beside_the_runs():
+    """The SLURM launcher's settings that the workflow doc promises: a job that times out is requeued three times,
+    one GPU per job, and sbatch's logs go under the experiment's save_dir."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="optional extra hydra-submitit-launcher")
     from hydra import compose as hydra_compose, initialize_config_dir
 
+    from pipeline.schema import register
+
+    register()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = hydra_compose("default", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                            return_hydra_config=True)
+        cfg = hydra_compose("default", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                                  "save_dir=/scratch/runs"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu" and launcher.gpus_per_node == 1
+    assert launcher.max_num_timeout == 3 and "requeued" in (ROOT / "docs" / "workflow.md").read_text()
+    assert cfg.hydra.sweep.dir == "/scratch/runs" and launcher.submitit_folder == "/scratch/runs/.submitit/%j"
 
 
 def test_submitit_two_shard_multirun_merges_to_the_unsharded_table(tmp_path):
