@@ -100,7 +100,8 @@ def table(comparisons: dict[str, Comparison], reference: str) -> str:
             f"{reference} [95 % CI], p | particle success % | best-of-N PSNR (dB) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, c in comparisons.items():
-        cells = [label, f"{c.means['tflop']:.3g}", f"{c.means['decoder_vjps']:.0f}", str(c.n)]
+        tflop = c.means["tflop"]
+        cells = [label, "–" if math.isnan(tflop) else f"{tflop:.3g}", f"{c.means['decoder_vjps']:.0f}", str(c.n)]
         for name in BINARY:
             rate, low, high = c.rates[name]
             d, dl, dh = c.diffs[name]
