@@ -94,6 +94,7 @@ def plot(comparisons: dict, families: dict, path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharex=True)
     markers = dict(zip(dict.fromkeys(families.values()), "osD^v<>xP*"))
@@ -109,6 +110,10 @@ def plot(comparisons: dict, families: dict, path: Path, title: str) -> None:
             err = [[100 * (p[1] - p[2]) for p in pts], [100 * (p[3] - p[1]) for p in pts]]
             ax.errorbar(x, y, yerr=err, marker=markers[family], capsize=3, label=family)
         ax.set_xscale("log")
+        ax.set_xticks(sorted(c.means["tflop"] for label, c in comparisons.items()
+                             if families[label] == "independent" and c.n))       # 1, 2, 4, 8 runs' compute
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("TFLOP per image (log)")
         ax.set_ylabel(f"{text}, % of measurements")
         ax.grid(alpha=0.3)
