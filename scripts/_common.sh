@@ -9,10 +9,12 @@ PYTHON="${PYTHON:-python}"
 
 # The chosen values of the stage flags, shared by the experiments; override by environment or by passing the
 # flag through (e.g. `--repulsion_scale 0.2`: the last value wins and the directory name follows it).
-# Repulsion stays off: on the learned priors it never raised the share of right answers at equal compute
-# (docs/particle_search.md); exp1 tries its own strength.
+# Four independent particles: no interacting configuration met the compute frontier's targets (docs/particle_search.md,
+# 2026-12-04: none gave four runs' answers for <= 60 % of their compute, none +10 points at equal compute), so
+# repulsion and pruning stay off here; exp1 tries its own strength, exp2 prunes at t = 200 unless PRUNING_STEP says
+# otherwise, and PRUNING_STEP=200 (4 -> 2, 8 % less compute, no measurable loss there) turns it on for exp4/exp5.
 REPULSION_SCALE="${REPULSION_SCALE:-0}"
-PRUNING_STEP="${PRUNING_STEP:-200}"
+PRUNING_STEP="${PRUNING_STEP:--1}"
 PRUNING_KEEP="${PRUNING_KEEP:-2}"
 OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
 RESAMPLING_INTERVAL="${RESAMPLING_INTERVAL:-5}"   # the study's choice (docs/resampling.md)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Experiment 4: the best setting of experiments 1-3 (default: 4 particles, repulsion, pruning to $PRUNING_KEEP at t = $PRUNING_STEP) plus latent optimisation from t = $OPTIMIZATION_STEP with the optimization block's defaults (eps auto, stochastic resample: the best variant of docs/refine.md).
+# Experiment 4: the best setting of experiments 1-3 (default: 4 independent particles, the compute frontier's verdict; REPULSION_SCALE, PRUNING_STEP change it) plus latent optimisation from t = $OPTIMIZATION_STEP with the optimization block's defaults (eps auto, stochastic resample: the best variant of docs/refine.md).
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 EXP=exp4_optimization
-SUMMARY="Experiment 4: the best setting of experiments 1-3 (default: 4 particles, repulsion, pruning to $PRUNING_KEEP at t = $PRUNING_STEP) plus latent optimisation from t = $OPTIMIZATION_STEP."
+SUMMARY="Experiment 4: the best setting of experiments 1-3 (default: 4 independent particles, the compute frontier's verdict; REPULSION_SCALE, PRUNING_STEP change it) plus latent optimisation from t = $OPTIMIZATION_STEP."
 DEFAULT_N=1
 DEFAULT_DATA=imagenet
 SETTINGS=(--particle_num "${PARTICLE_NUM:-4}" --repulsion_scale "$REPULSION_SCALE" --pruning_step "$PRUNING_STEP" --pruning_keep "$PRUNING_KEEP" --optimization_step "$OPTIMIZATION_STEP")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Experiment 5: the chosen setting on DAPS's 100-image ImageNet and FFHQ test sets: experiment 4's particles,
-# repulsion and pruning, with refinement OFF: no refine variant raised PSNR on the decoder-constrained benchmark
+# Experiment 5: the chosen setting on DAPS's 100-image ImageNet and FFHQ test sets: the chosen particles (four
+# independent ones by default: docs/particle_search.md), with refinement OFF: no refine variant raised PSNR on the decoder-constrained benchmark
 # (docs/refine.md); pass --optimization_step 200 to run it anyway.
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 EXP=exp5_final
-SUMMARY="Experiment 5: experiment 4's particles, repulsion and pruning on DAPS's 100-image ImageNet and FFHQ test sets, refinement off (it lowered PSNR on the decoder-constrained benchmark, docs/refine.md; --optimization_step 200 turns it on)."
+SUMMARY="Experiment 5: the chosen particles (four independent by default) on DAPS's 100-image ImageNet and FFHQ test sets, refinement off (it lowered PSNR on the decoder-constrained benchmark, docs/refine.md; --optimization_step 200 turns it on)."
 DEFAULT_N=100
 DEFAULT_DATA=test-imagenet,test-ffhq
 SETTINGS=(--particle_num "${PARTICLE_NUM:-4}" --repulsion_scale "$REPULSION_SCALE" --pruning_step "$PRUNING_STEP" --pruning_keep "$PRUNING_KEEP" --optimization_step -1)

@@ -155,6 +155,8 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     assert cfg["exp2_pruning"]["pruning_step"] == 200 and cfg["exp2_pruning"]["pruning_keep"] == 2
     assert cfg["exp3_two_particles"]["particle_num"] == 2 and cfg["exp3_two_particles"]["pruning_step"] == -1
     assert cfg["exp4_optimization"]["optimization_step"] == 200 and cfg["exp5_final"]["optimization_step"] == -1
+    # the frontier's verdict: four independent particles in the final run
+    assert cfg["exp5_final"]["pruning_step"] == -1 and cfg["exp5_final"]["particle_num"] == 4
     assert cfg["exp6_resampling"]["resampling_interval"] == 5 and cfg["exp6_resampling"]["repulsion_scale"] == 0
     assert cfg["exp2_pruning"]["repulsion_scale"] == 0                         # off: the learned priors' verdict
     assert cfg["exp4_optimization"]["optimization"]["eps"] == "auto"                 # the best refine variant
