@@ -21,12 +21,10 @@ def row(im: dict) -> str:
 
 
 def legend() -> str:
-    return ("answer: the particle the tool chooses without the ground truth, turned the way the prior prefers "
-            "(images/NNNNN/answer.png), right or wrong up to the measurement's symmetries, and its PSNR; found: some "
-            "particle is the image (or its rotation, or a shifted copy); failed: t twin (a measurement-identical wrong "
-            "image), u unrepresentable (the model cannot make the truth), f fits (within the noise: the prior must "
-            "tell), s search (a better fit was missed); DAPS best-of-N: the highest PSNR of any particle as sampled, "
-            "against the unturned truth (an oracle, as DAPS's tables report)")
+    return ("answer: the tool's choice without the ground truth, turned as the prior prefers (answer.png), right up "
+            "to the measurement's symmetries; found: some particle is the image; failed: t twin, u unrepresentable, "
+            "f fits within the noise, s search; DAPS best-of-N: the best particle as sampled against the unturned "
+            "truth (an oracle)")
 
 
 def summary_line(s: dict) -> str:
