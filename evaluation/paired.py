@@ -112,3 +112,29 @@ def table(comparisons: dict[str, Comparison], reference: str) -> str:
         cells.append(f"{c.means['best_of_n_psnr']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def choices_table(records: dict[str, list[dict]]) -> str:
+    """A Markdown table of where each configuration's answer is won or lost: its final particles' failure kinds, the
+    lowest-loss particle in the class, that particle right as sampled (not turned), the answer right (turned the way
+    the prior prefers) and the exact McNemar p of those two on the same measurements, the posterior rule's answer."""
+    from evaluation.failures import KINDS, kind_shares
+
+    head = ("| configuration | measurements | failed particles: " + " / ".join(KINDS) + " | lowest-loss particle in "
+            "the class | right as sampled | answer right (turned by the prior) | turned − as sampled, McNemar p | "
+            "answer right by the posterior rule |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for label, recs in records.items():
+        if not recs:
+            continue
+        finals = [p for im in recs for p in im["particles"] if p.get("pruned_at") is None]
+        shares = kind_shares(finals)
+        in_class = np.array([im["best_by_loss"]["mode"] != "fail" for im in recs], dtype=float)
+        as_sampled = np.array([im["best_by_loss"]["mode"] == "0" for im in recs], dtype=float)
+        turned = np.array([im["best_by_prior"]["mode"] == "0" for im in recs], dtype=float)
+        posterior = np.array([im["choices"]["posterior"]["mode"] == "0" for im in recs], dtype=float)
+        lines.append(f"| {label} | {len(recs)} | {' / '.join(f'{100 * shares[k]:.1f}' for k in KINDS)} % | "
+                     f"{_pct(in_class.mean())} % | {_pct(as_sampled.mean())} % | {_pct(turned.mean())} % | "
+                     f"{100 * (turned.mean() - as_sampled.mean()):+.0f}, p = {mcnemar(turned, as_sampled):.2g} | "
+                     f"{_pct(posterior.mean())} % |")
+    return "\n".join(lines)

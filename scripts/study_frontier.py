@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.paired import BINARY, compare, table  # noqa: E402
+from evaluation.paired import BINARY, choices_table, compare, table  # noqa: E402
 from pipeline.stacks import STACKS  # noqa: E402
 from pipeline.study import Configuration, compose_config, records, run_study  # noqa: E402
 
@@ -136,6 +136,8 @@ def report(args, configs) -> None:
         lines.append(f"not run yet: {', '.join(missing)}")
     if REFERENCE in comparisons:
         lines += verdict(comparisons, REFERENCE)
+    lines += ["", "Where the answer is won or lost (shares of final particles; rates of measurements):", "",
+              choices_table({c.label: recs[c.label] for c in configs})]
     text = "\n".join(lines)
     print(text)
     summary = {label: {"n": c.n, "rates": c.rates, "means": c.means, "diffs": c.diffs, "p_values": c.p_values}

@@ -67,3 +67,22 @@ def test_a_study_runs_each_configuration_once_on_the_same_measurements(tmp_path)
     stamp = (tmp_path / "2-independent_s0" / "metric.json").stat().st_mtime_ns
     run_study("two_mode", configs, [0, 1], 3, tmp_path, images_per_batch=2)        # all done: nothing rerun
     assert (tmp_path / "2-independent_s0" / "metric.json").stat().st_mtime_ns == stamp
+
+
+def test_choices_table_counts_by_hand():
+    from evaluation.paired import choices_table
+
+    def rec(loss_mode, prior_mode, post_mode, failures):
+        parts = [{"failure": f, "pruned_at": None} for f in failures] + [{"failure": "search", "pruned_at": 400}]
+        return {"particles": parts, "best_by_loss": {"mode": loss_mode}, "best_by_prior": {"mode": prior_mode},
+                "choices": {"posterior": {"mode": post_mode}}}
+
+    recs = [rec("0", "0", "0", [None, "fits"]),            # as sampled right, kept
+            rec("0", "180", "0", [None, "twin"]),          # the prior turned a right answer
+            rec("180", "180", "0", [None, None]),          # not turned
+            rec("fail", "fail", "fail", ["search", "search"])]
+    row = choices_table({"cfg": recs}).splitlines()[2]
+    # final particles 8 (the pruned one is not counted): twin 1, fits 1, search 2
+    assert row.startswith("| cfg | 4 | 12.5 / 0.0 / 12.5 / 25.0 % | 75 % | 50 % | 25 % |")
+    # turned - as sampled: -1 of 4, discordant pairs 0 vs 1: p = 1; posterior right in 3 of 4
+    assert row.endswith("| -25, p = 1 | 75 % |")
