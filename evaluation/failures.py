@@ -11,18 +11,26 @@ KINDS = ("twin", "unrepresentable", "fits", "search")
 
 
 @torch.no_grad()
+def reconstruct(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first stage's reconstruction D(E(x)) of a batch (G, C, H, W) and its PSNR against each image (G,): piq
+    on [0, 1] images, as every metric here."""
+    import piq  # lazily: it imports torchvision's model zoo (1.6 s per process)
+
+    rec = model.decode(model.encode(images))
+    return rec, piq.psnr(to_unit(rec.float()), to_unit(images.float()), data_range=1.0, reduction="none")
+
+
+@torch.no_grad()
 def truths(model, images: torch.Tensor, data_cfg) -> tuple[torch.Tensor, torch.Tensor | None, list]:
     """The ground truths a batch of images (G, C, H, W) is measured from, the model's best reconstruction of each
     (None without a first stage) and the first stage's PSNR on each given image.
 
     data.ground_truth=decoded: the truth is D(E(x)), made by a latent, so it is its own reconstruction (the
     two_mode_latent benchmark's data are D(mu_j) already); raw: the image itself, reconstructed as D(E(x))."""
-    import piq  # lazily: it imports torchvision's model zoo (1.6 s per process)
-
     if not model.has_first_stage:
         return images, None, [None] * len(images)
-    rec = model.decode(model.encode(images))
-    psnr = piq.psnr(to_unit(rec.float()), to_unit(images.float()), data_range=1.0, reduction="none").tolist()
+    rec, psnr = reconstruct(model, images)
+    psnr = psnr.tolist()
     if data_cfg.get("ground_truth") != "decoded":
         return images, rec, psnr
     if data_cfg.name == "two_mode_latent":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import piq
 import torch
 
-from core.tensors import to_unit
+from evaluation.failures import reconstruct
 
 
 def karras_sigmas(steps: int, sigma_min: float = 0.01, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
@@ -39,9 +38,7 @@ def sample_prior(model, n: int, steps: int = 18, seed: int = 0, batch: int = 128
 def reconstruction_psnr(model, x: torch.Tensor, batch: int = 128) -> float:
     """Mean PSNR (dB, piq on [0, 1] images, as every metric here) of decode(encode(x)) against x: the first
     stage's fidelity."""
-    psnr = [piq.psnr(to_unit(model.decode(model.encode(x[i:i + batch]))), to_unit(x[i:i + batch]), data_range=1.0,
-                     reduction="none") for i in range(0, len(x), batch)]
-    return float(torch.cat(psnr).mean())
+    return float(torch.cat([reconstruct(model, x[i:i + batch])[1] for i in range(0, len(x), batch)]).mean())
 
 
 def sample_grid(images: torch.Tensor, columns: int = 16) -> torch.Tensor:

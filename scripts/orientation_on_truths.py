@@ -19,7 +19,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.tensors import rot180, to_unit  # noqa: E402
+from core.tensors import rot180  # noqa: E402
+from evaluation.failures import reconstruct, truths as decoded_truths  # noqa: E402
 from evaluation.orientation import prior_log_ratio  # noqa: E402
 from pipeline.build import build  # noqa: E402
 from pipeline.config import validate  # noqa: E402
@@ -29,17 +30,12 @@ from pipeline.stacks import stack  # noqa: E402
 
 @torch.no_grad()
 def measure(model_name: str, images: int, evals: list[int], repeats: int) -> dict:
-    import piq
-
-    cfg = compose(*stack(model_name), "device=cpu", "save_images=false", f"num_eval_images={images}")
+    cfg = compose(*stack(model_name), "data.ground_truth=decoded", "device=cpu", "save_images=false",
+                  f"num_eval_images={images}")
     validate(cfg)
     model, _, dataset = build(cfg)
     raw = torch.stack([dataset[i][1] for i in range(len(dataset))]).float()
-    truths = model.decode(model.encode(raw))                   # data.ground_truth=decoded, as the studies use
-
-    def reencode_psnr(x):
-        return piq.psnr(to_unit(model.decode(model.encode(x))), to_unit(x), data_range=1.0, reduction="none")
-
+    truths = decoded_truths(model, raw, cfg.data)[0]           # as the studies use them
     upright = {}
     for n in evals:
         ocfg = cfg.orientation.copy()
@@ -49,7 +45,8 @@ def measure(model_name: str, images: int, evals: list[int], repeats: int) -> dic
                                         for i in range(0, len(truths), 25)]) > 0).double().mean())
                       for r in range(repeats)]
     return {"images": len(truths), "upright": upright,
-            "psnr": {"truth": reencode_psnr(truths).tolist(), "rotation": reencode_psnr(rot180(truths)).tolist()}}
+            "psnr": {"truth": reconstruct(model, truths)[1].tolist(),
+                     "rotation": reconstruct(model, rot180(truths))[1].tolist()}}
 
 
 def main(argv=None) -> None:
