@@ -50,13 +50,22 @@ def check_device(name) -> None:
 
 
 def available_memory(device) -> int:
-    """Bytes free now: the CUDA device's free memory, or the machine's available physical memory."""
+    """Bytes free now: the CUDA device's free memory, or the machine's available physical memory (Linux's
+    MemAvailable, which counts the page cache the kernel gives back; bare free pages miss it and under-report a
+    busy machine by gigabytes)."""
     import os
 
     import torch
 
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 

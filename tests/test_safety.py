@@ -246,3 +246,19 @@ def test_no_module_imports_upward_and_no_cycle():
             visit(m, [m])
     assert "core.errors" in graph and not graph["core.errors"]          # the error type imports nothing of ours
     assert {"pipeline.config", "pipeline.run_folder", "evaluation.record", "pipeline.sampling"} <= modules
+
+
+def test_the_memory_check_counts_reclaimable_memory_and_names_the_need(monkeypatch):
+    """The CPU's free memory is Linux's MemAvailable (page cache included), not the bare free pages that under-report
+    a busy machine; a batch over it stops with the estimate per particle."""
+    import pipeline.config as config
+    import torch
+
+    meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in open("/proc/meminfo")}
+    got = config.available_memory(torch.device("cpu"))
+    assert abs(got - meminfo["MemAvailable"]) < 2 ** 28           # read moments apart: within 256 MiB
+    cfg = compose("model=two_mode_latent", "data=two_mode_latent", "sampler=two_mode_latent", "particle_num=4")
+    config.check_memory(cfg)                                       # a mini model fits
+    monkeypatch.setattr(config, "available_memory", lambda device: 1)
+    with pytest.raises(ConfigError, match=r"particle_num=4 x images_per_batch=1 needs about .* MiB per particle"):
+        config.check_memory(cfg)
