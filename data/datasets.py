@@ -102,9 +102,6 @@ def check_config(cfg) -> None:
         check(data.name == model.name,
               f"data={data.name} does not go with this model (the benchmarks run on their own data): use "
               f"{model.goes_with}")
-    if data.get("root") is not None and data.name not in BENCHMARKS + ("digits", "natural"):
-        check(Path(str(data.root)).is_dir(),
-              f"data.root={str(data.root)!r} is not a folder: {FETCH.get(data.name, FETCH['*'])}")
     if model.name == "ldm" and data.get("resolution") is not None:
         size = model.first_stage.ddconfig.resolution
         check(data.resolution == size, f"data={data.name} has {data.resolution}x{data.resolution} images but the "

@@ -114,8 +114,8 @@ def test_the_mini_presets_run_one_thread_as_measured():
 
 def test_hints_name_the_next_step_that_works(tmp_path):
     assert "use model=naturalldm sampler=naturalldm data=natural" in one_line(entry("model=naturalldm"))
-    r = entry("model=ffhq256ldm", "sampler=hmc", "data=test-ffhq", "model.ckpt_path=null",
-              "model.random_init_ok=true", f"data.root={tmp_path / 'none'}")
+    r = entry("model=ffhq256ldm", "sampler=hmc", "data=test-ffhq", "model.ckpt_path=null", "particle_num=1",
+              "model.random_init_ok=true", f"data.root={tmp_path / 'none'}")   # one particle: fits a busy machine
     assert "bash scripts/download_test_sets.sh ffhq" in one_line(r)       # one line: no LPIPS note before it
     assert "data.start_index=-1 is invalid: must be an integer >= 0" in one_line(entry("data.start_index=-1"))
     script = ROOT / "scripts" / "exp1_repulsion.sh"
