@@ -36,11 +36,12 @@ def measure(model_name: str, images: int, evals: list[int], repeats: int) -> dic
     model, _, dataset = build(cfg)
     raw = torch.stack([dataset[i][1] for i in range(len(dataset))]).float()
     truths = decoded_truths(model, raw, cfg.data)[0]           # as the studies use them
+    latents = model.encode(truths)                              # once, not per number of levels and repeat
     upright = {}
     for n in evals:
         ocfg = cfg.orientation.copy()
         ocfg.method, ocfg.elbo_evals = "elbo", n
-        upright[n] = [float((torch.cat([prior_log_ratio(model, model.encode(truths[i:i + 25]), ocfg,
+        upright[n] = [float((torch.cat([prior_log_ratio(model, latents[i:i + 25], ocfg,
                                                         torch.Generator().manual_seed(1000 * r + i), truths[i:i + 25])
                                         for i in range(0, len(truths), 25)]) > 0).double().mean())
                       for r in range(repeats)]
