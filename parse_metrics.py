@@ -1,16 +1,20 @@
 """Comparison table (Markdown, CSV, LaTeX) and plots from the metric.json files of any set of runs.
 
-`python parse_metrics.py RUN_DIR [RUN_DIR ...] [--all] [--format md|csv|latex] [--out DIR] [--group config|none]`
+`python parse_metrics.py RUN_DIR [RUN_DIR ...] [--reference RUN_DIR] [--all] [--format md|csv|latex] [--out DIR]
+[--group config|none]`
 
 By default a short headline table: the settings that differ between the experiments, how often the tool's answer
 is right and how often some particle found the image (95 % Wilson intervals), DAPS's best-of-N PSNR and the
-compute; `--all` adds every other column (failure kinds, phases, memory, each stage's own).
+compute; `--all` adds every other column (failure kinds, phases, memory, each stage's own). Then every image whose
+answer is not `determined` (how far to trust it, without the ground truth: docs/workflow.md says what to do).
+`--reference RUN_DIR` adds each experiment's paired differences against that one on the measurements they share
+(same images and seeds: the same y), with intervals and exact tests clustered by image (evaluation/paired.py).
 
 A RUN_DIR is a run folder (holding metric.json), a metric.json, or any folder above runs (searched recursively).
 Runs in experiment folders of the same name (the run folder's parent, e.g. exp1_repulsion/) whose resolved configs
-are equal except for the keys that only pick images or say where to write (data.start_index, num_eval_images, name,
-save_dir, resume, overwrite, save_images, and any --ignore-key) are shards of one experiment: their images are merged
-by index (duplicates and gaps are reported on stderr) and form one row.
+are equal except for the keys that only pick images or seeds or say where to write (data.start_index,
+num_eval_images, seed, name, save_dir, resume, overwrite, save_images, and any --ignore-key) are shards of one
+experiment: their images are merged by (seed, index) (duplicates and gaps are reported on stderr) and form one row.
 Every number comes from evaluation.summary.summarize over the merged per-image records, the same function that
 writes each metric.json's summary block.
 """
@@ -34,7 +38,9 @@ from sampler.stages import ordered
 from tracking.metric_file import read_json
 
 # keys that choose which images a run does or where it writes, never how it samples
-SHARD_KEYS = ("data.start_index", "num_eval_images", "name", "save_dir", "resume", "overwrite", "save_images")
+# (seed: a run's measurements are (seed, image) pairs; several seeds of one setting are one experiment, its seeds
+# clustered by image where statistics are computed)
+SHARD_KEYS = ("data.start_index", "num_eval_images", "seed", "name", "save_dir", "resume", "overwrite", "save_images")
 PHASE_ORDER = ("explore", "prune", "refine")
 
 
@@ -119,27 +125,33 @@ def _expected_indices(config: dict) -> set[int]:
     return set(range(start, start + count)) if isinstance(start, int) and isinstance(count, int) else set()
 
 
-def merge_images(group: list[dict], label: str, warn=None) -> tuple[list[dict], dict[int, Path]]:
-    """The group's per-image records merged by image index (first occurrence kept), and each image's run dir."""
+def merge_images(group: list[dict], label: str, warn=None) -> tuple[list[dict], dict[tuple, Path]]:
+    """The group's per-image records (each with its run's `seed`) merged by (seed, image index), first occurrence
+    kept, and each measurement's run dir."""
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    by_index, source = {}, {}
-    expected = set()
+    by_key, source = {}, {}
+    expected: dict = {}
     for r in group:
-        expected |= _expected_indices(r["metric"].get("config", {}))
+        seed = r["metric"].get("config", {}).get("seed")
+        expected.setdefault(seed, set()).update(_expected_indices(r["metric"].get("config", {})))
         for im in r["metric"]["images"]:
-            i = im["index"]
-            if i in by_index:
-                warn(f"{label}: image {i} appears in {source[i]} and {r['dir']}; keeping the first")
+            key = (seed, im["index"])
+            if key in by_key:
+                seen = f"image {key[1]}" + ("" if len(expected) == 1 else f" of seed {seed}")
+                warn(f"{label}: {seen} appears in {source[key]} and {r['dir']}; keeping the first")
                 continue
-            by_index[i], source[i] = im, r["dir"]
-    if by_index or expected:
-        span = set(range(min(by_index.keys() | expected), max(by_index.keys() | expected) + 1))
-        missing = (expected | span) - by_index.keys()
-        if missing:
-            warn(f"{label}: missing image(s) {_ranges(missing)} (an unfinished run? finish it with resume=true, "
-                 f"or run the shard that covers them)")
-    images = [by_index[i] for i in sorted(by_index)]
-    return images, {i: source[i] for i in sorted(source)}
+            by_key[key], source[key] = {**im, "seed": seed}, r["dir"]
+    for seed, want in expected.items():
+        have = {i for s, i in by_key if s == seed}
+        if have or want:
+            span = set(range(min(have | want), max(have | want) + 1))
+            missing = (want | span) - have
+            if missing:
+                of = "" if len(expected) == 1 else f" of seed {seed}"
+                warn(f"{label}: missing image(s) {_ranges(missing)}{of} (an unfinished run? finish it with "
+                     f"resume=true, or run the shard that covers them)")
+    keys = sorted(by_key, key=lambda k: (k[1], -1 if k[0] is None else k[0]))
+    return [by_key[k] for k in keys], {k: source[k] for k in keys}
 
 
 def group_label(group: list[dict]) -> str:
@@ -275,6 +287,63 @@ def format_headline(experiments) -> str:
         cells += [_fmt(s.get("best_of_n_psnr_mean"), "db", s), _fmt(s.get("tflop_per_image"), "3g", s)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def format_paired(experiments, reference: dict) -> str:
+    """Each experiment against the reference on the measurements they share (same seed and image: the same y): its
+    paired differences in found, the lowest-loss particle in the class, chosen right and the best PSNR up to
+    symmetry, with 95 % intervals and exact tests clustered by image (evaluation/paired.py, as the studies); an
+    experiment that shares none is named as such."""
+    from evaluation.paired import compare, differences_table, outcomes
+
+    import math
+
+    def mean_tflop(images):
+        values = [v["tflop"] for v in outcomes(images).values() if not math.isnan(v["tflop"])]
+        return sum(values) / len(values) if values else math.nan
+
+    rows, apart = [], []
+    ref_tflop = mean_tflop(reference["images"])
+    for e in experiments:
+        if e is reference:
+            continue
+        c = compare(e["images"], reference["images"])
+        if not c.n:
+            apart.append(e["label"])
+            continue
+        rows.append((e["label"], c, mean_tflop(e["images"]) / ref_tflop))
+    text = f"Paired against {reference['label']} (configuration − reference; † = not on every measurement of " \
+           f"the reference):\n\n"
+    text += differences_table(rows) + "\n" if rows else "(no experiment shares a measurement with it)\n"
+    if apart:
+        text += (f"\nno measurement shared with the reference (other images or seeds, so no paired comparison): "
+                 f"{', '.join(apart)}\n")
+    return text
+
+
+def format_trust(experiments) -> str:
+    """Per experiment, the images whose answer is not `determined`, with their label: the ones to act on."""
+    from evaluation.trust import not_determined
+
+    lines = []
+    for e in experiments:
+        todo = not_determined(e["images"])
+        if not todo:
+            continue
+        seeds = {im.get("seed") for im in e["images"]}
+        by_label: dict[str, list] = {}
+        for im in e["images"]:
+            lab = (im.get("trust") or {}).get("label")
+            if lab and lab != "determined":
+                name = im["index"] if len(seeds) == 1 else f"{im['index']}/s{im['seed']}"
+                by_label.setdefault(lab, []).append(name)
+        lines.append(f"{e['label']}: not determined: " + "; ".join(
+            f"{lab} {', '.join(map(str, ids))}" for lab, ids in by_label.items()))
+    if not lines:
+        return ""
+    return ("\nAnswers to act on (docs/workflow.md: no fit -> more particles or a restart; ambiguous -> the measurement "
+            "cannot decide, keep both; orientation undetermined -> answer_rotated.png is as likely):\n"
+            + "\n".join(lines) + "\n")
 
 
 def _fmt(value, kind, summary, pm="±") -> str:
@@ -526,7 +595,7 @@ def plot_grids(experiment, out: Path, plt) -> list[Path]:
 
     written = []
     for im in experiment["images"]:
-        folder = experiment["sources"][im["index"]] / "images" / f"{im['index']:05d}"
+        folder = experiment["sources"][(im.get("seed"), im["index"])] / "images" / f"{im['index']:05d}"
         if not folder.is_dir():
             continue
         chosen = im.get("best_by_loss", {}).get("particle")
@@ -568,9 +637,17 @@ def main(argv=None) -> int:
                     help="config: merge the shards of an experiment (default); none: a row per run")
     ap.add_argument("--ignore-key", action="append", default=[], metavar="KEY",
                     help="another dotted config key that may differ between shards of one experiment (repeatable)")
+    ap.add_argument("--reference", metavar="RUN_DIR", default=None,
+                    help="compare every experiment with this one, paired on their shared measurements")
     args = ap.parse_args(argv)
     try:
-        experiments = load_experiments(args.run_dirs, args.group, args.ignore_key)
+        experiments = load_experiments(args.run_dirs + ([args.reference] if args.reference else []), args.group,
+                                       args.ignore_key)
+        reference = None
+        if args.reference:
+            wanted = {r.resolve() for r in find_metric_files([args.reference])}
+            reference = next((e for e in experiments if any((r["dir"] / "metric.json").resolve() in wanted
+                                                            for r in e["runs"])), None)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -578,6 +655,10 @@ def main(argv=None) -> int:
     if args.format == "md" and not args.all:
         formatter = format_headline
     text = formatter(experiments)
+    if args.format == "md":
+        text += format_trust(experiments)
+        if reference is not None:
+            text += "\n" + format_paired(experiments, reference)
     sys.stdout.write(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -43,10 +43,10 @@ def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, operator
     """Each final particle's prior_log_ratio, its oriented image's metrics (x, or rot x where the prior prefers it and
     the operator cannot tell the two apart) and its estimated log-posterior (-loss / 2 sigma^2 plus the oriented
     image's log prior), written into its row; returns the rows the orientation cost its networks."""
-    from evaluation.orientation import log_ratio, method_of, prior_log_densities
+    from evaluation.orientation import log_ratio, method_of, prior_scores
 
     counter.take()
-    lp_x, lp_rot = prior_log_densities(model, z, cfg.orientation, orientation_generator(cfg.seed, index), x)
+    lp_x, lp_rot, se = prior_scores(model, z, cfg.orientation, orientation_generator(cfg.seed, index), x)
     cost = counter.take()
     ratio = log_ratio(lp_x, lp_rot, method_of(model, cfg.orientation))
     flip = (ratio < 0) & operator.rotation_ambiguous
@@ -54,8 +54,9 @@ def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, operator
                                   cfg.data.fail_psnr, lpips_model)
     log_prior = torch.where(flip, lp_rot, lp_x).tolist()
     sigma = operator.sigma
-    for row, r, f, o, lp in zip(rows, ratio.tolist(), flip.tolist(), oriented, log_prior):
+    for row, r, e, f, o, lp in zip(rows, ratio.tolist(), se.tolist(), flip.tolist(), oriented, log_prior):
         row["prior_log_ratio"] = r
+        row["prior_log_ratio_se"] = e           # the estimate's own noise (evaluation/orientation.subgrid_error)
         row["log_posterior"] = -row["measurement_loss"] / (2 * sigma ** 2) + lp
         row["oriented"] = {"rotated": f, **{k: o[k] for k in ("psnr", "ssim", "lpips", "psnr_shift", "mode")}}
         if row["failed"]:
@@ -78,22 +79,36 @@ class Evaluated:
 
     particles: list[dict]            # final and pruned, by particle id
     orientation_rows: dict           # network rows the orientation scores cost
+    answer_rows: dict                # network rows decoding the final particles cost
     x: torch.Tensor                  # the final particles decoded
     dropped: list                    # (ids, decoded) of the pruned particles, per pruning decision
     eq: object                       # the ground truth's equivalence class (operators/symmetry.py)
     representability: dict | None    # whether the model can make the ground truth (evaluation/failures.py)
+    trust: dict                      # how far to trust the answer, without the ground truth (evaluation/trust.py)
 
 
 @torch.no_grad()
-def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: dict | None = None) -> Evaluated:
+def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: dict | None,
+                   check: dict | None) -> Evaluated:
     """Every particle of one image result, final and pruned, against the ground truth gt (1, C, H, W); rep: whether
-    the model can make gt (evaluation/failures.representability; None: no first stage, or not known)."""
+    the model can make gt (evaluation/failures.representability; None: no first stage, or not known); check: the
+    model's stored orientation check (evaluation/trust.orientation_check), for the answer's trust label."""
+    from evaluation.orientation import SUBGRIDS
+    from evaluation.trust import assess
+
     eq = operator.equivalents(gt)
+    counter.take()
     x = model.decode(result.z)
+    answer_rows = counter.take()                # the final particles decoded: the answer costs them, as its scores
     particles = particle_rows(x, gt, result.y, operator, cfg.data.fail_psnr, lpips_model, eq, result.particle_ids,
                               result.alive)
     orientation_rows = orient(model, result.z, x, gt, cfg, lpips_model, eq, result.index, particles, counter,
                               operator)
+    # how far to trust the answer: from the final particles' losses, images and prior scores, never the ground truth
+    alive = [p for p in particles if not p["failed"]] or particles
+    margin = operator.loss_margin(result.y[0].numel())
+    trust = assess(x, particles, choose(alive, cfg.orientation.choose), operator, margin, cfg.data.fail_psnr, check,
+                   cfg.trust.threshold, SUBGRIDS)
     dropped_images = []
     for (k, t), group in _by_decision(result.dropped):
         pids = [d["particle"] for d in group]
@@ -102,8 +117,8 @@ def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: 
                                    [True] * len(pids), {"k": k, "t": t})
         dropped_images.append((pids, xd))
     particles.sort(key=lambda p: p["particle"])
-    label_failures(particles, cfg.data.fail_psnr, operator.loss_margin(result.y[0].numel()), rep)
-    return Evaluated(particles, orientation_rows, x, dropped_images, eq, rep)
+    label_failures(particles, cfg.data.fail_psnr, margin, rep)
+    return Evaluated(particles, orientation_rows, answer_rows, x, dropped_images, eq, rep, trust)
 
 
 def _by_decision(dropped: list[dict]):
@@ -170,6 +185,7 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
                         **compute_record(evaluated.orientation_rows, cost_per_row)},
         "equivalence": evaluated.eq.record(),
         "representability": evaluated.representability,
+        "trust": evaluated.trust,
         "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
         "failures": {k: sum(p["failure"] == k for p in final) for k in KINDS},
         # up to the measurement's symmetries: some final particle is the image, its rotation or a shifted copy
@@ -180,6 +196,11 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
         "phases": phases, "total_time_s": sum(p["time_s"] for p in phases.values()),
         # the sampler's network work (evaluation decodes excluded): the image's share of its batch's
         "compute": compute_record(result.network_rows, cost_per_row),
+        # every network call the configuration causes: the sampler's, decoding the final particles, the orientation
+        # scores (what comparisons of compute read); the ground truth's reconstruction and the pruned particles'
+        # decodes for their metrics are the benchmark's, not the configuration's
+        "compute_total": compute_record({k: result.network_rows[k] + evaluated.answer_rows[k] +
+                                         evaluated.orientation_rows[k] for k in result.network_rows}, cost_per_row),
         "batch": result.batch,
         "boundaries": result.boundaries,
         "steps": steps_record(result.trace),

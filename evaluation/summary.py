@@ -6,6 +6,7 @@ import statistics
 import stages  # noqa: F401  (registers every stage: each adds its summary fields)
 from evaluation.failures import kind_shares
 from evaluation.trajectory import commit_times
+from evaluation.trust import shares as trust_shares
 from sampler.stages import ordered
 
 
@@ -92,6 +93,8 @@ def summarize(images: list[dict]) -> dict:
         # model without a first stage
         "representable_rate": _mean([float(im["representability"]["representable"]) for im in images
                                      if im.get("representability")]),
+        # how far to trust the answers (evaluation/trust.py), each label's share of the images
+        "trust_shares": trust_shares(images),
         "time_s_per_image": _mean([im["total_time_s"] for im in images]),
         # the sampler's network rows and TFLOP by the cost model (tracking/compute.py), per image
         "decoder_vjp_rows_per_image": _mean([_rows(im, "decoder_vjp") for im in images]),

@@ -7,29 +7,41 @@ import sys
 from evaluation.failures import KINDS
 
 
+# the trust label as the row shows it (evaluation/trust.LABELS)
+TRUST = {"determined": "determined", "orientation undetermined": "orient. undet.", "ambiguous": "ambiguous",
+         "no fit": "no fit"}
+
+
 def header(particles: int) -> str:
-    return (f"{'image':>5} {'name':<16} {'answer':>6} {'answer dB':>9} {'found':>5} {'modes 0/180/fail':>16} "
-            f"{'failed t/u/f/s':>14} {f'DAPS best-of-{particles} dB':>19} {'time s':>7}")
+    return (f"{'image':>5} {'name':<16} {'answer':>6} {'answer dB':>9} {'trust':<14} {'found':>5} "
+            f"{'modes 0/180/fail':>16} {'failed t/u/f/s':>14} {f'DAPS best-of-{particles} dB':>19} {'time s':>7}")
 
 
 def row(im: dict) -> str:
     m, c, f = im["modes"], im["best_by_prior"], im.get("failures", {})
     kinds = "/".join(str(f.get(k, 0)) for k in KINDS)
+    trust = TRUST[im["trust"]["label"]] if im.get("trust") else "–"
     return (f"{im['index']:>5} {im['name'][:16]:<16} {'right' if c['mode'] == '0' else 'wrong':>6} {c['psnr']:>9.2f} "
-            f"{'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m['180']}/{m['fail']:<6} {kinds:>14} "
+            f"{trust:<14} {'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m['180']}/{m['fail']:<6} {kinds:>14} "
             f"{im['best_of_n']['psnr']:>19.2f} {im['total_time_s']:>7.1f}")
 
 
 def legend() -> str:
     return ("answer: the tool's choice without the ground truth, turned as the prior prefers (answer.png), right up "
-            "to the measurement's symmetries; found: some particle is the image; failed: t twin, u unrepresentable, "
+            "to the measurement's symmetries; trust: how far to trust it without the ground truth (no fit, ambiguous, "
+            "orientation undetermined, determined: docs/workflow.md); found: some particle is the image; failed: t twin, u unrepresentable, "
             "f fits within the noise, s search; DAPS best-of-N: the best particle as sampled against the unturned "
             "truth (an oracle)")
 
 
+def trust_line(s: dict) -> str:
+    shares = s.get("trust_shares") or {}
+    return ", ".join(f"{100 * v:.0f} % {k}" for k, v in shares.items() if v)
+
+
 def summary_line(s: dict) -> str:
     return (f"summary: {s['images']} image(s): the answer is right in {100 * s['prior_success_rate']:.0f} % "
-            f"({s['prior_choice_psnr_mean']:.2f} dB); some particle found it in {100 * s['search_success_rate']:.0f} % "
+            f"({s['prior_choice_psnr_mean']:.2f} dB; trust: {trust_line(s)}); some particle found it in {100 * s['search_success_rate']:.0f} % "
             f"(particle success {100 * s['particle_success_rate']:.0f} %); DAPS best-of-{s['particles']:g} PSNR "
             f"{s['best_of_n_psnr_mean']:.2f} dB; {s['time_s_per_image']:.1f} s/image")
 

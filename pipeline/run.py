@@ -10,6 +10,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from evaluation.failures import representability, truths
+from evaluation.orientation import method_of
+from evaluation.trust import orientation_check
 from evaluation.perceptual import load_lpips
 from evaluation.record import evaluate_image, image_record
 from evaluation.summary import summarize
@@ -35,9 +37,11 @@ def cost_per_row(model_cfg) -> dict | None:
     return _COST[key]
 
 
-def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=None, out_dir=None) -> list[dict]:
+def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=None, out_dir=None,
+              check: dict | None = None) -> list[dict]:
     """Sample cfg.particle_num particles for each (index, name, gt) of `items` in one batch; their records.
-    counter: a tracking.compute.NetworkCounter on the model."""
+    counter: a tracking.compute.NetworkCounter on the model; check: the model's stored orientation check
+    (evaluation/trust.orientation_check)."""
     K = cfg.sampler.annealing.num_steps
     indices = [index for index, _, _ in items]
     # data.ground_truth=decoded: the truths the model can make, D(E(x)); raw: the images, with their reconstructions
@@ -55,13 +59,13 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
     for i, ((index, name, _), gt, result) in enumerate(zip(items, gts, split(sampled))):
         rep = representability(operator, gt[None], None if recs is None else recs[i:i + 1], result.y,
                                first_stage_psnr[i])
-        evaluated = evaluate_image(model, operator, result, gt[None], cfg, lpips_model, counter, rep)
+        evaluated = evaluate_image(model, operator, result, gt[None], cfg, lpips_model, counter, rep, check)
         record = image_record(result, name, evaluated, cfg, cost_per_row(cfg.model), mode_weights(cfg.model))
         if out_dir is not None and cfg.save_images:
             from tracking.images import save_image_outputs
             final = [p for p in evaluated.particles if p["pruned_at"] is None]
             save_image_outputs(out_dir, index, gt[None], result.y, evaluated.x, result.particle_ids, final,
-                               evaluated.dropped, answer=record["best_by_prior"])
+                               evaluated.dropped, answer=record["best_by_prior"], trust=record["trust"])
         records.append(record)
     return records
 
@@ -70,7 +74,7 @@ def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_
     """One image alone in its batch (the studies and tests use it); returns its metric.json record."""
     with NetworkCounter(model) as counter:
         return run_batch(model, operator, [(image_index, name, gt)], cfg, device, dtype, counter, lpips_model,
-                         out_dir)[0]
+                         out_dir, orientation_check(cfg.model))[0]
 
 
 def run(cfg, argv=None, choices: dict | None = None) -> dict:
@@ -95,6 +99,11 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
 
     if note:
         print(f"note: {note}", file=sys.stderr)
+    check = orientation_check(cfg.model)
+    if check is None and operator.rotation_ambiguous and method_of(model, cfg.orientation) == "elbo":
+        print(f"note: this model has no stored orientation check, so an answer's orientation is judged by its own "
+              f"ELBO gap alone; store one with: python scripts/orientation_on_truths.py --write "
+              f"{cfg.model.get('ckpt_path') or '(a checkpoint)'}", file=sys.stderr)
     if cfg.overwrite:
         clear_outputs(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +123,7 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     with NetworkCounter(model) as counter:
         for start in range(0, len(pending), cfg.images_per_batch):
             items = [(dataset.indices[i], *dataset[i]) for i in pending[start:start + cfg.images_per_batch]]
-            new = run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model, out_dir)
+            new = run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model, out_dir, check)
             images.extend(new)
             images.sort(key=lambda im: im["index"])
             metric["summary"] = summarize(images)

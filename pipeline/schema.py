@@ -50,11 +50,12 @@ def flags() -> dict[str, Setting]:
 
 
 def blocks() -> dict:
-    """The blocks of the base config: each stage's, the orientation and the evaluation settings."""
-    from evaluation import orientation, perceptual, trajectory
+    """The blocks of the base config: each stage's, the orientation, the trust label and the evaluation settings."""
+    from evaluation import orientation, perceptual, trajectory, trust
 
     out = {stage.block_key: stage.block for stage in ordered() if stage.block}
     out["orientation"] = orientation.SETTINGS
+    out["trust"] = trust.SETTINGS
     out["eval"] = {**perceptual.SETTINGS, **trajectory.SETTINGS}
     return out
 

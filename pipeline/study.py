@@ -1,111 +1,266 @@
-"""A study: configurations run on the same measurements (images x seeds), each (configuration, seed) an ordinary run
-folder, so an interrupted or repeated study continues where it stopped and several workers can share the jobs; and
-its records read back, paired by measurement (evaluation/paired.py compares them)."""
+"""A study: configurations run on the same measurements (images x seeds) of one model stack, cut into jobs of
+(configuration, seed, image shard), each job an ordinary run folder, so a finished shard is never redone and an
+interrupted one continues; its plan (jobs, measurements, device-hours from the cost model) before anything runs; its
+records read back, paired by measurement (evaluation/paired.py compares them). pipeline/cluster.py launches it."""
 from __future__ import annotations
 
-import os
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.stacks import stack
+from pipeline.stacks import FULL_SIZE, stack
 from tracking.metric_file import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# TFLOP/s a device sustains on the LDM's networks, for plans before a study has measured its own:
+# cuda: an H200 in TF32, the full-size FFHQ LDM (docs/performance.md, 2026-12-04: 129 TFLOP/s);
+# cpu: one core of the 2-core development machine on the natural mini LDM (the frontier study's first shards,
+# 2026-12-04, docs/particle_search.md)
+RATES = {"cuda": 129.0, "cpu": 0.06}
+MAX_IMAGES_PER_BATCH = 4      # the fastest measured per image on the H200 and both mini LDMs (docs/performance.md)
+
 
 @dataclass(frozen=True)
 class Configuration:
-    """label: its row in the tables; family: its line in the plots; overrides: Hydra overrides of the model's stack;
-    images: how many images of the data set (from the study's start) it runs on."""
+    """label: its row in the tables; family: its line in the plots; overrides: Hydra overrides of the model's
+    stack."""
 
     label: str
     family: str
     overrides: tuple[str, ...]
-    images: int
-    extra: dict = field(default_factory=dict, compare=False)
 
     @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9.]+", "-", self.label).strip("-")
 
 
-def compose_config(model: str, overrides) -> object:
+@dataclass(frozen=True)
+class Job:
+    """One run folder: a configuration's images first … first + count - 1 under one seed."""
+
+    configuration: Configuration
+    seed: int
+    first: int
+    count: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.configuration.slug}_s{self.seed}_i{self.first}-{self.first + self.count - 1}"
+
+
+@dataclass(frozen=True)
+class Study:
+    """model: a stack of pipeline/stacks.py (sampler: langevin or hmc for the full-size ones); images start … start +
+    images - 1 of its data set, under every seed, cut into shards of `shard` images; common: overrides for every
+    configuration."""
+
+    model: str
+    configurations: tuple[Configuration, ...]
+    seeds: tuple[int, ...]
+    start: int
+    images: int
+    shard: int
+    out: Path
+    sampler: str | None = None
+    images_per_batch: int = 4
+    common: tuple[str, ...] = field(default=())
+
+    @property
+    def gpu(self) -> bool:
+        return self.model in FULL_SIZE
+
+    def jobs(self) -> list[Job]:
+        stop = self.start + self.images
+        return [Job(c, s, a, min(self.shard, stop - a)) for c in self.configurations for s in self.seeds
+                for a in range(self.start, stop, self.shard)]
+
+
+def compose_config(study: Study, overrides) -> object:
     from pipeline.schema import compose
 
-    return compose(*stack(model), *overrides)
+    return compose(*stack(study.model, study.sampler), *overrides)
 
 
-def job_config(model: str, c: Configuration, seed: int, start: int, out_dir: Path, images_per_batch: int,
-               common=()):
-    cfg = compose_config(model, [*c.overrides, *common, f"seed={seed}", f"num_eval_images={c.images}",
-                                 f"data.start_index={start}", "save_images=false", f"save_dir={out_dir}",
-                                 f"name={c.slug}_s{seed}", f"images_per_batch={min(images_per_batch, c.images)}"])
-    if "cpu_threads" in cfg.model:            # one thread per worker: the workers are the parallelism
+def job_config(study: Study, job: Job):
+    """The run config of one job: its configuration's overrides, seed and shard, no images saved."""
+    cfg = compose_config(study, [*job.configuration.overrides, *study.common, f"seed={job.seed}",
+                                 f"num_eval_images={job.count}", f"data.start_index={job.first}", "save_images=false",
+                                 f"save_dir={study.out}", f"name={job.name}",
+                                 f"images_per_batch={min(study.images_per_batch, job.count)}",
+                                 f"device={'auto' if study.gpu else 'cpu'}"])
+    if not study.gpu and "cpu_threads" in cfg.model:    # one thread per worker: the workers are the parallelism
         cfg.model.cpu_threads = 1
     return cfg
 
 
-def _claim(lock: Path) -> bool:
-    """Take a job's lock file (its worker's pid); a lock whose worker is gone is taken over."""
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            pid = int(lock.read_text() or 0)
-            os.kill(pid, 0)
-            return False
-        except (ValueError, ProcessLookupError, PermissionError, FileNotFoundError):
-            lock.unlink(missing_ok=True)
-            return _claim(lock)
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-    return True
+def finished(study: Study, job: Job) -> int:
+    """How many of the job's images its run folder holds."""
+    path = study.out / job.name / "metric.json"
+    return len(read_json(path).get("images", [])) if path.exists() else 0
 
 
-def done(out_dir: Path, c: Configuration, seed: int) -> bool:
-    path = out_dir / f"{c.slug}_s{seed}" / "metric.json"
-    return path.exists() and len(read_json(path).get("images", [])) >= c.images
-
-
-def run_study(model: str, configurations: list[Configuration], seeds: list[int], start: int, out_dir: Path,
-              images_per_batch: int = 4, common=()) -> None:
-    """Run every (configuration, seed) not done yet; start as many workers as there are cores, each with one thread
-    (OMP_NUM_THREADS=1): each takes the next free job."""
+def work(study: Study, jobs: list[Job]) -> None:
+    """Run the given jobs one after the other in this process; a finished one is skipped, a started one continued
+    (pipeline/run_folder.py)."""
     import torch
 
-    from pipeline.config import validate
     from pipeline.run import run
 
-    torch.set_num_threads(1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(c, s) for c in configurations for s in seeds]
-    for c, s in jobs:                                   # every setting checked before the first job runs
-        validate(job_config(model, c, s, start, out_dir, images_per_batch, common))
+    if not study.gpu:
+        torch.set_num_threads(1)
     t0 = time.perf_counter()
-    for i, (c, seed) in enumerate(jobs):
-        lock = out_dir / f"{c.slug}_s{seed}.lock"
-        if done(out_dir, c, seed) or not _claim(lock):
+    for i, job in enumerate(jobs):
+        if finished(study, job) >= job.count:
             continue
-        try:
-            run(job_config(model, c, seed, start, out_dir, images_per_batch, common))
-        finally:
-            lock.unlink(missing_ok=True)
-        print(f"[study] {i + 1}/{len(jobs)} {c.label}, seed {seed}: done, {time.perf_counter() - t0:.0f} s",
-              file=sys.stderr, flush=True)
+        run(job_config(study, job))
+        print(f"[study] {i + 1}/{len(jobs)} {job.name}: done, {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+              flush=True)
 
 
-def records(out_dir: Path, configurations: list[Configuration], seeds: list[int]) -> dict[str, list[dict]]:
-    """Each configuration's image records (with their seed) from the runs that exist so far."""
+def records(study: Study) -> dict[str, list[dict]]:
+    """Each configuration's image records (with their seed) from the shards finished so far, steps left out."""
     out = {}
-    for c in configurations:
+    for c in study.configurations:
         recs = []
-        for s in seeds:
-            path = out_dir / f"{c.slug}_s{s}" / "metric.json"
+        for job in study.jobs():
+            if job.configuration != c:
+                continue
+            path = study.out / job.name / "metric.json"
             if path.exists():
-                recs += [{"seed": s, **{k: v for k, v in im.items() if k != "steps"}}
+                recs += [{"seed": job.seed, **{k: v for k, v in im.items() if k != "steps"}}
                          for im in read_json(path).get("images", [])]
         out[c.label] = recs
     return out
+
+
+# --- the plan: what a study will cost before it runs ---------------------------------------------------------------
+
+def network_rows(study: Study, c: Configuration) -> dict[str, float]:
+    """Rows per image of each network that configuration c causes on the study's model, counted without the model:
+    the sampler's loop with c's stages and the stack's steps runs on the two-mode latent benchmark (its loop, hooks
+    and batch sizes are the model's; only the networks differ), then the final particles' decode and the
+    orientation ELBO's UNet and encoder rows are added as the record counts them (evaluation/record.py)."""
+    import torch
+
+    from pipeline.build import build
+    from pipeline.sampling import sample_batch
+    from pipeline.schema import compose
+    from tracking.compute import KINDS, NetworkCounter
+
+    real = compose_config(study, [*c.overrides, *study.common])
+    s = real.sampler
+    cfg = compose(*stack("two_mode_latent"), *c.overrides, *study.common, "device=cpu", "num_eval_images=1",
+                  f"sampler.annealing.num_steps={s.annealing.num_steps}", f"sampler.mcmc.num_steps={s.mcmc.num_steps}",
+                  f"sampler.ode.num_steps={s.ode.num_steps}", f"sampler.mcmc.algo={s.mcmc.algo}")
+    model, operator, dataset = build(cfg)
+    gt = dataset[0][1][None].to(torch.float32)
+    with NetworkCounter(model) as counter:
+        sampled = sample_batch(model, operator, gt, [0], cfg, torch.device("cpu"), torch.float32, counter)
+    rows = {k: float(v) for k, v in sampled.network_rows.items()}
+    final = sampled.state.z.shape[0]
+    rows["decoder_forward"] += final                               # the answer: the final particles decoded
+    if real.model.name == "ldm":                                   # the ELBO: x and rot x at every level, encoded once
+        rows["unet"] += 2 * final * real.orientation.elbo_evals
+        rows["encoder"] += 2 * final
+    return {k: rows.get(k, 0.0) for k in KINDS}
+
+
+def tflop_per_image(study: Study, c: Configuration) -> float | None:
+    from pipeline.run import cost_per_row
+
+    per_row = cost_per_row(compose_config(study, [*c.overrides, *study.common]).model)
+    if per_row is None:
+        return None
+    rows = network_rows(study, c)
+    return sum(rows[k] * per_row[k] for k in rows)
+
+
+def measured_rate(study: Study) -> float | None:
+    """TFLOP/s the study's finished images sustained (all network calls over their time), None before any."""
+    tflop = seconds = 0.0
+    for recs in records(study).values():
+        for im in recs:
+            t = (im.get("compute_total") or {}).get("tflop")
+            if t is not None and im.get("total_time_s"):
+                tflop, seconds = tflop + t, seconds + im["total_time_s"]
+    return tflop / seconds if seconds else None
+
+
+def gpu_images_per_batch(study: Study, memory_bytes: float) -> int:
+    """Images per batch that fit a GPU of that memory (the run's own estimate of memory per particle, 80 % of the
+    device), at most MAX_IMAGES_PER_BATCH."""
+    from tracking.compute import memory_per_particle
+
+    cfg = compose_config(study, [*study.configurations[0].overrides, *study.common])
+    particles = max(int(compose_config(study, [*c.overrides, *study.common]).particle_num)
+                    for c in study.configurations)
+    per_image = particles * memory_per_particle(cfg.model)
+    return max(1, min(MAX_IMAGES_PER_BATCH, int(0.8 * memory_bytes // per_image)))
+
+
+@dataclass
+class Plan:
+    """What a study will run: per configuration its TFLOP per image and pending images; the rate and its source."""
+
+    rows: list[dict]
+    rate: float
+    rate_source: str
+    unit: str                       # GPU-hours or core-hours
+
+    @property
+    def hours(self) -> float:
+        return sum(r["hours"] for r in self.rows)
+
+    @property
+    def pending_jobs(self) -> int:
+        return sum(r["pending_jobs"] for r in self.rows)
+
+    def text(self, study: Study, workers: int) -> str:
+        head = (f"plan: {study.model} ({' '.join(stack(study.model, study.sampler))}), images {study.start}-"
+                f"{study.start + study.images - 1} x seeds {list(study.seeds)} = {study.images * len(study.seeds)} "
+                f"measurements per configuration, shards of {study.shard} images, {study.images_per_batch} image(s) "
+                f"per batch; results in {study.out}")
+        lines = [head, "", f"| configuration | TFLOP / image | jobs | done | images to run | {self.unit} |",
+                 "|---|---|---|---|---|---|"]
+        for r in self.rows:
+            lines.append(f"| {r['label']} | {r['tflop']:.4g} | {r['jobs']} | {r['jobs'] - r['pending_jobs']} | "
+                         f"{r['pending_images']} | {r['hours']:.2f} |")
+        lines += ["", f"total: {sum(r['jobs'] for r in self.rows)} jobs, {self.pending_jobs} to run; "
+                      f"{self.hours:.2f} {self.unit} at {self.rate:.3g} TFLOP/s ({self.rate_source}); about "
+                      f"{self.hours / max(workers, 1):.2f} h of wall time on {workers} worker(s)"]
+        return "\n".join(lines)
+
+
+def plan(study: Study) -> Plan:
+    """The study's plan: every configuration's TFLOP per image from the cost model (network_rows), the pending images
+    of each, and hours at the rate the study has measured so far (else RATES)."""
+    rate = measured_rate(study)
+    source = "measured on this study's finished images"
+    if rate is None:
+        kind = "cuda" if study.gpu else "cpu"
+        rate, source = RATES[kind], f"the documented {kind} rate, docs/performance.md"
+    rows = []
+    jobs = study.jobs()
+    for c in study.configurations:
+        mine = [j for j in jobs if j.configuration == c]
+        pending = {j: j.count - finished(study, j) for j in mine}
+        tflop = tflop_per_image(study, c) or 0.0
+        images = sum(max(v, 0) for v in pending.values())
+        rows.append({"label": c.label, "tflop": tflop, "jobs": len(mine),
+                     "pending_jobs": sum(v > 0 for v in pending.values()), "pending_images": images,
+                     "hours": images * tflop / rate / 3600})
+    return Plan(rows, rate, source, "GPU-hours" if study.gpu else "core-hours")
+
+
+def assign(jobs: list[Job], cost: dict[Configuration, float], workers: int) -> list[list[Job]]:
+    """Jobs split among workers, the longest first to the least loaded (deterministic, no worker talks to
+    another): each worker's list is its own, so no two workers ever run the same shard."""
+    loads = [[0.0, w, []] for w in range(max(1, min(workers, len(jobs))))]
+    for job in sorted(jobs, key=lambda j: (-cost[j.configuration] * j.count, j.name)):
+        least = min(loads, key=lambda load: (load[0], load[1]))
+        least[0] += cost[job.configuration] * job.count
+        least[2].append(job)
+    return [load[2] for load in loads if load[2]]

@@ -4,14 +4,20 @@ stage reconstructs each truth and its rotation (the loss's own leak of the orien
 make fits y worse).
 
     python scripts/orientation_on_truths.py --model naturalldm --images 50 --evals 32,128,512 --repeats 2
+    python scripts/orientation_on_truths.py --model naturalldm --write      # store the check with the model
 
-Prints a Markdown table; one CPU thread. docs/orientation.md reports its output.
+Prints a Markdown table; one CPU thread (full-size models: the GPU). docs/orientation.md reports its output. --write
+measures the ELBO at the run's own number of levels (orientation.elbo_evals) on the model's test images (up to 100)
+and stores the share beside the checkpoint (orientation_check.json), where every run reads it: below
+trust.threshold an answer's orientation is `orientation undetermined` (evaluation/trust.py).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -25,16 +31,18 @@ from evaluation.orientation import prior_log_ratio  # noqa: E402
 from pipeline.build import build  # noqa: E402
 from pipeline.config import validate  # noqa: E402
 from pipeline.schema import compose  # noqa: E402
-from pipeline.stacks import stack  # noqa: E402
+from pipeline.stacks import FULL_SIZE, STACKS, stack  # noqa: E402
 
 
 @torch.no_grad()
-def measure(model_name: str, images: int, evals: list[int], repeats: int) -> dict:
-    cfg = compose(*stack(model_name), "data.ground_truth=decoded", "device=cpu", "save_images=false",
-                  f"num_eval_images={images}")
+def measure(model_name: str, images: int, evals: list[int], repeats: int, overrides=()) -> dict:
+    device = "device=auto" if model_name in FULL_SIZE else "device=cpu"
+    cfg = compose(*stack(model_name), "data.ground_truth=decoded", device, "save_images=false",
+                  f"num_eval_images={images}", *overrides)
     validate(cfg)
     model, _, dataset = build(cfg)
-    raw = torch.stack([dataset[i][1] for i in range(len(dataset))]).float()
+    dev = next(iter(model.parameters())).device
+    raw = torch.stack([dataset[i][1] for i in range(len(dataset))]).float().to(dev)
     truths = decoded_truths(model, raw, cfg.data)[0]           # as the studies use them
     latents = model.encode(truths)                              # once, not per number of levels and repeat
     upright = {}
@@ -45,19 +53,48 @@ def measure(model_name: str, images: int, evals: list[int], repeats: int) -> dic
                                                         torch.Generator().manual_seed(1000 * r + i), truths[i:i + 25])
                                         for i in range(0, len(truths), 25)]) > 0).double().mean())
                       for r in range(repeats)]
-    return {"images": len(truths), "upright": upright,
+    return {"images": len(truths), "upright": upright, "cfg": cfg,
             "psnr": {"truth": reconstruct(model, truths)[1].tolist(),
                      "rotation": reconstruct(model, rot180(truths))[1].tolist()}}
 
 
+def write_check(model_name: str, images: int, repeats: int) -> Path:
+    """Measure the share at the run's own number of ELBO levels and store it beside the model's checkpoint."""
+    from evaluation.paired import wilson
+    from evaluation.trust import check_path
+
+    cfg = compose(*stack(model_name))
+    evals = int(cfg.orientation.elbo_evals)
+    r = measure(model_name, images, [evals], repeats)
+    path = check_path(r["cfg"].model)
+    if path is None:
+        raise SystemExit(f"error: {model_name} has no checkpoint to store the check beside")
+    n = r["images"] * repeats
+    share = statistics.fmean(r["upright"][evals])
+    check = {"upright": share, "upright_95ci": list(wilson(round(share * n), n)), "images": r["images"],
+             "repeats": repeats, "per_repeat": r["upright"][evals], "elbo_evals": evals,
+             "data": str(r["cfg"].data.name), "ground_truth": "decoded", "date": time.strftime("%Y-%m-%d"),
+             "command": "python scripts/orientation_on_truths.py " + " ".join(sys.argv[1:])}
+    path.write_text(json.dumps(check, indent=1) + "\n")
+    print(f"{model_name}: the ELBO prefers the upright image in {100 * share:.0f} % of {r['images']} decoded test "
+          f"images x {repeats} repeats ({evals} levels); stored in {path}")
+    return path
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", nargs="+", default=["naturalldm", "digits32ldm"])
+    ap.add_argument("--model", nargs="+", default=["naturalldm", "digits32ldm"], choices=sorted(STACKS))
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--evals", default="32,128,512")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--write", action="store_true", help="store the check beside each model's checkpoint "
+                                                          "(--images defaults to 100 then)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.write:
+        for name in args.model:
+            write_check(name, args.images if "--images" in (argv or sys.argv) else 100, args.repeats)
+        return
     evals = [int(e) for e in args.evals.split(",")]
     print("| model | decoded truths | ELBO prefers upright (" + ", ".join(f"{n} levels" for n in evals) +
           "; each repeat) | re-encoded truth PSNR, median [min] | re-encoded rotation PSNR, median [min] |")

@@ -17,9 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.paired import compare, table  # noqa: E402
+from evaluation.paired import compare, rates_table  # noqa: E402
+from pipeline.cluster import run_here  # noqa: E402
 from pipeline.stacks import STACKS  # noqa: E402
-from pipeline.study import Configuration, records, run_study  # noqa: E402
+from pipeline.study import Configuration, Study, records  # noqa: E402
 
 
 def main(argv=None):
@@ -38,18 +39,21 @@ def main(argv=None):
     out = args.out or ROOT / "results" / "sweep_preset" / args.model
     configs = [Configuration(f"lr {lr}, {steps} MCMC steps, lr_min_ratio {ratio}", "preset",
                              (f"particle_num={args.particles}", f"sampler.mcmc.lr={lr}",
-                              f"sampler.mcmc.num_steps={steps}", f"sampler.mcmc.lr_min_ratio={ratio}"), args.images)
+                              f"sampler.mcmc.num_steps={steps}", f"sampler.mcmc.lr_min_ratio={ratio}"))
                for lr, steps, ratio in itertools.product(args.lr.split(","), args.mcmc_steps.split(","),
                                                          args.lr_min_ratio.split(","))]
-    run_study(args.model, configs, args.seeds, args.start, out, common=args.overrides)
-    recs = records(out, configs, args.seeds)
+    study = Study(args.model, tuple(configs), tuple(args.seeds), args.start, args.images, args.images, out,
+                  common=tuple(args.overrides))
+    run_here(study)
+    recs = records(study)
     reference = configs[0].label
     comparisons = {c.label: compare(recs[c.label], recs[reference]) for c in configs}
     print(f"{args.model}: images {args.start}-{args.start + args.images - 1} x seeds {args.seeds}, "
           f"{args.particles} particles\n")
-    print(table(comparisons, reference))
-    best = max(comparisons, key=lambda k: (comparisons[k].means["particle_success"],
-                                           comparisons[k].means["chosen_right"]))
+    print(rates_table(comparisons))
+    success = {c.label: sum(p["mode"] != "fail" for im in recs[c.label] for p in im["particles"]
+                            if p.get("pruned_at") is None) for c in configs}
+    best = max(comparisons, key=lambda k: (success[k], comparisons[k].means["chosen_right"]))
     print(f"\nhighest particle success: {best}")
 
 

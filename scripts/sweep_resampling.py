@@ -18,9 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.paired import compare, table  # noqa: E402
+from evaluation.paired import compare, rates_table  # noqa: E402
+from pipeline.cluster import run_here  # noqa: E402
 from pipeline.stacks import STACKS  # noqa: E402
-from pipeline.study import Configuration, records, run_study  # noqa: E402
+from pipeline.study import Configuration, Study, records  # noqa: E402
 
 
 def main(argv=None):
@@ -37,20 +38,22 @@ def main(argv=None):
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     out = args.out or ROOT / "results" / "sweep_resampling" / args.model
-    configs = [Configuration("independent", "independent", (f"particle_num={args.particles}",), args.images)]
+    configs = [Configuration("independent", "independent", (f"particle_num={args.particles}",))]
     for temp, interval, window in itertools.product(args.temperature.split(","), args.interval.split(","),
                                                     args.window.split(",")):
         start, end = window.split(":")
         configs.append(Configuration(f"τ {temp}, every {interval}, t {start} → {end}", "resampling",
                                      (f"particle_num={args.particles}", f"resampling_interval={interval}",
                                       f"resampling.temperature={temp}", f"resampling.start_t={start}",
-                                      f"resampling.end_t={end}"), args.images))
-    run_study(args.model, configs, args.seeds, args.start, out, common=args.overrides)
-    recs = records(out, configs, args.seeds)
+                                      f"resampling.end_t={end}")))
+    study = Study(args.model, tuple(configs), tuple(args.seeds), args.start, args.images, args.images, out,
+                  common=tuple(args.overrides))
+    run_here(study)
+    recs = records(study)
     comparisons = {c.label: compare(recs[c.label], recs["independent"]) for c in configs}
     print(f"{args.model}: images {args.start}-{args.start + args.images - 1} x seeds {args.seeds}, "
           f"{args.particles} particles\n")
-    print(table(comparisons, "independent"))
+    print(rates_table(comparisons))
     for c in configs[1:]:
         events = [e["resampled"] for r in recs[c.label] for e in r.get("resampling", [])]
         print(f"{c.label}: {sum(events)}/{len(events)} events resampled")

@@ -150,7 +150,12 @@ def test_parse_metrics_headline_names_the_differing_settings_with_intervals(tmp_
     lines = out.stdout.splitlines()
     assert lines[0].startswith("| settings | images | chosen right [95 % CI] | found [95 % CI]")
     assert lines[2].startswith("| particle_num=1 | 2 |") and lines[3].startswith("| particle_num=2 | 2 |")
-    assert "[" in lines[2].split("|")[3] and len(lines) == 4               # a short table: one row per run
+    assert "[" in lines[2].split("|")[3] and not lines[4]                # a short table: one row per run
+    # then every answer that is not `determined`, with its label, from the records
+    labels = {im["index"]: im["trust"]["label"] for im in json.loads((tmp_path / "p1" / "metric.json").read_text())
+              ["images"]}
+    if any(v != "determined" for v in labels.values()):
+        assert lines[5].startswith("Answers to act on") and lines[6].startswith(f"{tmp_path.name}/p1: not determined")
     assert (tmp_path / "report" / "headline.png").is_file()
     full = parse_metrics.main([str(tmp_path), "--all"])
     assert full == 0

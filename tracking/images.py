@@ -42,10 +42,11 @@ def labelled_grid(tiles: list[torch.Tensor], labels: list[tuple[str, ...]]) -> I
     return canvas
 
 
-def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(), answer=None):
+def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(), answer=None, trust=None):
     """images/NNNNN/: gt.png, measurement.png, particle_<id>.png (pruned_particle_<id>.png for pruned ones),
     answer.png (the tool's answer: the chosen particle turned the way the prior prefers; `answer` is the record's
-    best_by_prior) and grid.png (GT, |y|, the answer, every final particle with its mode and PSNR)."""
+    best_by_prior), answer_rotated.png (the other orientation, where `trust` says the prior cannot choose it) and
+    grid.png (GT, |y|, the answer with its trust label, every final particle with its mode and PSNR)."""
     out = Path(out_dir) / "images" / f"{index:05d}"
     shutil.rmtree(out, ignore_errors=True)            # this image is being redone: no PNG of an earlier run stays
     out.mkdir(parents=True)
@@ -63,10 +64,13 @@ def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(),
         xa = x[particle_ids.index(answer["particle"])]
         xa = rot180(xa) if answer["rotated"] else xa
         save_image(to_unit(xa.float().cpu()), out / "answer.png")
+        label = trust["label"] if trust else None
+        if label == "orientation undetermined":          # the prior's choice is a guess: the other one beside it
+            save_image(to_unit(rot180(xa).float().cpu()), out / "answer_rotated.png")
         verdict = "right" if answer["mode"] == "0" else "wrong"
         tiles.append(to_unit(xa.float().cpu()))
         labels.append((f"ANSWER: particle {answer['particle']}", ("turned 180 deg, " if answer["rotated"] else "")
-                       + f"{answer['psnr']:.1f} dB", verdict))
+                       + f"{answer['psnr']:.1f} dB, {verdict}", f"trust: {label}" if label else ""))
     tiles += [to_unit(xi.float().cpu()) for xi in x]
     by_id = {r["particle"]: r for r in rows}
     for pid in particle_ids:

@@ -1,0 +1,156 @@
+"""A study's report: every configuration's endpoints with clustered intervals, the comparisons named before
+measuring as paired differences with their verdicts, the targets, how far each trust label can be trusted, where the
+answer is won or lost; printed, saved as JSON (with every measurement's outcomes, so it can be analysed again) and
+plotted."""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.paired import (BINARY, NAMES, Comparison, choices_table, compare, differences_table, outcomes, rate,
+                               rates_table)
+from evaluation.trust import LABELS
+
+
+def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
+    """The targets stated before measuring (issue 31), judged by the clustered intervals: four runs' answers for at
+    most 60 % of their compute, every binary endpoint's interval reaching no lower than 3 points below; or chosen
+    right at least 10 points up at <= 5 % more compute with its interval above zero."""
+    ref = comparisons[reference].means["tflop"]
+    lines = []
+    for label, c in comparisons.items():
+        if label == reference or not c.n:
+            continue
+        ratio = c.means["tflop"] / ref
+        cheaper = ratio <= 0.6 and all(c.diffs[k].low >= -0.03 for k in BINARY)
+        better = ratio <= 1.05 and c.diffs["chosen_right"].value >= 0.10 and c.diffs["chosen_right"].low > 0
+        if cheaper or better:
+            lines.append(f"{label} meets the target ({'cheaper' if cheaper else 'better'}): {100 * ratio:.0f} % of "
+                         f"the compute, chosen right {100 * c.diffs['chosen_right'].value:+.0f} points")
+    return lines or ["no configuration meets either target"]
+
+
+def calibration(records: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per trust label over every configuration's measurements: how many, and the share of right answers and of
+    found images with clustered 95 % intervals (evaluation/paired.rate) - does the label tell right from wrong?"""
+    out = {}
+    for lab in LABELS:
+        recs = [im for rs in records.values() for im in rs if (im.get("trust") or {}).get("label") == lab]
+        if not recs:
+            out[lab] = {"n": 0}
+            continue
+        keys = [(im["seed"], im["index"]) for im in recs]
+        row = {"n": len(recs)}
+        for key, f in (("chosen_right", lambda im: im["best_by_prior"]["mode"] == "0"),
+                       ("found", lambda im: im["found"])):
+            e = rate(keys, np.array([float(f(im)) for im in recs]))
+            row[key] = [e.value, e.low, e.high]
+        out[lab] = row
+    return out
+
+
+def calibration_table(cal: dict[str, dict]) -> str:
+    lines = ["| trust label | measurements | chosen right % [95 % CI] | found % [95 % CI] |", "|---|---|---|---|"]
+    total = sum(v["n"] for v in cal.values())
+    for lab, v in cal.items():
+        if not v["n"]:
+            lines.append(f"| {lab} | 0 | – | – |")
+            continue
+        cell = lambda r: f"{100 * r[0]:.0f} [{100 * r[1]:.0f}, {100 * r[2]:.0f}]"  # noqa: E731
+        lines.append(f"| {lab} | {v['n']} ({100 * v['n'] / total:.0f} %) | {cell(v['chosen_right'])} | "
+                     f"{cell(v['found'])} |")
+    return "\n".join(lines)
+
+
+def plot(comparisons: dict[str, Comparison], families: dict[str, str], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(BINARY), figsize=(5 * len(BINARY), 4.2), sharex=True)
+    markers = dict(zip(dict.fromkeys(families.values()), "osD^v<>xP*"))
+    for ax, name in zip(axes, BINARY):
+        for label, c in comparisons.items():
+            if not c.n:
+                continue
+            r = c.rates[name]
+            err = [[100 * (r.value - r.low)], [100 * (r.high - r.value)]]
+            ax.errorbar([c.means["tflop"]], [100 * r.value], yerr=err, marker=markers[families[label]], capsize=3,
+                        label=label + ("" if c.complete else " †"))
+        ax.set_xscale("log")
+        ax.set_xlabel("TFLOP per image, every network call (log)")
+        ax.set_ylabel(f"{NAMES[name]}, % of measurements")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plain(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if hasattr(v, "__dict__"):
+        return {k: _plain(x) for k, x in v.__dict__.items()}
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]], reference: str,
+           plot_path: str | None = None, save: str | None = None) -> str:
+    """Print the study's report and write it (frontier.json in the study's folder, or `save`)."""
+    missing = [label for label, r in recs.items() if not r]
+    ref = recs.get(reference) or []
+    comparisons = {label: compare(r, ref) for label, r in recs.items() if r and ref}
+    rows = [(name, compare(recs[mine], recs[against]),
+             float(np.nanmean([outcomes(recs[mine])[k]["tflop"] for k in outcomes(recs[mine])]) /
+                   np.nanmean([outcomes(recs[against])[k]["tflop"] for k in outcomes(recs[against])])))
+            for name, mine, against in named if recs.get(mine) and recs.get(against)]
+    date = time.strftime("%Y-%m-%d")
+    lines = [f"{study.model}{' ' + study.sampler if study.sampler else ''}, images {study.start}-"
+             f"{study.start + study.images - 1} x seeds {list(study.seeds)}; {date}. Endpoints named before measuring: "
+             f"found (the seeds' success: the image or its rotation among the final particles), the lowest-loss "
+             f"particle in the class (the choice), chosen right (the answer, no ground truth). 95 % intervals "
+             f"clustered by image (BCa cluster bootstrap; exact where it degenerates); p: exact sign test over "
+             f"images (Wilcoxon for the PSNR); † = not every measurement of {reference}", "",
+             "Every configuration:", "", rates_table(comparisons) if comparisons else "(no reference yet)", "",
+             "The comparisons named before measuring (configuration − its reference):", "",
+             differences_table(rows) if rows else "(none finished yet)", ""]
+    if missing:
+        lines.append(f"not run yet: {', '.join(missing)}")
+    if reference in comparisons:
+        lines += targets(comparisons, reference)
+        half = {k: max(c.diffs[k].half_width for c in comparisons.values() if c.n) for k in NAMES}
+        lines.append("largest half-width of a difference's interval: " + ", ".join(
+            f"{NAMES[k]} {100 * v:.1f} points" if k in BINARY else f"{NAMES[k]} {v:.2f} dB" for k, v in half.items()))
+    cal = calibration(recs)
+    lines += ["", "How far each trust label can be trusted (every configuration's measurements):", "",
+              calibration_table(cal), "", "Where the answer is won or lost (shares of final particles; rates of "
+              "measurements):", "", choices_table(recs)]
+    text = "\n".join(lines)
+    print(text)
+    out = Path(save) if save else study.out / "frontier.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(_plain({
+        "model": study.model, "sampler": study.sampler, "seeds": list(study.seeds), "start": study.start,
+        "images": study.images, "date": date, "table": text,
+        "comparisons": {k: c for k, c in comparisons.items()},
+        "named": {name: c for name, c, _ in rows}, "calibration": cal,
+        # every measurement's endpoints, TFLOP and trust label: the study analysed again without its run folders
+        "outcomes": {label: [{"seed": im["seed"], "index": im["index"], **outcomes([im])[(im["seed"], im["index"])],
+                              "trust": (im.get("trust") or {}).get("label")} for im in r] for label, r in recs.items()},
+    }), indent=None, separators=(",", ":")))
+    if plot_path:
+        n = comparisons[reference].n if reference in comparisons else 0
+        plot(comparisons, {c.label: c.family for c in study.configurations}, Path(plot_path),
+             f"{study.model}: {n} measurements per configuration ({date}); bars: 95 % intervals clustered by image")
+    return text

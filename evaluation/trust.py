@@ -1,0 +1,114 @@
+"""How far to trust an image's answer, decided without the ground truth: whether any final particle fits the
+measurement, whether the fits are one image up to the operator's symmetries, and whether the prior can tell the
+answer from its rotation (the model's stored orientation check and the answer's own ELBO gap against its noise)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from core.settings import number
+
+# in the order they are tested: the first that applies is the label
+LABELS = ("no fit", "ambiguous", "orientation undetermined", "determined")
+CHECK_FILE = "orientation_check.json"      # beside a checkpoint: scripts/orientation_on_truths.py --write
+
+SETTINGS = {
+    "threshold": number(0.5, 1, default=0.8, help="a model whose ELBO prefers its own upright decoded test images "
+                                                  "less often than this (orientation_check.json) cannot orient "
+                                                  "an answer: every fitting answer is `orientation undetermined`"),
+}
+
+
+def check_path(model_cfg) -> Path | None:
+    """Where a model's stored orientation check lives: beside its checkpoint (None without one)."""
+    ckpt = model_cfg.get("ckpt_path") if model_cfg.name == "ldm" else None
+    if ckpt is None:
+        return None
+    from models.ldm.model import _resolve
+
+    return _resolve(str(ckpt)).parent / CHECK_FILE
+
+
+def orientation_check(model_cfg) -> dict | None:
+    """The model's stored orientation check ({"upright": share of its decoded test images whose ELBO prefers the
+    upright image, ...}), or None where none is stored."""
+    path = check_path(model_cfg)
+    if path is None or not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def t_quantile(groups: int) -> float:
+    """The two-sided 95 % Student t quantile for the mean of `groups` sub-grid estimates."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, groups - 1))
+
+
+@torch.no_grad()
+def same_image(x: torch.Tensor, reference: int, operator, fail_psnr: float) -> list[bool]:
+    """Per particle of x (B, C, H, W, decoded): whether it is the reference particle's image up to the operator's
+    symmetries (its equivalence class: rotation, shifts, per-channel twins as declared), by the same PSNR threshold
+    that tells a particle from the ground truth."""
+    from evaluation.equivalence import class_matches
+
+    matches = class_matches(x, operator.equivalents(x[reference]))
+    twin = [m["twin_psnr"] is not None and m["twin_psnr"] >= fail_psnr for m in matches]
+    return [i == reference or m["class_psnr"] >= fail_psnr or t for i, (m, t) in enumerate(zip(matches, twin))]
+
+
+def label(fitting: int, distinct: int, rotation: bool, reliability: float | None, threshold: float,
+          gap: float | None, gap_limit: float | None) -> str:
+    """The first that applies: no fit (no final particle within the noise), ambiguous (fits that are different
+    images), orientation undetermined (the measurement cannot orient the answer and the prior does not: its model's
+    stored check is below the threshold, or the answer's log-ratio is within its own noise), determined."""
+    if fitting == 0:
+        return "no fit"
+    if distinct > 0:
+        return "ambiguous"
+    if rotation:
+        if reliability is not None and reliability < threshold:
+            return "orientation undetermined"
+        if gap is not None and abs(gap) <= gap_limit:
+            return "orientation undetermined"
+    return "determined"
+
+
+def assess(x: torch.Tensor, final: list[dict], answer: dict, operator, margin: float, fail_psnr: float,
+           check: dict | None, threshold: float, groups: int) -> dict:
+    """An image's trust block from its final particles' rows (in the order of x), its answer (best_by_prior) and the
+    model's stored check: `label` and the evidence it rests on. Reads nothing of the ground truth."""
+    losses = [p["measurement_loss"] for p in final]
+    fitting = [i for i, v in enumerate(losses) if v <= margin]
+    best = min(range(len(final)), key=losses.__getitem__)
+    # every final particle against the best fit (kept for each particle, so another margin can be judged later)
+    same = same_image(x, best, operator, fail_psnr) if len(final) > 1 else [True]
+    distinct = sum(not same[i] for i in fitting)
+    chosen = [p["particle"] for p in final].index(answer["particle"])
+    rotation = operator.rotation_ambiguous
+    row = final[chosen]
+    gap, se = row.get("prior_log_ratio"), row.get("prior_log_ratio_se")
+    limit = None if se is None else (t_quantile(groups) * se if se > 0 else 0.0)
+    reliability = None if check is None else check.get("upright")
+    out = {"label": label(len(fitting), distinct, rotation, reliability, threshold, gap, limit),
+           "fitting": len(fitting), "distinct_fits": distinct, "margin": margin,
+           "same_as_best_fit": dict(zip([p["particle"] for p in final], same))}
+    if rotation:
+        out.update(orientation_check=reliability, threshold=threshold, gap=gap, gap_limit=limit)
+    return out
+
+
+def shares(images: list[dict]) -> dict[str, float] | None:
+    """Each label's share of the images that carry one."""
+    labels = [im["trust"]["label"] for im in images if im.get("trust")]
+    if not labels:
+        return None
+    return {k: sum(lab == k for lab in labels) / len(labels) for k in LABELS}
+
+
+def not_determined(images: list[dict]) -> list[tuple[int, str]]:
+    """(index, label) of every image whose answer is not `determined`: the ones to act on (docs/workflow.md)."""
+    return [(im["index"], im["trust"]["label"]) for im in images
+            if im.get("trust") and im["trust"]["label"] != "determined"]
