@@ -5,7 +5,9 @@
 
 By default a short headline table: the settings that differ between the experiments, how often the tool's answer
 is right and how often some particle found the image (95 % Wilson intervals), DAPS's best-of-N PSNR and the
-compute; `--all` adds every other column (failure kinds, phases, memory, each stage's own). Then every image whose
+compute; `--all` adds every other column (failure kinds, mode coverage, PSNR up to symmetry, phases, memory, each
+stage's own) and the independent success curve. `--out DIR` also writes images.csv (every measurement's modes,
+answer and trust label) and the plots. Then every image whose
 answer is not `determined` (how far to trust it, without the ground truth: docs/workflow.md says what to do).
 `--reference RUN_DIR` adds each experiment's paired differences against that one on the measurements they share
 (same images and seeds: the same y), with intervals and exact tests clustered by image (evaluation/paired.py).
@@ -187,7 +189,17 @@ def phases_of(experiments) -> list[str]:
     return [ph for ph in PHASE_ORDER if ph in found] + sorted(found - set(PHASE_ORDER))
 
 
-def columns(phases) -> list[tuple]:
+# what a memory column measures (tracking/tracker.py): the GPU's peak per phase, or the CPU process's lifetime peak
+MEMORY = {"cuda_max_allocated": "peak MB (GPU max allocated, per phase)",
+          "peak_rss": "peak MB (CPU process peak RSS, lifetime)"}
+
+
+def memory_kind_of(experiments) -> str | None:
+    kinds = {e["summary"].get("memory_kind") for e in experiments} - {None}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def columns(phases, memory_kind: str | None = None) -> list[tuple]:
     """(csv key, header, value getter from a summary, kind) in table order."""
     def get(key):
         return lambda s: s.get(key)
@@ -211,8 +223,15 @@ def columns(phases) -> list[tuple]:
         ("best_of_n_ssim_std", None, get("best_of_n_ssim_std"), "3f"),
         ("best_of_n_lpips_mean", "DAPS best-of-N LPIPS", get("best_of_n_lpips_mean"), "pm3:best_of_n_lpips_std"),
         ("best_of_n_lpips_std", None, get("best_of_n_lpips_std"), "3f"),
-        ("mean_psnr", "mean PSNR", get("mean_psnr"), "db"),
-        ("particle_psnr_std", "PSNR std over particles", get("particle_psnr_std"), "db"),
+        # up to the measurement's symmetries (a particle in the 180° mode is not a failure), beside DAPS's unturned
+        ("best_psnr_sym_mean", "best PSNR up to symmetry", get("best_psnr_sym_mean"), "pm:best_psnr_sym_std"),
+        ("best_psnr_sym_std", None, get("best_psnr_sym_std"), "db"),
+        ("particle_psnr_sym_std", "PSNR std over particles up to symmetry", get("particle_psnr_sym_std"), "db"),
+        ("mean_psnr", "mean PSNR (unturned)", get("mean_psnr"), "db"),
+        ("particle_psnr_std", "PSNR std over particles (unturned, DAPS)", get("particle_psnr_std"), "db"),
+        # mode coverage: shares of the final particles in each mode
+        *[(f"mode_{m}", f"particles {m}" + (" deg" if m != "fail" else ""),
+           lambda s, m=m: (s.get("mode_shares") or {}).get(m), "pct") for m in ("0", "180", "fail")],
         ("success_rate", "upright found (oracle)", get("success_rate"), "pct"),
         ("both_modes_rate", "both modes", get("both_modes_rate"), "pct"),
         ("both_modes_expected_rate", "both modes, exact posterior", get("both_modes_expected_rate"), "pct"),
@@ -230,7 +249,8 @@ def columns(phases) -> list[tuple]:
         ("tflop_per_image", "TFLOP/image", get("tflop_per_image"), "3g"),
     ]
     cols += [(f"time_{ph}_s", f"{ph} time s", phase("phase_time_s", ph), "2f") for ph in phases]
-    cols += [(f"peak_memory_{ph}_mb", f"{ph} peak MB", phase("phase_peak_memory_mb", ph), "0f") for ph in phases]
+    what = MEMORY.get(memory_kind, "peak MB")
+    cols += [(f"peak_memory_{ph}_mb", f"{ph} {what}", phase("phase_peak_memory_mb", ph), "0f") for ph in phases]
     cols += [(key, header, get(key), kind) for stage in ordered() for key, header, kind in stage.columns]
     cols.append(("mode_commit_t_median", "mode commit t", get("mode_commit_t_median"), "0f"))
     return cols
@@ -276,15 +296,16 @@ HEADLINE = (("chosen right", lambda im: im["best_by_prior"]["mode"] == "0"), ("f
 def format_headline(experiments) -> str:
     """The short table: settings that differ, images, chosen right and found with 95 % intervals, best-of-N PSNR,
     TFLOP per image."""
-    lines = ["| settings | images | chosen right [95 % CI] | found [95 % CI] | best-of-N PSNR (DAPS) | TFLOP/image |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| settings | images | chosen right [95 % CI] | found [95 % CI] | best PSNR up to symmetry | "
+             "best-of-N PSNR (DAPS, unturned) | TFLOP/image |", "|---|---|---|---|---|---|---|"]
     for e, label in zip(experiments, differing_settings(experiments)):
         s = e["summary"]
         cells = [label, str(s.get("images", 0))]
         for _, hit in HEADLINE:
             rate, low, high = rate_with_interval(e["images"], hit)
             cells.append("" if rate is None else f"{100 * rate:.0f} % [{100 * low:.0f}, {100 * high:.0f}]")
-        cells += [_fmt(s.get("best_of_n_psnr_mean"), "db", s), _fmt(s.get("tflop_per_image"), "3g", s)]
+        cells += [_fmt(s.get("best_psnr_sym_mean"), "db", s), _fmt(s.get("best_of_n_psnr_mean"), "db", s),
+                  _fmt(s.get("tflop_per_image"), "3g", s)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -368,7 +389,7 @@ def _fmt(value, kind, summary, pm="±") -> str:
 
 def table_rows(experiments, pm="±"):
     """Header and formatted rows (the ± column folds its std in; the std's own column is CSV-only)."""
-    cols = [c for c in columns(phases_of(experiments)) if c[1] is not None]
+    cols = [c for c in columns(phases_of(experiments), memory_kind_of(experiments)) if c[1] is not None]
     header = ["experiment", *(c[1] for c in cols)]
     rows = [[e["label"], *(_fmt(c[2](e["summary"]), c[3], e["summary"], pm) for c in cols)] for e in experiments]
     return header, rows
@@ -378,12 +399,45 @@ def format_markdown(experiments) -> str:
     header, rows = table_rows(experiments)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n\n" + format_curve(experiments)
+
+
+def format_curve(experiments) -> str:
+    """How many particles were needed: what N independent particles of each experiment's per-particle success p
+    would find, 1 - (1 - p)^N (summary.independent_success_curve), beside what it found."""
+    from evaluation.summary import CURVE_N
+
+    lines = ["Independent success curve (N particles of success p each would find 1 − (1 − p)^N):", "",
+             "| experiment | particle success p | found | " + " | ".join(f"N = {n}" for n in CURVE_N) + " |",
+             "|---|---|---|" + "---|" * len(CURVE_N)]
+    for e in experiments:
+        s = e["summary"]
+        curve = s.get("independent_success_curve") or {}
+        lines.append(f"| {e['label']} | {_fmt(s.get('particle_success_rate'), 'pct', s)} | "
+                     f"{_fmt(s.get('search_success_rate'), 'pct', s)} | "
+                     + " | ".join(_fmt(curve.get(str(n)), "pct", s) for n in CURVE_N) + " |")
     return "\n".join(lines) + "\n"
+
+
+def format_images(experiments) -> str:
+    """Every measurement as a CSV row: experiment, seed, image, its particles per mode, found, the answer and its
+    trust label (the per-image mode coverage)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["experiment", "seed", "index", "name", "particles_0", "particles_180", "particles_fail", "found",
+                "answer_right", "answer_psnr", "trust"])
+    for e in experiments:
+        for im in e["images"]:
+            m = im.get("modes", {})
+            w.writerow([e["label"], im.get("seed"), im["index"], im.get("name"), m.get("0"), m.get("180"),
+                        m.get("fail"), im["found"], im["best_by_prior"]["mode"] == "0",
+                        repr(im["best_by_prior"]["psnr"]), (im.get("trust") or {}).get("label")])
+    return buf.getvalue()
 
 
 def format_csv(experiments) -> str:
     """Raw numbers (Python repr, so they read back exactly); empty where a run has no such value."""
-    cols = columns(phases_of(experiments))
+    cols = columns(phases_of(experiments), memory_kind_of(experiments))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["experiment", "runs", *(c[0] for c in cols)])
@@ -483,7 +537,10 @@ def plot_all(experiments, out: Path) -> list[Path]:
     # per-phase memory exists only on CUDA (max allocated, reset at each phase); a CPU's peak RSS is one number
     # for the whole process, so no per-phase plot is drawn from it
     kinds = {p.get("memory_kind") for e in experiments for im in e["images"] for p in im["phases"].values()}
-    if kinds == {"cuda_max_allocated"}:
+    if kinds != {"cuda_max_allocated"}:
+        print("note: memory_per_phase.png is not drawn: these runs' memory is the CPU process's lifetime peak RSS, "
+              "which cannot be reset per phase (GPU runs record their peak per phase)", file=sys.stderr)
+    else:
         fig, ax = plt.subplots(figsize=(width, 4))
         bar = 0.8 / max(1, len(phases))
         for j, ph in enumerate(phases):
@@ -561,16 +618,19 @@ def plot_all(experiments, out: Path) -> list[Path]:
 
     # PSNR distributions: best particle per image, and every final particle
     fig, axes = plt.subplots(1, 2, figsize=(2 * width, 4))
-    panels = [("best-of-N PSNR per image", lambda e: [im["best_of_n"]["psnr"] for im in e["images"]]),
-              ("PSNR of every final particle",
-               lambda e: [p["psnr"] for im in e["images"] for p in im["particles"] if p.get("pruned_at") is None])]
+    def sym(p):
+        return p.get("class_psnr", p["psnr"])
+    panels = [("best PSNR up to symmetry per image",
+               lambda e: [max(sym(p) for p in im["particles"] if p.get("pruned_at") is None) for im in e["images"]]),
+              ("PSNR up to symmetry of every final particle",
+               lambda e: [sym(p) for im in e["images"] for p in im["particles"] if p.get("pruned_at") is None])]
     for ax, (title, values) in zip(axes, panels):
         data = [[v for v in values(e) if v is not None] for e in experiments]
         ax.boxplot([d or [float("nan")] for d in data])
         for i, d in enumerate(data, start=1):
             ax.plot([i] * len(d), d, "k.", alpha=0.5)
         ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=7)
-        ax.set_ylabel("PSNR against the ground truth (dB)")
+        ax.set_ylabel("PSNR against the closest member of the truth's class (dB)")
         ax.set_title(title)
     save(fig, "psnr_distribution.png")
 
@@ -663,6 +723,7 @@ def main(argv=None) -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / filename).write_text(text)
+        (args.out / "images.csv").write_text(format_images(experiments))
         written = plot_all(experiments, args.out)
         print(f"wrote {args.out / filename} and {len(written)} plot(s) under {args.out}", file=sys.stderr)
     return 0

@@ -186,6 +186,12 @@ def difference(keys: list[tuple], a: np.ndarray, b: np.ndarray, binary: bool) ->
         lo, hi = clopper_pearson(up, up + down)
         return Difference(value, scale * (2 * lo - 1), scale * (2 * hi - 1), "exact conditional over images", p,
                           test)
+    if not binary and len(per_image) < MIN_DISCORDANT:  # too few images for a bootstrap: Student's t over images
+        from scipy.stats import ttest_1samp
+
+        if np.ptp(per_image) > 0:
+            ci = ttest_1samp(per_image, 0.0).confidence_interval(0.95)
+            return Difference(value, float(ci.low), float(ci.high), "Student t over images", p, test)
     if _degenerate(low, high):                         # a continuous difference that never varies
         low = high = value
     return Difference(value, low, high, "cluster bootstrap (BCa over images)", p, test)

@@ -27,6 +27,11 @@ def _rows(image: dict, network: str):
 CURVE_N = (1, 2, 4, 8)
 
 
+def _sym(particle: dict) -> float:
+    """A particle's PSNR up to the symmetries (class_psnr; its plain PSNR in records older than the classes)."""
+    return particle.get("class_psnr", particle["psnr"])
+
+
 def both_modes_expected(image: dict) -> float | None:
     """The chance that the image's n final particles, drawn independently from the exact posterior, hold both
     orientations: 1 - w0^n - w180^n (None where the model has no exact mode weights)."""
@@ -77,6 +82,13 @@ def summarize(images: list[dict]) -> dict:
         "oracle_lpips_mean": _mean([b["lpips"] for b in best]),
         "mean_psnr": _mean([p["psnr"] for p in all_final]),
         "particle_psnr_std": _mean([_std([p["psnr"] for p in ps]) for ps in finals]),
+        # up to the measurement's symmetries: each particle against the closest member of the truth's class (its
+        # rotation, shifts), so a particle that found the 180° mode is not a failure and flips add no spread
+        "best_psnr_sym_mean": _mean([max(_sym(q) for q in ps) for ps in finals]),
+        "best_psnr_sym_std": _std([max(_sym(q) for q in ps) for ps in finals]),
+        "particle_psnr_sym_std": _mean([_std([_sym(q) for q in ps]) for ps in finals]),
+        # mode coverage: each mode's share of the final particles
+        "mode_shares": {m: _mean([float(q["mode"] == m) for q in all_final]) for m in ("0", "180", "fail")},
         "chosen_psnr_mean": _mean([c["psnr"] for c in chosen]),
         # the lowest-loss particle as sampled (a coin flip between orientations where the prior has no say)
         "loss_choice_gt_rate": _mean([float(c["mode"] == "0") for c in chosen]),
@@ -101,6 +113,8 @@ def summarize(images: list[dict]) -> dict:
         "unet_rows_per_image": _mean([_rows(im, "unet") for im in images]),
         "tflop_per_image": _mean([im.get("compute", {}).get("tflop") for im in images]),
         "phase_time_s": {ph: _mean([im["phases"].get(ph, {}).get("time_s") for im in images]) for ph in phases},
+        # cuda_max_allocated: the GPU's peak per phase; peak_rss: the CPU process's lifetime peak (not per phase)
+        "memory_kind": next((ph.get("memory_kind") for im in images for ph in im["phases"].values()), None),
         "phase_peak_memory_mb": {ph: max((im["phases"].get(ph, {}).get("peak_memory_mb") or 0.0) for im in images)
                                  for ph in phases},
         # each stage's own fields (sampler/stages.py: Stage.summary)

@@ -9,6 +9,14 @@ from core.errors import ConfigError
 from pipeline.schema import flags, register
 
 
+def did_you_mean(word: str, options) -> str:
+    """ " (did you mean X?)" for the closest of the options (the standard library's difflib), or ""."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def fail(message: str, code: int = 2):
     """The command line's way out: one line on stderr, no traceback; 2 = bad input."""
     print(f"error: {message}", file=sys.stderr)
@@ -45,7 +53,8 @@ def translate_argv(argv: list[str]) -> list[str]:
             continue
         names = flags()
         if key not in names:
-            raise ConfigError(f"unknown flag --{key}; flags are: " + ", ".join(f"--{f}" for f in names)
+            hint = did_you_mean(f"--{key}", [f"--{f}" for f in names])
+            raise ConfigError(f"unknown flag --{key}{hint}; flags are: " + ", ".join(f"--{f}" for f in names)
                               + " (or any Hydra override key=value)")
         if not eq:
             if i + 1 >= len(argv):
@@ -94,7 +103,9 @@ def check_overrides(argv: list[str], config_dir) -> None:
         group = str(e).split("'")[3].split("/")[0] if str(e).count("'") >= 4 else "a group"
         options = sorted(p.stem for p in (Path(config_dir) / group).glob("*.yaml"))
         choice = next((o for o in plain if o.startswith(f"{group}=")), group)
-        raise ConfigError(f"{choice} is no choice of {group}: one of {', '.join(options)}") from None
+        value = choice.split("=", 1)[-1]
+        raise ConfigError(f"{choice} is no choice of {group}{did_you_mean(value, options)}: one of "
+                          f"{', '.join(options)}") from None
     except HydraException as e:
         cause = e.__cause__
         key = next((o.split("=", 1)[0] for o in plain if f"'{o.split('=', 1)[0]}'" in str(e)), None)
@@ -102,9 +113,31 @@ def check_overrides(argv: list[str], config_dir) -> None:
             group = key.split(".")[0]
             where = (f" of {group}={_choice(plain, group)}"
                      if (Path(config_dir) / group).is_dir() and "." in key else "")
-            raise ConfigError(f"unknown key {key}: not a setting{where} (python posterior_sample.py --help lists the "
-                              f"flags, configs/ the rest)") from None
+            parent, _, last = key.rpartition(".")
+            siblings = [k.rpartition(".")[2] for k in known_keys(config_dir, plain) if k.rpartition(".")[0] == parent]
+            hint = did_you_mean(last, siblings).replace("mean ", f"mean {parent}." if parent else "mean ")
+            raise ConfigError(f"unknown key {key}{hint}: not a "
+                              f"setting{where} (python posterior_sample.py --help lists the flags, configs/ the "
+                              f"rest)") from None
         raise ConfigError(str(e).strip().splitlines()[0]) from None
+
+
+def known_keys(config_dir, overrides: list[str]) -> list[str]:
+    """Every dotted key of the config these overrides' group choices compose (for "did you mean")."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    groups = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]
+              and (Path(config_dir) / o.split("=", 1)[0]).is_dir()]
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("default", overrides=groups))
+
+    def walk(node, prefix=""):
+        for k, v in node.items():
+            yield f"{prefix}{k}"
+            if isinstance(v, dict):
+                yield from walk(v, f"{prefix}{k}.")
+    return list(walk(cfg))
 
 
 def _choice(overrides: list[str], group: str) -> str:

@@ -71,11 +71,11 @@ def launch(study: Study, launcher: str, workers: int, cost: dict, slurm: list[st
         print(f"[study] submitted {len(groups)} array task(s): {', '.join(j.job_id for j in submitted)}; logs in "
               f"{folder}; `report` reads whatever has finished", file=sys.stderr, flush=True)
         return submitted
-    gpus = visible_gpus() if study.gpu else []
+    gpus = visible_gpus() if study.gpu else []       # more workers than GPUs share them, in turn
     for w, group in enumerate(groups):
         ex = submitit.LocalExecutor(folder=folder / "%j")
         ex.update_parameters(timeout_min=LOCAL_TIMEOUT_MIN, gpus_per_node=1 if study.gpu else 0,
-                             visible_gpus=(gpus[w],) if study.gpu else (),
+                             visible_gpus=(gpus[w % len(gpus)],) if study.gpu else (),
                              setup=[f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}",
                                     "export OMP_NUM_THREADS=1", f"cd {Path(ROOT)}"])
         submitted.append(ex.submit(Worker(study), group))

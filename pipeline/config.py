@@ -10,9 +10,11 @@ from pathlib import Path
 from core.errors import ConfigError, check
 
 
-def validate(cfg) -> None:
+def validate(cfg, machine: bool = True) -> None:
     """Stop before any computation on an impossible setting: every declared setting's own range (pipeline/schema.py),
-    then what settings must satisfy together, each checked by the module that owns it."""
+    then what settings must satisfy together, each checked by the module that owns it. machine=False leaves out
+    what depends on the machine that will run it (its device, free memory, writable folders, the checkpoint file):
+    a study's plan checks its jobs here for a cluster's GPUs."""
     import data
     import evaluation.orientation
     import models
@@ -23,19 +25,30 @@ def validate(cfg) -> None:
     schema.check(cfg)
     a = cfg.sampler.annealing
     check(a.sigma_max > a.sigma_min, f"sampler.annealing.sigma_max={a.sigma_max} is not above sigma_min={a.sigma_min}")
-    check_device(cfg.device)
-    check_writable(cfg.save_dir)
+    if machine:
+        check_device(cfg.device)
+        check_writable(cfg.save_dir)
     want = cfg.sampler.get("for_model")
     if want is not None and want != cfg.model.name:
         raise ConfigError(f"the sampler preset is tuned for model {want!r} but model.name={cfg.model.name!r}: "
-                          f"use {cfg.model.goes_with}")
+                          f"use {cfg.model.goes_with} (this model's), or {' or '.join(combinations(want))} (this "
+                          f"sampler's)")
     data.check_config(cfg)
-    models.check_config(cfg.model)
-    check_memory(cfg)
+    if machine:
+        models.check_config(cfg.model)
+        check_memory(cfg)
     evaluation.perceptual.check_config(cfg.eval)
     evaluation.orientation.check_config(cfg)
     for stage in ordered():
         stage.check(cfg)
+
+
+def combinations(family: str) -> list[str]:
+    """The model, sampler and data choices each model of a family runs with (its config's goes_with line)."""
+    from omegaconf import OmegaConf
+
+    models = sorted((Path(__file__).resolve().parents[1] / "configs" / "model").glob("*.yaml"))
+    return [str(m.goes_with) for m in map(OmegaConf.load, models) if m.get("name") == family and m.get("goes_with")]
 
 
 def check_device(name) -> None:

@@ -67,10 +67,11 @@ class Study:
     sampler: str | None = None
     images_per_batch: int = 4
     common: tuple[str, ...] = field(default=())
+    device: str | None = None          # cpu or cuda; None: cuda for the full-size stacks, cpu for the others
 
     @property
     def gpu(self) -> bool:
-        return self.model in FULL_SIZE
+        return (self.device or ("cuda" if self.model in FULL_SIZE else "cpu")) == "cuda"
 
     def jobs(self) -> list[Job]:
         stop = self.start + self.images
@@ -94,6 +95,21 @@ def job_config(study: Study, job: Job):
     if not study.gpu and "cpu_threads" in cfg.model:    # one thread per worker: the workers are the parallelism
         cfg.model.cpu_threads = 1
     return cfg
+
+
+def check(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
+    """Every configuration's settings against their declarations and each other (pipeline/config.validate), before
+    anything is counted or run; machine=False: not against this machine (its device, memory): a plan is made, and a
+    SLURM array submitted, from a machine that will not run it; checkpoint: the model's checkpoint file exists (a
+    cluster's filesystem is shared)."""
+    import models
+    from pipeline.config import validate
+
+    for c in study.configurations:
+        cfg = job_config(study, Job(c, study.seeds[0], study.start, min(study.shard, study.images)))
+        validate(cfg, machine)
+        if checkpoint and not machine:
+            models.check_config(cfg.model)
 
 
 def finished(study: Study, job: Job) -> int:
@@ -237,6 +253,7 @@ class Plan:
 def plan(study: Study) -> Plan:
     """The study's plan: every configuration's TFLOP per image from the cost model (network_rows), the pending images
     of each, and hours at the rate the study has measured so far (else RATES)."""
+    check(study, machine=False, checkpoint=False)
     rate = measured_rate(study)
     source = "measured on this study's finished images"
     if rate is None:

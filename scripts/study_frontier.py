@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.errors import ConfigError  # noqa: E402
+from core.errors import ConfigError, ToolError  # noqa: E402
 from pipeline.stacks import FULL_SIZE, SAMPLERS, STACKS  # noqa: E402
-from pipeline.study import Configuration, Study, compose_config, plan, records  # noqa: E402
+from pipeline.study import Configuration, Study, check, compose_config, plan, records  # noqa: E402
 
 REFERENCE = "4 independent"
 # the resampling window where the loss tells failing particles apart on decoded truths (scripts/loss_predicts_failure.py
@@ -104,8 +104,9 @@ def build_study(args) -> Study:
         raise ConfigError(f"--sampler is for the full-size models ({', '.join(FULL_SIZE)}); {args.model} has its own")
     out = args.out or ROOT / "results" / "frontier" / (args.model + (f"_{args.sampler}" if args.sampler else ""))
     study = Study(args.model, tuple(configs), tuple(args.seeds or seeds), args.start, args.images or images,
-                  args.shard or (10 if args.model in FULL_SIZE else 16), Path(out), args.sampler)
-    if study.gpu:
+                  args.shard or (10 if args.model in FULL_SIZE else 16), Path(out), args.sampler,
+                  args.images_per_batch or 4, tuple(args.overrides), args.device)
+    if study.gpu and args.images_per_batch is None:
         from pipeline.study import gpu_images_per_batch
         study = Study(**{**study.__dict__, "images_per_batch": gpu_images_per_batch(study, args.gpu_memory_gb * 2**30)})
     return study
@@ -134,8 +135,11 @@ def parser() -> argparse.ArgumentParser:
                                                                "tasks (default one per job)")
     ap.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE", help="sbatch options, e.g. partition=gpu "
                                                                               "account=abc timeout_min=600")
-    ap.add_argument("--gpu-memory-gb", type=float, default=80.0, help="full-size: the GPUs' memory, for "
-                                                                       "images_per_batch")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda for the full-size "
+                                                                             "models, cpu for the others")
+    ap.add_argument("--images-per-batch", type=int, default=None, help="default: 4, or what the GPUs' memory holds")
+    ap.add_argument("--gpu-memory-gb", type=float, default=80.0, help="the GPUs' memory, for images_per_batch")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for every configuration (another folder: --out)")
     ap.add_argument("--yes", action="store_true", help=f"launch even above {MAX_HOURS:g} device-hours")
     ap.add_argument("--plot", default=None, help="report: the plot's path")
     ap.add_argument("--save", default=None, help="report: the JSON's path (default: frontier.json in --out)")
@@ -143,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    args = parser().parse_args(argv)
+    args = parser().parse_intermixed_args(argv)
     try:
         study = build_study(args)
         if args.what == "report":
@@ -162,8 +166,9 @@ def main(argv=None) -> None:
                               f"launch it")
         if workers < 1:
             raise ConfigError("no GPU is visible for a full-size study: run it on a GPU machine or --launcher slurm")
+        check(study, machine=args.launcher == "local")  # the checkpoint too, before anything is launched
         launch(study, args.launcher, workers, cost_of(study, p), args.slurm)
-    except ConfigError as e:
+    except ToolError as e:                              # bad input: one line, exit 2, nothing launched
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 

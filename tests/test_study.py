@@ -140,7 +140,7 @@ def test_the_full_size_plan_needs_no_gpu_and_refuses_a_big_launch(tmp_path, caps
 
     args = ["--model", "ffhq256ldm", "--only", "4 independent", "8 -> 4 -> 2 -> 1 halving at t=600,400,200",
             "--out", str(tmp_path / "ffhq")]
-    study = sf.build_study(sf.parser().parse_args(["plan", *args]))
+    study = sf.build_study(sf.parser().parse_intermixed_args(["plan", *args]))
     assert [c.label for c in study.configurations] == ["4 independent", "8 -> 4 -> 2 -> 1 halving at t=600,400,200"]
     per_row = cost_per_row(compose_config(study, []).model)
     expected = (4 * (2500 * per_row["decoder_vjp"] + 100 * per_row["unet"]) + 4 * per_row["decoder_forward"]

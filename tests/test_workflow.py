@@ -173,7 +173,7 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     p = subprocess.run([sys.executable, "parse_metrics.py", str(script_runs), "--all"], cwd=ROOT, env=env(),
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    lines = [ln for ln in p.stdout.strip().splitlines() if ln.startswith("|")]       # the table; then the trust list
+    lines = p.stdout.strip().split("\n\n")[0].splitlines()       # the table; then the success curve and the trust list
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {r[0]: dict(zip(header, r)) for r in ([c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:])}
     assert sorted(rows) == sorted(f"{exp}/{f[0].parent.name}" for exp, f in runs.items())
@@ -340,9 +340,11 @@ def test_group_label_and_keys():
     assert label([{"label": "e/a"}]) == "e/a"
     base = {"seed": 1, "name": "a", "num_eval_images": 5, "data": {"start_index": 0, "name": "x"}}
     shard = {**base, "name": "b", "num_eval_images": 3, "data": {"start_index": 5, "name": "x"}}
-    other = {**base, "seed": 2}
+    other = {**base, "seed": 2}                       # another seed: more measurements of the same experiment
+    changed = {**base, "particle_num": 8}
     key = parse_metrics.experiment_key
-    assert key(base) == key(shard) != key(other) and key(base, ["seed"]) == key(other, ["seed"])
+    assert key(base) == key(shard) == key(other) != key(changed)
+    assert key(base, ["particle_num"]) == key(changed, ["particle_num"])
     assert key(base, folder="exp1") != key(shard, folder="exp2")
 
 

@@ -13,7 +13,33 @@ from torchvision.utils import save_image
 from core.tensors import rot180, to_unit
 
 TILE = 128            # grid tiles are upscaled to at least this many pixels: a 32 px benchmark image stays legible
-LABEL_H = 44          # the label strip under each tile: three lines
+LINE_H = 13           # one caption line
+LABEL_LINES = 5       # the caption strip under each tile: up to five lines (long ones wrap)
+COLOURS = {"right": (0, 128, 0), "wrong": (200, 0, 0)}     # a verdict's colour; every other line is black
+
+
+def _font():
+    """matplotlib's DejaVu Sans (a dependency already): Pillow's built-in bitmap font drops spaces ("as sampled"
+    rendered as "assampled"); the built-in one where matplotlib's file is missing."""
+    try:
+        import matplotlib
+
+        return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), 10)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def _wrap(line: str, font, width: int) -> list[str]:
+    """A caption line broken at spaces so that each piece fits the tile's width."""
+    out, current = [], ""
+    for word in line.split(" "):
+        trial = f"{current} {word}".strip()
+        if current and font.getlength(trial) > width:
+            out.append(current)
+            current = word
+        else:
+            current = trial
+    return out + [current]
 
 
 def measurement_view(y: torch.Tensor) -> torch.Tensor:
@@ -25,20 +51,21 @@ def measurement_view(y: torch.Tensor) -> torch.Tensor:
 
 
 def labelled_grid(tiles: list[torch.Tensor], labels: list[tuple[str, ...]]) -> Image.Image:
-    """One row of (3, H, W) [0, 1] tiles, each upscaled (nearest) to >= TILE px and captioned with up to three
-    lines."""
+    """One row of (3, H, W) [0, 1] tiles, each upscaled (nearest) to >= TILE px and captioned with its lines,
+    wrapped to the tile's width (a verdict line, "right" or "wrong", in its colour)."""
     size = max(TILE, tiles[0].shape[-1])
-    font = ImageFont.load_default()
+    font = _font()
     pad = 4
-    canvas = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + LABEL_H + 2 * pad), "white")
+    canvas = Image.new("RGB", (len(tiles) * (size + pad) + pad, size + LABEL_LINES * LINE_H + 2 * pad), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (tile, lines) in enumerate(zip(tiles, labels)):
         t = torch.nn.functional.interpolate(tile[None], size=(size, size), mode="nearest")[0]
         img = Image.fromarray((t.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
         x = pad + i * (size + pad)
         canvas.paste(img, (x, pad))
-        for j, line in enumerate(lines):
-            draw.text((x, pad + size + 2 + 13 * j), line, fill="black", font=font)
+        shown = [(piece, COLOURS.get(line, "black")) for line in lines if line for piece in _wrap(line, font, size)]
+        for j, (piece, colour) in enumerate(shown[:LABEL_LINES]):
+            draw.text((x, pad + size + 2 + LINE_H * j), piece, fill=colour, font=font)
     return canvas
 
 
@@ -70,12 +97,13 @@ def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(),
         verdict = "right" if answer["mode"] == "0" else "wrong"
         tiles.append(to_unit(xa.float().cpu()))
         labels.append((f"ANSWER: particle {answer['particle']}", ("turned 180 deg, " if answer["rotated"] else "")
-                       + f"{answer['psnr']:.1f} dB, {verdict}", f"trust: {label}" if label else ""))
+                       + f"{answer['psnr']:.1f} dB", verdict, f"trust: {label}" if label else ""))
     tiles += [to_unit(xi.float().cpu()) for xi in x]
     by_id = {r["particle"]: r for r in rows}
     for pid in particle_ids:
         r = by_id[pid]
-        mode = "fail" if r["mode"] == "fail" else f"{r['mode']} deg"
+        mode = f"fail ({r['failure']})" if r["mode"] == "fail" and r.get("failure") else \
+            ("fail" if r["mode"] == "fail" else f"{r['mode']} deg")
         # a 180-degree particle is judged against the rotated ground truth, which it matches
         psnr = f"{r['psnr_180']:.1f} dB vs rot. GT" if r["mode"] == "180" else f"{r['psnr']:.1f} dB"
         mark = ("the answer, as sampled",) if answer is not None and pid == answer["particle"] else ()
