@@ -315,16 +315,10 @@ def format_paired(experiments, reference: dict) -> str:
     paired differences in found, the lowest-loss particle in the class, chosen right and the best PSNR up to
     symmetry, with 95 % intervals and exact tests clustered by image (evaluation/paired.py, as the studies); an
     experiment that shares none is named as such."""
-    from evaluation.paired import compare, differences_table, outcomes
-
-    import math
-
-    def mean_tflop(images):
-        values = [v["tflop"] for v in outcomes(images).values() if not math.isnan(v["tflop"])]
-        return sum(values) / len(values) if values else math.nan
+    from evaluation.paired import compare, differences_table, relative_cost
 
     rows, apart = [], []
-    ref_tflop = mean_tflop(reference["images"])
+    ref_cost = relative_cost(reference["images"])
     for e in experiments:
         if e is reference:
             continue
@@ -332,7 +326,7 @@ def format_paired(experiments, reference: dict) -> str:
         if not c.n:
             apart.append(e["label"])
             continue
-        rows.append((e["label"], c, mean_tflop(e["images"]) / ref_tflop))
+        rows.append((e["label"], c, relative_cost(e["images"]) / ref_cost))
     text = f"Paired against {reference['label']} (configuration − reference; † = not on every measurement of " \
            f"the reference):\n\n"
     text += differences_table(rows) + "\n" if rows else "(no experiment shares a measurement with it)\n"

@@ -1,6 +1,7 @@
 """Entry point: particle LatentDAPS for phase retrieval. `python posterior_sample.py [--flag value | key=value ...]`."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -63,15 +64,29 @@ def print_help() -> None:
           "options.")
 
 
-def print_settings() -> None:
-    """Every declared setting: its key, valid values and help (pipeline/schema.py)."""
-    from core.settings import help_lines
-    from pipeline.schema import schema
+def print_settings(overrides: list[str]) -> None:
+    """Every declared setting: its key, its value (the default, or as the given overrides and group choices make
+    it), valid values and help (pipeline/schema.py)."""
+    from omegaconf import OmegaConf
 
-    print("Settings (key: valid values; what it does). The model, task, sampler and data blocks come from the config "
-          "groups' YAML files.\n")
+    from core.settings import help_lines
+    from pipeline.schema import compose, schema
+
+    cfg = OmegaConf.to_container(compose(*[o for o in overrides if not o.startswith("-")]), resolve=True)
+
+    def value(key):
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return "(unset)"
+            node = node[part]
+        return json.dumps(node) if isinstance(node, (str, list, dict)) else str(node).lower() \
+            if isinstance(node, bool) or node is None else str(node)
+
+    print("Settings (key = value with the choices given, default otherwise: valid values; what it does). The model, "
+          "task, sampler and data blocks come from the config groups' YAML files.\n")
     for key, what, text in help_lines(schema()):
-        print(f"  {key}: {what}" + (f"; {text}" if text else ""))
+        print(f"  {key} = {value(key)}: {what}" + (f"; {text}" if text else ""))
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="default")
@@ -93,6 +108,12 @@ def main(cfg: DictConfig) -> None:
         fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (full traceback in {path})", 1)
     if metric["images"]:
         report.finish(metric["summary"])
+    if HydraConfig.get().mode.name == "MULTIRUN":
+        # submitit names its folder before it knows the job id: the empty `%j` folder it leaves is not a result
+        try:
+            (Path(HydraConfig.get().sweep.dir) / ".submitit" / "%j").rmdir()
+        except OSError:
+            pass
     print(f"results: {cfg.save_dir}/{cfg.name}")
 
 
@@ -101,10 +122,18 @@ def entry() -> None:
         print_help()
         raise SystemExit(0)
     if "--settings" in sys.argv[1:]:
-        print_settings()
+        from pipeline.cli import translate_argv
+
+        try:
+            print_settings(translate_argv([a for a in sys.argv[1:] if a != "--settings"]))
+        except ToolError as e:
+            fail(str(e))
         raise SystemExit(0)
     register()
     sys.argv = main_argv(CONFIGS)
+    # jobs a launcher starts in other processes (submitit, local or SLURM) import this repository's packages too
+    root = str(Path(__file__).resolve().parent)
+    os.environ["PYTHONPATH"] = root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
     main()
 
 

@@ -40,6 +40,22 @@ def tflop(im: dict) -> float:
     return math.nan if block.get("tflop") is None else float(block["tflop"])
 
 
+def decoder_vjps(im: dict) -> float:
+    """The decoder VJPs of every call the configuration caused: a relative cost where no cost model applies (the
+    two-mode benchmarks' networks are closed-form)."""
+    block = im.get("compute_total") or im.get("compute") or {}
+    return float((block.get("rows") or {}).get("decoder_vjp", math.nan))
+
+
+def relative_cost(images: list[dict]) -> float:
+    """Mean TFLOP per image, or mean decoder VJPs where the model has no cost model (nan: neither recorded)."""
+    for f in (tflop, decoder_vjps):
+        values = [f(im) for im in images if not math.isnan(f(im))]
+        if values:
+            return sum(values) / len(values)
+    return math.nan
+
+
 def measurement_key(record: dict) -> tuple:
     """What makes two records the same measurement: the seed of its noise and the image."""
     return record["seed"], record["index"]

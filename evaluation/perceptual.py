@@ -122,7 +122,9 @@ def load_lpips(variant: str = "daps", weights: str | None = None, device="cpu") 
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"eval.lpips_weights={weights} cannot be read as a VGG16 state dict ({reason})") from None
     if sd is None:
-        print(f"note: LPIPS is recorded as null: {source}", file=sys.stderr)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_URL).name
+        print(f"note: LPIPS is recorded as null: {source}; to record it, get {VGG16_URL} (or lpips' VGG16 slices) on a "
+              f"machine with a network and pass eval.lpips_weights=PATH, or put the file at {cached}", file=sys.stderr)
         return None
     model = VggLPIPS(variant)
     try:

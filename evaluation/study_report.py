@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.paired import (BINARY, NAMES, Comparison, choices_table, compare, differences_table, outcomes, rate,
-                               rates_table)
+                               rates_table, relative_cost)
 from evaluation.trust import LABELS
 
 
@@ -111,9 +111,7 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
     missing = [label for label, r in recs.items() if not r]
     ref = recs.get(reference) or []
     comparisons = {label: compare(r, ref) for label, r in recs.items() if r and ref}
-    rows = [(name, compare(recs[mine], recs[against]),
-             float(np.nanmean([outcomes(recs[mine])[k]["tflop"] for k in outcomes(recs[mine])]) /
-                   np.nanmean([outcomes(recs[against])[k]["tflop"] for k in outcomes(recs[against])])))
+    rows = [(name, compare(recs[mine], recs[against]), relative_cost(recs[mine]) / relative_cost(recs[against]))
             for name, mine, against in named if recs.get(mine) and recs.get(against)]
     date = time.strftime("%Y-%m-%d")
     lines = [f"{study.model}{' ' + study.sampler if study.sampler else ''}, images {study.start}-"

@@ -67,3 +67,28 @@ def finish(summary: dict) -> None:
     note = representable_note(summary)
     if note:
         print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+from hydra.experimental.callback import Callback  # noqa: E402  (Hydra comes with the entry point)
+
+
+class SweepReport(Callback):
+    """A Hydra callback: after a --multirun whose jobs ran in other processes (submitit, local or SLURM: their
+    stdout went to the .submitit logs), every run's rows and summary on the console, read from its metric.json."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from pathlib import Path
+
+        from tracking.metric_file import read_json
+
+        if "submitit" not in str(config.hydra.launcher.get("_target_", "")):
+            return                                  # the basic launcher ran the jobs here: their rows are printed
+        for path in sorted(Path(str(config.hydra.sweep.dir)).glob("*/metric.json")):
+            metric = read_json(path)
+            if not metric.get("images"):
+                continue
+            echo(f"{path.parent}:")
+            echo(header(metric["config"]["particle_num"]))
+            for im in metric["images"]:
+                echo(row(im))
+            echo(summary_line(metric["summary"]))

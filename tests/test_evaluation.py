@@ -43,6 +43,8 @@ def test_lpips_missing_weights_is_null_with_one_note(tmp_path, monkeypatch, caps
     model = load_lpips("daps", None)
     err = capsys.readouterr().err
     assert model is None and err.count("\n") == 1 and err.startswith("note: LPIPS is recorded as null")
+    # the note names the fix: the file to get and where it goes
+    assert "pass eval.lpips_weights=PATH" in err and str(tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth") in err
     assert not (tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth").exists()      # no half-written file
     gt = torch.rand(1, 3, 32, 32) * 2 - 1
     assert evaluate_particles(gt, gt, classes(gt), 20.0)[0]["lpips"] is None

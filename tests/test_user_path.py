@@ -114,6 +114,13 @@ def test_the_mini_presets_run_one_thread_as_measured():
 
 def test_hints_name_the_next_step_that_works(tmp_path):
     assert "use model=naturalldm sampler=naturalldm data=natural" in one_line(entry("model=naturalldm"))
+    # the sampler alone: the combination it runs with is named, not only the default model's
+    assert "model=naturalldm sampler=naturalldm data=natural" in \
+        one_line(entry("sampler=naturalldm")).split("(this model's)")[1]
+    # a mistyped flag, key or choice: the closest one is named (difflib)
+    assert "unknown flag --particle_nun (did you mean --particle_num?)" in one_line(entry("--particle_nun", "4"))
+    assert "unknown key repulsion.mod (did you mean repulsion.mode?)" in one_line(entry("repulsion.mod=x"))
+    assert "sampler=natural is no choice of sampler (did you mean naturalldm?)" in one_line(entry("sampler=natural"))
     r = entry("model=ffhq256ldm", "sampler=hmc", "data=test-ffhq", "model.ckpt_path=null", "particle_num=1",
               "model.random_init_ok=true", f"data.root={tmp_path / 'none'}")   # one particle: fits a busy machine
     assert "bash scripts/download_test_sets.sh ffhq" in one_line(r)       # one line: no LPIPS note before it
@@ -126,6 +133,17 @@ def test_hints_name_the_next_step_that_works(tmp_path):
     pipe = subprocess.run(f"{sys.executable} {ROOT / 'posterior_sample.py'} -h | head -3", shell=True,
                           capture_output=True, text=True, timeout=60)
     assert pipe.stderr == "" and len(pipe.stdout.splitlines()) == 3
+
+
+def test_settings_show_each_value_under_the_choices_given():
+    r = entry("--settings", "model=naturalldm", "sampler=naturalldm", "data=natural", "--particle_num", "8")
+    assert r.returncode == 0, r.stderr
+    lines = {ln.split(" = ")[0].strip(): ln.split(" = ", 1)[1] for ln in r.stdout.splitlines() if " = " in ln}
+    assert lines["particle_num"].startswith("8: an integer >= 1")                     # as given
+    assert lines["repulsion_scale"].startswith("0.0: ")                                 # the default
+    assert lines["sampler.mcmc.lr"].startswith("0.0001: ")                              # the preset's
+    assert lines["model.ckpt_path"].startswith('"weights/naturalldm/model.ckpt": ')
+    assert lines["trust.threshold"].startswith("0.8: ")
 
 
 def test_a_run_on_auto_continues_with_device_cpu(tmp_path):
@@ -162,3 +180,40 @@ def test_parse_metrics_headline_names_the_differing_settings_with_intervals(tmp_
     experiments = parse_metrics.load_experiments([str(tmp_path)])
     header, _ = parse_metrics.table_rows(experiments)
     assert {"failed: search", "failed: twin", "representable"} <= set(header)
+
+
+def test_parse_metrics_pairs_runs_on_their_shared_measurements(tmp_path):
+    """--reference: a run on the same images and seed is compared pairwise (found, the choice, chosen right, best
+    PSNR up to symmetry, with intervals and exact tests); one on another seed shares no measurement and says so."""
+    runs = {"ref/p4": ("particle_num=4", "seed=0"), "mine/p2": ("particle_num=2", "seed=0"),
+            "other/p2": ("particle_num=2", "seed=1")}
+    for name, args in runs.items():
+        folder, run = name.split("/")
+        assert entry(*FAST, *args, "num_eval_images=3", "images_per_batch=3", f"save_dir={tmp_path / folder}",
+                     "save_images=false", f"name={run}").returncode == 0
+    out = subprocess.run([sys.executable, str(ROOT / "parse_metrics.py"), str(tmp_path / "mine"),
+                          str(tmp_path / "other"), "--reference", str(tmp_path / "ref")], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.split("Paired against ref/p4")[1]
+    row = next(ln for ln in text.splitlines() if ln.startswith("| mine/p2 |"))
+    assert row.startswith("| mine/p2 | 3 (3) | 50 % |")                         # half the reference's compute
+    ref = json.loads((tmp_path / "ref" / "p4" / "metric.json").read_text())["images"]
+    mine = json.loads((tmp_path / "mine" / "p2" / "metric.json").read_text())["images"]
+    found = sum(a["found"] for a in mine) - sum(b["found"] for b in ref)
+    assert row.split(" | ")[3].startswith(f"{100 * found / 3:+.1f} [")
+    assert "no measurement shared with the reference (other images or seeds, so no paired comparison): other/p2" \
+        in text
+
+
+def test_grid_captions_keep_their_spaces_wrap_and_colour_the_verdict():
+    import torch
+
+    from tracking.images import COLOURS, _font, _wrap, labelled_grid
+
+    font = _font()
+    assert _wrap("the answer, as sampled", font, 1000) == ["the answer, as sampled"]
+    assert all(font.getlength(piece) <= 128 for piece in _wrap("trust: orientation undetermined " * 3, font, 128))
+    grid = np.asarray(labelled_grid([torch.zeros(3, 32, 32)] * 2, [("right",), ("wrong",)]))
+    caption = grid[140:]
+    assert (caption == COLOURS["right"]).all(-1).any() and (caption == COLOURS["wrong"]).all(-1).any()

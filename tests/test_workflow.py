@@ -378,6 +378,12 @@ def test_submitit_two_shard_multirun_merges_to_the_unsharded_table(tmp_path):
     shards = sorted((tmp_path / "sharded" / "exp0_baseline").glob("*/metric.json"))
     assert [read_json(f)["config"]["data"]["start_index"] for f in shards] == [0, 1]
     assert (tmp_path / "sharded" / "exp0_baseline" / ".submitit").is_dir()           # the jobs' own logs
+    # and nothing else there: no empty `%j` folder; each shard's row printed on the console after the sweep
+    assert not (tmp_path / "sharded" / "exp0_baseline" / ".submitit" / "%j").exists()
+    for f in shards:
+        assert f"{f.parent}:" in p.stdout
+        assert p.stdout.split(f"{f.parent}:")[1].splitlines()[2].strip().startswith(
+            str(read_json(f)["images"][0]["index"]))
     p = script("exp0_baseline", 2, "--demo", "--results", tmp_path / "whole", *TINY, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     tables = []
