@@ -43,7 +43,7 @@ from tracking.metric_file import read_json
 # (seed: a run's measurements are (seed, image) pairs; several seeds of one setting are one experiment, its seeds
 # clustered by image where statistics are computed)
 SHARD_KEYS = ("data.start_index", "num_eval_images", "seed", "name", "save_dir", "resume", "overwrite", "save_images")
-PHASE_ORDER = ("explore", "prune", "refine")
+PHASE_ORDER = ("explore", "prune", "refine", "prune+refine")
 
 
 class InputError(ValueError):

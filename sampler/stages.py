@@ -67,11 +67,17 @@ def ordered() -> list[Stage]:
 
 def phase_of(cfg) -> Callable[[int], str]:
     """k -> the phase of annealing step k: of the stages whose phase has begun by k, the one acting last (highest
-    order); "explore" before any."""
+    order); "explore" before any. A phase that begins only after a later-acting one has begun (pruning at the refine
+    stage's own t: its decision ends the refine stage's first step) joins it, e.g. "prune+refine", so its time and
+    memory are still its own."""
     starts = [(s.order, name, k) for s in STAGES.values() if s.on(cfg) for name, k in s.phases(cfg).items()
               if k is not None]
 
     def phase(k: int) -> str:
-        begun = [(order, name) for order, name, start in starts if start <= k]
-        return max(begun)[1] if begun else "explore"
+        begun = sorted((order, name, start) for order, name, start in starts if start <= k)
+        if not begun:
+            return "explore"
+        last = begun[-1]
+        hidden = [name for _, name, start in begun[:-1] if start > last[2]]
+        return "+".join([*hidden, last[1]])
     return phase

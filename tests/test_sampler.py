@@ -122,3 +122,17 @@ def test_hmc_preset_runs_batch_equal_to_single():
     assert torch.allclose(single.z[0], batch.z[1], atol=1e-10, rtol=0)
     langevin, _ = _run(compose("particle_num=2", *FAST))
     assert not torch.allclose(batch.z, langevin.z)
+
+
+def test_pruning_at_the_refine_stages_own_t_keeps_a_phase_of_its_own():
+    """Pruning at t = 200 decides at the end of the refine stage's first step: the steps after it are labelled
+    "prune+refine" (their time and memory are the pruned batch's), not swallowed by "refine"; pruning earlier keeps
+    its own "prune" phase and refine its own."""
+    from sampler.stages import phase_of
+    from tests.conftest import compose
+
+    K = 10                                       # t_k = 1000 (1 - k / 10): t = 200 first at k = 8
+    same = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=200", "optimization_step=200"))
+    assert [same(k) for k in range(K)] == ["explore"] * 8 + ["refine", "prune+refine"]
+    apart = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=400", "optimization_step=200"))
+    assert [apart(k) for k in range(K)] == ["explore"] * 7 + ["prune", "refine", "refine"]

@@ -86,9 +86,28 @@ def script_runs(tmp_path_factory):
     for exp in EXPERIMENTS[1:]:
         p = script(exp, 1, "--demo", "--results", results, *TINY, "--dry-run")
         assert p.returncode == 0, p.stderr
-        (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
-        run_in_process(line)
+        line = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")][0]    # exp5: the setting (its ablation
+        run_in_process(line)                                                     # is tested below)
     return results
+
+
+def test_scripts_chain_like_the_plan(script_runs):
+    """--like RUN_DIR: exp4 refines the setting of the run it is given (here exp2's: repulsion and pruning), and
+    exp5 runs its setting, then without pruning and without optimisation (the ablation), each a command."""
+    (exp2,) = script_runs.joinpath("exp2_pruning").glob("*/config.yaml")
+    p = script("exp4_optimization", 1, "--demo", "--like", exp2.parent, "--dry-run")
+    assert p.returncode == 0, p.stderr
+    (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+    args = line.split()
+    for setting in ("repulsion_scale=0.3", "pruning_step=200", "pruning_keep=2", "pruning.mode=prune"):
+        assert setting in args
+    assert args.index("pruning_step=200") < args.index("--optimization_step") and \
+        args[args.index("--optimization_step") + 1] == "200"                       # exp4's own flag comes after
+    p = script("exp5_final", 2, "--demo", "--like", exp2.parent, "--dry-run")
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+    assert len(lines) == 3 and lines[1].endswith("--pruning_step=-1") and lines[2].endswith("--optimization_step=-1")
+    p = script("exp4_optimization", 1, "--demo", "--like", script_runs / "nothing", "--dry-run")
+    assert p.returncode == 2 and "no config.yaml there" in p.stderr
 
 
 def test_scripts_usage_and_bad_arguments():
@@ -158,7 +177,9 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     # the frontier's verdict: four independent particles in the final run
     assert cfg["exp5_final"]["pruning_step"] == -1 and cfg["exp5_final"]["particle_num"] == 4
     assert cfg["exp6_resampling"]["resampling_interval"] == 5 and cfg["exp6_resampling"]["repulsion_scale"] == 0
-    assert cfg["exp2_pruning"]["repulsion_scale"] == 0                         # off: the learned priors' verdict
+    # the plan's chain: exp2 prunes exp1's setting, exp3 starts it with two particles
+    assert cfg["exp2_pruning"]["repulsion_scale"] == cfg["exp3_two_particles"]["repulsion_scale"] == \
+        cfg["exp1_repulsion"]["repulsion_scale"] == 0.3
     assert cfg["exp4_optimization"]["optimization"]["eps"] == "auto"                 # the best refine variant
     assert all(c["model"]["name"] == "two_mode" and c["num_eval_images"] == 1 for c in cfg.values())
 
