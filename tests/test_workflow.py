@@ -414,3 +414,24 @@ def test_submitit_two_shard_multirun_merges_to_the_unsharded_table(tmp_path):
         tables.append({k: v for k, v in row.items() if k not in ("experiment", "runs") and "time" not in k
                        and "memory" not in k})
     assert tables[0] == tables[1] and tables[0]["images"] == "2"
+
+
+def test_tables_read_up_to_symmetry_name_their_memory_and_show_the_success_curve(script_runs):
+    """Best PSNR and the spread up to symmetry beside DAPS's unturned ones, mode coverage, a memory header that says
+    what it measured (a CPU run: the process's lifetime peak RSS), the independent success curve."""
+    experiments = parse_metrics.load_experiments([script_runs / "exp0_baseline"])
+    (e,) = experiments
+    finals = [[p for p in im["particles"] if p["pruned_at"] is None] for im in e["images"]]
+    s = e["summary"]
+    assert s["best_psnr_sym_mean"] == pytest.approx(statistics.fmean(max(p["class_psnr"] for p in ps)
+                                                                     for ps in finals))
+    assert s["best_psnr_sym_mean"] >= s["best_of_n_psnr_mean"] - 1e-9           # a member of the class is closer
+    assert sum(s["mode_shares"].values()) == pytest.approx(1.0)
+    text = parse_metrics.format_markdown(experiments)
+    header = text.splitlines()[0]
+    assert "best PSNR up to symmetry" in header and "DAPS best-of-N PSNR" in header and "particles 180 deg" in header
+    assert "explore peak MB (CPU process peak RSS, lifetime)" in header
+    curve = text.split("Independent success curve")[1].splitlines()
+    row = next(ln for ln in curve if ln.startswith(f"| {e['label']} |"))
+    p = s["particle_success_rate"]
+    assert row.endswith(f"| {100 * (1 - (1 - p) ** 8):.0f} % |")
