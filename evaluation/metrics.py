@@ -1,5 +1,5 @@
-"""Per-particle PSNR/SSIM/LPIPS against the ground truth and its 180° rotation, and the 0/180/fail label against
-the operator's equivalence class."""
+"""Per-particle PSNR/SSIM/LPIPS against the ground truth (and its 180° rotation where the operator cannot tell the
+two apart), and the mode label against the operator's equivalence class."""
 from __future__ import annotations
 
 import torch
@@ -40,19 +40,27 @@ def best_of_n(rows: list[dict]) -> dict:
             "lpips": min(lp) if lp else None}
 
 
+def modes(rotation: bool) -> tuple[str, ...]:
+    """The mode labels a particle can get: the image ("0"), its rotation ("180") where the operator cannot tell the
+    two apart, or "fail"."""
+    return ("0", "180", "fail") if rotation else ("0", "fail")
+
+
 def evaluate_particles(x: torch.Tensor, gt: torch.Tensor, eq, fail_psnr: float, lpips_model=None) -> list[dict]:
-    """One dict per particle: metrics against gt (psnr, ...) and its rotation (psnr_180, ..., as DAPS reports them),
-    its best match in the equivalence class eq (the operator's `equivalents` of gt: right answers and twins) and the
-    mode."""
+    """One dict per particle: metrics against gt (psnr, ...), against its rotation (psnr_180, ..., as DAPS reports
+    them) only where the class eq holds a rotation (the operator's `equivalents` of gt: right answers and twins),
+    its best match in the class and the mode."""
     from evaluation.equivalence import class_matches
 
     m0 = image_metrics(x, gt, lpips_model)
-    m180 = image_metrics(x, rot180(gt), lpips_model)
+    m180 = image_metrics(x, rot180(gt), lpips_model) if any(eq.rotated) else {}
     rows = []
     for i, match in enumerate(class_matches(x, eq)):
         row = {k: m0[k][i] for k in m0}
         row.update({f"{k}_180": m180[k][i] for k in m180})
-        row.update(psnr_shift=match["psnr_shift"], psnr_180_shift=match["psnr_180_shift"],
+        if m180:
+            row["psnr_180_shift"] = match["psnr_180_shift"]
+        row.update(psnr_shift=match["psnr_shift"],
                    class_psnr=match["class_psnr"], shift=match["shift"], twin_psnr=match["twin_psnr"],
                    twin=match["twin"], mode=mode_label(match["class_psnr"], match["rotated"], fail_psnr))
         rows.append(row)

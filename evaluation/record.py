@@ -10,7 +10,7 @@ import stages  # noqa: F401  (registers every stage: the record has a section pe
 from core.tensors import rot180
 from core.tensors import rows as rows_of
 from evaluation.failures import KINDS, failure_kind
-from evaluation.metrics import best_of_n, evaluate_particles
+from evaluation.metrics import best_of_n, evaluate_particles, modes
 from sampler.stages import ordered
 from sampler.state import orientation_generator
 from tracking.compute import compute_record
@@ -42,10 +42,19 @@ def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, 
 def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, operator) -> dict:
     """Each final particle's prior_log_ratio, its oriented image's metrics (x, or rot x where the prior prefers it and
     the operator cannot tell the two apart) and its estimated log-posterior (-loss / 2 sigma^2 plus the oriented
-    image's log prior), written into its row; returns the rows the orientation cost its networks."""
+    image's log prior), written into its row; returns the rows the orientation cost its networks. An operator that
+    tells an image from its rotation needs no orientation: the particle is its answer as sampled, no prior is scored
+    (no network call) and the log-posterior is the likelihood's alone."""
     from evaluation.orientation import log_ratio, method_of, prior_scores
 
     counter.take()
+    if not operator.rotation_ambiguous:
+        for row in rows:
+            row["log_posterior"] = -row["measurement_loss"] / (2 * operator.sigma ** 2)
+            row["oriented"] = {"rotated": False, **{k: row[k] for k in ("psnr", "ssim", "lpips", "psnr_shift", "mode")}}
+            if row["failed"]:
+                row["oriented"]["mode"] = "fail"
+        return counter.take()
     lp_x, lp_rot, se = prior_scores(model, z, cfg.orientation, orientation_generator(cfg.seed, index), x)
     cost = counter.take()
     ratio = log_ratio(lp_x, lp_rot, method_of(model, cfg.orientation))
@@ -121,6 +130,11 @@ def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: 
     return Evaluated(particles, orientation_rows, answer_rows, x, dropped_images, eq, rep, trust)
 
 
+def operator_rotation(evaluated: Evaluated) -> bool:
+    """Whether the image's class holds its rotation: the operator cannot tell the two apart."""
+    return any(evaluated.eq.rotated)
+
+
 def _by_decision(dropped: list[dict]):
     groups = {}
     for d in dropped:
@@ -138,7 +152,7 @@ def choose(alive: list[dict], rule: str) -> dict:
     apart, such as shifted copies)."""
     p = (min(alive, key=lambda q: q["measurement_loss"]) if rule == "loss"
          else max(alive, key=lambda q: q["log_posterior"]))
-    return {"particle": p["particle"], "rule": rule, "prior_log_ratio": p["prior_log_ratio"], **p["oriented"]}
+    return {"particle": p["particle"], "rule": rule, "prior_log_ratio": p.get("prior_log_ratio"), **p["oriented"]}
 
 
 def steps_record(trace) -> list[dict]:
@@ -181,17 +195,19 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
         "best_by_loss": min(alive, key=lambda p: p["measurement_loss"]),
         "best_by_prior": choose(alive, cfg.orientation.choose),
         "choices": {rule: choose(alive, rule) for rule in CHOICES},
-        "orientation": {"method": cfg.orientation.method,
+        # the prior's orientation step: none where the operator tells an image from its rotation (no network call)
+        "orientation": {"method": cfg.orientation.method if operator_rotation(evaluated) else None,
                         **compute_record(evaluated.orientation_rows, cost_per_row)},
         "equivalence": evaluated.eq.record(),
         "representability": evaluated.representability,
         "trust": evaluated.trust,
-        "modes": {m: sum(p["mode"] == m for p in final) for m in ("0", "180", "fail")},
+        "modes": {m: sum(p["mode"] == m for p in final) for m in modes(operator_rotation(evaluated))},
         "failures": {k: sum(p["failure"] == k for p in final) for k in KINDS},
         # up to the measurement's symmetries: some final particle is the image, its rotation or a shifted copy
         "found": any(p["mode"] != "fail" for p in final),
         "gt_mode_found": any(p["mode"] == "0" for p in final),
-        "both_modes": any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final),
+        "both_modes": (any(p["mode"] == "0" for p in final) and any(p["mode"] == "180" for p in final)
+                       if operator_rotation(evaluated) else None),
         "mode_weights": mode_weights,
         "phases": phases, "total_time_s": sum(p["time_s"] for p in phases.values()),
         # the sampler's network work (evaluation decodes excluded): the image's share of its batch's

@@ -88,7 +88,7 @@ def summarize(images: list[dict]) -> dict:
         "best_psnr_sym_std": _std([max(_sym(q) for q in ps) for ps in finals]),
         "particle_psnr_sym_std": _mean([_std([_sym(q) for q in ps]) for ps in finals]),
         # mode coverage: each mode's share of the final particles
-        "mode_shares": {m: _mean([float(q["mode"] == m) for q in all_final]) for m in ("0", "180", "fail")},
+        "mode_shares": {m: _mean([float(q["mode"] == m) for q in all_final]) for m in images[0]["modes"]},
         "chosen_psnr_mean": _mean([c["psnr"] for c in chosen]),
         # the lowest-loss particle as sampled (a coin flip between orientations where the prior has no say)
         "loss_choice_gt_rate": _mean([float(c["mode"] == "0") for c in chosen]),
@@ -96,7 +96,7 @@ def summarize(images: list[dict]) -> dict:
         "success_rate": _mean([float(im["gt_mode_found"]) for im in images]),
         # diagnostic: both orientations among the final particles, and where the model knows the exact mode weights,
         # how often independent exact posterior samples would hold both
-        "both_modes_rate": _mean([float(im["both_modes"]) for im in images]),
+        "both_modes_rate": _mean([None if im["both_modes"] is None else float(im["both_modes"]) for im in images]),
         "both_modes_expected_rate": _mean([both_modes_expected(im) for im in images]),
         "fail_rate": _mean([float(p["mode"] == "fail") for p in all_final]),
         # why the final particles failed (evaluation/failures.py), each kind's share of all final particles

@@ -17,7 +17,7 @@ SETTINGS = {"per_step": boolean(False, help="per-step PSNR vs the ground truth a
 
 class GroundTruthHook(Hook):
     """After each step (and after every other hook), PSNR of each particle's z0 against its image's ground truth
-    and its 180° rotation, and the mode label up to the measurement's symmetries (the operator's `equivalents`). Costs
+    (and its 180° rotation where the operator cannot tell the two apart), and the mode label up to the measurement's symmetries (the operator's `equivalents`). Costs
     one decode per particle per step, inside the timed step: off by default so that timings measure the sampler
     alone."""
 
@@ -35,7 +35,9 @@ class GroundTruthHook(Hook):
         x = to_unit(z0.float())
         gt = to_unit(self.gts[[self.slot[i] for i in images]].float())
         psnr_0 = piq.psnr(x, gt, data_range=1.0, reduction="none").tolist()
-        psnr_180 = piq.psnr(x, rot180(gt), data_range=1.0, reduction="none").tolist()
+        # against the rotation only where the operator cannot tell the two apart
+        rotation = {"psnr_180": piq.psnr(x, rot180(gt), data_range=1.0, reduction="none").tolist()} \
+            if ctx.operator.rotation_ambiguous else {}
         modes = [None] * len(images)
         for g in dict.fromkeys(images):            # a loop over the batch's images, batched over their particles
             if g not in self.classes:
@@ -43,7 +45,7 @@ class GroundTruthHook(Hook):
             mine = [i for i, h in enumerate(images) if h == g]
             for i, m in zip(mine, class_matches(z0[mine], self.classes[g])):
                 modes[i] = mode_label(m["class_psnr"], m["rotated"], self.fail_psnr)
-        ctx.trace.particles("step", images, state.particle_ids, k=ctx.k, psnr=psnr_0, psnr_180=psnr_180, mode=modes)
+        ctx.trace.particles("step", images, state.particle_ids, k=ctx.k, psnr=psnr_0, mode=modes, **rotation)
         return state
 
 

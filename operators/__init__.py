@@ -5,9 +5,10 @@ from core.errors import check
 from core.settings import check_settings, choice
 
 from .base import Operator
+from .gaussian_blur import GaussianBlur
 from .phase_retrieval import PhaseRetrieval
 
-OPERATORS: dict[str, type[Operator]] = {"phase_retrieval": PhaseRetrieval}
+OPERATORS: dict[str, type[Operator]] = {"phase_retrieval": PhaseRetrieval, "gaussian_blur": GaussianBlur}
 
 
 def check_config(task_cfg) -> None:

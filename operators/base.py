@@ -18,8 +18,8 @@ class Operator:
     symmetries: tuple[str, ...] = ()
     SETTINGS: dict = {}              # its task.operator settings besides the name (core.settings declarations)
 
-    def __init__(self, sigma: float = 0.05):
-        self.sigma = sigma
+    def __init__(self, sigma: float = 0.05, resolution: int | None = None):
+        self.sigma = sigma               # resolution: the images' side, which build_operator passes to every operator
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

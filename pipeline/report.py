@@ -22,7 +22,7 @@ def row(im: dict) -> str:
     kinds = "/".join(str(f.get(k, 0)) for k in KINDS)
     trust = TRUST[im["trust"]["label"]] if im.get("trust") else "–"
     return (f"{im['index']:>5} {im['name'][:16]:<16} {'right' if c['mode'] == '0' else 'wrong':>6} {c['psnr']:>9.2f} "
-            f"{trust:<14} {'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m['180']}/{m['fail']:<6} {kinds:>14} "
+            f"{trust:<14} {'yes' if im['found'] else 'no':>5} {m['0']:>6}/{m.get('180', '-')}/{m['fail']:<6} {kinds:>14} "
             f"{im['best_of_n']['psnr']:>19.2f} {im['total_time_s']:>7.1f}")
 
 

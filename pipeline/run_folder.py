@@ -30,8 +30,9 @@ def default_name(cfg, choices: dict | None = None) -> str:
     that is on adds its fragment (sampler/stages.py)."""
     choices = choices or {}
     data = cfg.data.name + ("-decoded" if cfg.data.get("ground_truth") == "decoded" else "")
-    words = [choices.get("model", cfg.model.name), data, choices.get("sampler", cfg.sampler.mcmc.algo),
-             f"p{cfg.particle_num}"]
+    task = choices.get("task", cfg.task.name)
+    words = [choices.get("model", cfg.model.name), data, *([task] if task != "phase_retrieval" else []),
+             choices.get("sampler", cfg.sampler.mcmc.algo), f"p{cfg.particle_num}"]
     words += [stage.fragment(cfg) for stage in ordered() if stage.on(cfg)]
     return "_".join(dict.fromkeys(words))
 

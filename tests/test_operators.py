@@ -77,3 +77,57 @@ def test_registry_builds_from_config_and_checks_its_settings():
                                                                        "invalid: must be one of phase_retrieval")]:
         with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
             check_config(compose(override).task)
+
+
+# ---------------------------------------------------------------- Gaussian deblurring: a second operator
+
+def test_gaussian_blur_is_a_normalised_linear_per_channel_map_without_symmetry():
+    from core.tensors import rot180
+    from operators.gaussian_blur import GaussianBlur, gaussian_taps
+
+    op = GaussianBlur(resolution=32, kernel_size=9, intensity=1.5)
+    g = torch.Generator().manual_seed(0)
+    x, v = (torch.rand(2, 2, 3, 32, 32, generator=g, dtype=torch.float64) * 2 - 1)
+    flat = torch.full((1, 3, 32, 32), 0.3, dtype=torch.float64)
+    assert torch.allclose(op(flat), flat)                                   # the kernel sums to 1 (reflected border)
+    assert torch.allclose(op(2 * x - 3 * v), 2 * op(x) - 3 * op(v))         # linear
+    assert torch.equal(op(x)[1:], op(x[1:]))                                # no sample mixes with another
+    one = x[:1].clone()
+    one[:, 1] = 0
+    assert op(one)[:, 1].abs().max() == 0                                   # no channel mixes with another
+    # the centre tap of a delta image is the 2-D kernel's peak, the outer product of the 1-D taps
+    delta = torch.zeros(1, 1, 32, 32, dtype=torch.float64)
+    delta[..., 16, 16] = 1
+    taps = gaussian_taps(9, 1.5)
+    torch.testing.assert_close(op(delta)[0, 0, 12:21, 12:21], torch.outer(taps, taps), rtol=0, atol=1e-15)
+    # an image and its rotation measure apart: the evaluation needs no orientation step
+    assert (op(x[:1]) - op(rot180(x[:1]))).abs().max() > 0.1 and op.symmetries == ()
+    assert len(op.equivalents(x[0]).rotated) == 1 and not op.rotation_ambiguous
+    with pytest.raises(Exception, match="kernel_size=64 is invalid"):
+        GaussianBlur(resolution=32, kernel_size=64)
+
+
+def test_deblurring_runs_through_the_command_line_with_no_orientation_and_no_rotation_metrics(tmp_path):
+    """task=gaussian_deblur end to end: the operator decides what is evaluated (no *_180 field, no "180" mode, no
+    ELBO: the orientation costs no network call) and the run's name says the task."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "posterior_sample.py"), "task=gaussian_deblur",
+                        "task.operator.kernel_size=9", "task.operator.intensity=1.5", "--num_eval_images", "2",
+                        "sampler.annealing.num_steps=10", f"save_dir={tmp_path}", "save_images=false"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (path,) = tmp_path.glob("*/metric.json")
+    assert path.parent.name == "two_mode_gaussian_deblur_p4"
+    metric = json.loads(path.read_text())
+    for im in metric["images"]:
+        text = json.dumps(im)
+        assert "_180" not in text and set(im["modes"]) == {"0", "fail"} and im["both_modes"] is None
+        assert im["orientation"]["method"] is None and not any(im["orientation"]["rows"].values())
+        assert im["trust"]["label"] in ("no fit", "ambiguous", "determined") and "gap" not in im["trust"]
+        assert all(not p["oriented"]["rotated"] for p in im["particles"] if p["pruned_at"] is None)
+    assert metric["summary"]["mode_shares"].keys() == {"0", "fail"}
