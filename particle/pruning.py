@@ -69,9 +69,10 @@ class PruningHook(Hook):
     Every particle of a decision leaves a `prune` row in the trace (kept or not, its loss, its distance to the
     nearest kept one; a dropped one its z0), every branch child a `birth` row naming its parent."""
 
-    def __init__(self, schedule: list[tuple[int, int]], mode: str = "prune", diversity_fraction: float = 0.5,
-                 loss_factor: float = 1.1, seed: int = 0):
-        """schedule: (annealing step k, particles kept per image) pairs."""
+    def __init__(self, schedule: list[tuple[int, int]], seed: int, *, mode: str, diversity_fraction: float,
+                 loss_factor: float):
+        """schedule: (annealing step k, particles kept per image) pairs, from the flags; the rest is the `pruning`
+        block as declared (stages/pruning.py): no defaults of its own."""
         self.schedule, self.mode = dict(schedule), mode
         self.diversity_fraction, self.loss_factor, self.seed = diversity_fraction, loss_factor, seed
 

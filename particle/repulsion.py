@@ -73,8 +73,10 @@ class RepulsionHook(Hook):
     """Adds strength_k * force to the MCMC score while the decay schedule is above zero, never from stop_k on (the
     refine stage's first step: latent optimisation there is repulsion-free)."""
 
-    def __init__(self, scale: float, end_k: int, mode: str = "score_relative", schedule: str = "cosine",
-                 features: str = "latent", pixel_size: int = 64, sigma_min: float = 0.0, stop_k: int | None = None):
+    def __init__(self, scale: float, end_k: int | None, stop_k: int | None, *, mode: str, schedule: str,
+                 features: str, pixel_size: int, sigma_min: float):
+        """scale, end_k, stop_k: from the flags (repulsion_scale, repulsion.end_t, optimization_step); the rest is the
+        `repulsion` block as declared (stages/repulsion.py): no defaults of its own."""
         self.scale, self.end_k, self.mode, self.schedule = scale, end_k, mode, schedule
         self.sigma_min, self.stop_k = sigma_min, stop_k
         self.features, self.pixel_size = features, pixel_size

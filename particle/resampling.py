@@ -58,8 +58,9 @@ class ResamplingHook(Hook):
     leave the batch as pruned ones do. Each event leaves a `resample` row per particle (weight, loss, offspring,
     z0 of a dropped one) and per image (ESS, whether it resampled), and a `birth` row per copy in the trace."""
 
-    def __init__(self, steps: list[int], temperature: float, ess_threshold: float = 1.0, scheme: str = "systematic",
-                 seed: int = 0):
+    def __init__(self, steps: list[int], seed: int, *, temperature: float, ess_threshold: float, scheme: str):
+        """steps, seed: from the flags (resampling_interval and the window); the rest is the `resampling` block as
+        declared (stages/resampling.py): no defaults of its own."""
         self.steps, self.temperature, self.ess_threshold = set(steps), temperature, ess_threshold
         self.scheme, self.seed = scheme, seed
 

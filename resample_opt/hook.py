@@ -24,9 +24,10 @@ class RefineHook(Hook):
     time, the resample weight) in the trace.
     """
 
-    def __init__(self, refine_k: int, every: int = 1, final: bool = True, lr: float = 5e-3, max_iters: int = 500,
-                 eps: float = 1e-3, plateau_window: int = 200, accept_if_improve: bool = False,
-                 weight_decay: float = 0.0, resample: str = "replace", gamma: float = 40.0):
+    def __init__(self, refine_k: int, *, every: int, final: bool, lr: float, max_iters: int, eps, plateau_window: int,
+                 accept_if_improve: bool, weight_decay: float, resample: str, gamma: float):
+        """refine_k: from the flag (optimization_step); the rest is the `optimization` block as declared
+        (stages/refine.py): no defaults of its own."""
         self.refine_k, self.every, self.final = refine_k, every, final
         self.lr, self.max_iters, self.eps = lr, max_iters, eps
         self.resample, self.gamma = resample, gamma

@@ -62,6 +62,10 @@ def register(stage: Stage) -> Stage:
 
 
 def ordered() -> list[Stage]:
+    """The registered stages in the order they act; an empty registry is an error, never silently no stage (the
+    `stages` package registers them when imported: import it before asking)."""
+    if not STAGES:
+        raise RuntimeError("no stage is registered: `import stages` first (importing the package registers them)")
     return sorted(STAGES.values(), key=lambda s: s.order)
 
 

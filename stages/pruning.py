@@ -49,8 +49,7 @@ def check_stage(cfg) -> None:
 
 
 def hook(cfg) -> PruningHook:
-    pc = cfg.pruning
-    return PruningHook(steps_of(cfg), pc.mode, float(pc.diversity_fraction), float(pc.loss_factor), cfg.seed)
+    return PruningHook(steps_of(cfg), cfg.seed, **cfg.pruning)
 
 
 def record(trace, cfg) -> list[dict]:

@@ -25,9 +25,8 @@ def check_stage(cfg) -> None:
 
 
 def hook(cfg) -> RepulsionHook:
-    rc = cfg.repulsion
-    return RepulsionHook(float(cfg.repulsion_scale), end_step(cfg, refine_k(cfg)), rc.mode, rc.schedule, rc.features,
-                         rc.pixel_size, float(rc.sigma_min), refine_k(cfg))
+    block = {k: v for k, v in cfg.repulsion.items() if k != "end_t"}       # end_t is read into end_k
+    return RepulsionHook(float(cfg.repulsion_scale), end_step(cfg, refine_k(cfg)), refine_k(cfg), **block)
 
 
 register(Stage(

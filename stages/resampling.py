@@ -24,8 +24,8 @@ def check_stage(cfg) -> None:
 
 
 def hook(cfg) -> ResamplingHook:
-    rc = cfg.resampling
-    return ResamplingHook(events(cfg), float(rc.temperature), float(rc.ess_threshold), rc.scheme, cfg.seed)
+    block = {k: v for k, v in cfg.resampling.items() if k not in ("start_t", "end_t")}   # the window: the steps
+    return ResamplingHook(events(cfg), cfg.seed, **block)
 
 
 def record(trace, cfg) -> list[dict]:

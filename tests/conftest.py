@@ -38,3 +38,13 @@ def shared():
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent (test data lives beside the repository, not in it)")
     return SHARED
+
+
+def declared(stage: str, *leave_out: str) -> dict:
+    """A stage's block as declared (its defaults), less the keys its hook reads elsewhere: what a hook built by
+    hand in a test takes, so the test never carries defaults of its own."""
+    import stages  # noqa: F401  (registers them)
+    from core.settings import defaults
+    from sampler.stages import STAGES
+
+    return {k: v for k, v in defaults(STAGES[stage].block).items() if k not in leave_out}

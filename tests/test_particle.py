@@ -16,7 +16,9 @@ from pipeline.config import validate
 from sampler import Hook, ParticleState, StepContext, Trace, latent_daps, particle_generator, trigger_step
 from sampler.stages import STAGES
 from stages.pruning import record as pruning_record
-from tests.conftest import compose
+from tests.conftest import compose, declared
+
+REP = declared("repulsion", "end_t")          # the repulsion block as declared: a hand-built hook's defaults
 
 D64 = torch.float64
 
@@ -70,7 +72,7 @@ def test_identical_particles_get_a_finite_zero_force():
     z[1] = z[0]
     force, _ = rbf_repulsion(z, torch.zeros(4, dtype=torch.long))
     assert torch.isfinite(force).all()
-    hook = RepulsionHook(1.0, 10)
+    hook = RepulsionHook(1.0, 10, None, **REP)
     state = make_state(torch.ones(4, 1, 2, 2, dtype=D64))
     drift = hook.drift(state.z0, torch.randn(4, 1, 2, 2, dtype=D64), state, ctx_at(0, Identity()))
     assert torch.isfinite(drift).all() and drift.abs().max() == 0
@@ -138,7 +140,7 @@ def test_pixel_features_force_is_the_decoder_vjp_of_the_pixel_force():
     torch.manual_seed(4)
     z = torch.randn(4, 1, 4, 4, dtype=D64, requires_grad=True)
     state = make_state(z.detach())
-    hook = RepulsionHook(1.0, 10, mode="absolute", features="pixel", pixel_size=4)
+    hook = RepulsionHook(1.0, 10, None, **{**REP, "mode": "absolute", "features": "pixel", "pixel_size": 4})
     force = hook._force(z.detach(), state, TinyDecoder())
     f = F.adaptive_avg_pool2d(TinyDecoder().decode(z), 4).flatten(1)
     _, h = rbf_repulsion(f.detach(), state.image_ids)
@@ -152,7 +154,7 @@ def test_pixel_features_force_is_the_decoder_vjp_of_the_pixel_force():
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_strength_decays_to_exactly_zero_at_the_end(schedule):
-    hook = RepulsionHook(0.7, end_k=40, schedule=schedule)
+    hook = RepulsionHook(0.7, 40, None, **{**REP, "schedule": schedule})
     values = [hook.strength(k) for k in range(50)]
     assert values[0] == 0.7 and values[39] > 0
     assert all(a >= b for a, b in zip(values, values[1:]))
@@ -167,7 +169,7 @@ def test_strength_decays_to_exactly_zero_at_the_end(schedule):
 
 def test_score_relative_force_is_a_fixed_fraction_of_each_score_and_is_logged():
     torch.manual_seed(5)
-    hook = RepulsionHook(0.5, end_k=10, mode="score_relative", schedule="linear")
+    hook = RepulsionHook(0.5, 10, None, **{**REP, "mode": "score_relative", "schedule": "linear"})
     state = make_state(torch.randn(4, 2, 3, 3, dtype=D64))
     ctx = ctx_at(2, Identity())
     for _ in range(3):          # three MCMC iterations of one annealing step
@@ -182,7 +184,7 @@ def test_score_relative_force_is_a_fixed_fraction_of_each_score_and_is_logged():
 
 
 def test_score_relative_direction_survives_float32_underflow():
-    hook = RepulsionHook(0.5, end_k=10, mode="score_relative")
+    hook = RepulsionHook(0.5, 10, None, **{**REP, "mode": "score_relative"})
     z = torch.zeros(2, 4)
     z[1, 0] = 1.0
     force = torch.tensor([[-1e-25, 0, 0, 0], [1e-25, 0, 0, 0]])     # squares underflow in float32
@@ -195,7 +197,7 @@ def test_score_relative_direction_survives_float32_underflow():
 
 def test_absolute_mode_logs_the_mean_ratio():
     torch.manual_seed(6)
-    hook = RepulsionHook(3.0, end_k=10, mode="absolute", schedule="linear")
+    hook = RepulsionHook(3.0, 10, None, **{**REP, "mode": "absolute", "schedule": "linear"})
     state = make_state(torch.randn(4, 6, dtype=D64))
     ctx = ctx_at(0, Identity())
     score = torch.randn(4, 6, dtype=D64)
@@ -286,7 +288,7 @@ def test_pruning_works_within_each_image():
 
 
 def prune(state, losses, k=3, **kw):
-    hook = PruningHook([(k, 2)], diversity_fraction=0.5, loss_factor=1.1, seed=9, **kw)
+    hook = PruningHook([(k, 2)], 9, **{**declared("pruning"), **kw})
     ctx = ctx_at(k, Identity(), FixedLoss(losses))
     return hook, hook.after_step(state, ctx), ctx.trace
 

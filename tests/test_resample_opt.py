@@ -14,7 +14,10 @@ from sampler import StepContext, latent_daps, sigmas_of
 from sampler.schedule import trigger_step
 from sampler.stages import STAGES
 from stages.refine import record as refine_record
-from tests.conftest import compose
+from tests.conftest import compose, declared
+
+# the refine block as declared, with ReSample's own stopping threshold and a plain replace (what these tests probe)
+REFINE = {**declared("refine"), "eps": 1e-3, "resample": "replace"}
 
 DT = torch.float64
 
@@ -187,7 +190,7 @@ def test_schedule():
     K = 50
     k0 = trigger_step(200, K)
     assert k0 == 40
-    runs = lambda **kw: [k for k in range(K) if RefineHook(k0, **kw).runs_at(k, K)]   # noqa: E731
+    runs = lambda **kw: [k for k in range(K) if RefineHook(k0, **{**REFINE, **kw}).runs_at(k, K)]   # noqa: E731
     assert runs(every=1, final=True) == list(range(40, 50))
     assert runs(every=1, final=False) == list(range(40, 49))      # the last step belongs to `final` only
     assert runs(every=3, final=False) == [40, 43, 46]
@@ -219,7 +222,7 @@ def test_hook_replaces_z0_and_reports(bench):
     state.z0 = model.means[:3].view(3, *model.image_shape).to(DT) + 0.1
     state.loss = op.loss(model.decode(state.z0), state.y)
     z_mcmc = state.z0.clone()
-    hook = RefineHook(0, lr=5e-3, max_iters=30, eps=1e-3, plateau_window=10)
+    hook = RefineHook(0, **{**REFINE, "lr": 5e-3, "max_iters": 30, "eps": 1e-3, "plateau_window": 10})
     ctx = StepContext(k=3, t=250, sigma=0.2, sigma_next=0.0, num_steps=4, model=model, operator=op)
     state = hook.after_step(state, ctx)
     after = op.loss(model.decode(state.z0), state.y)
@@ -239,7 +242,7 @@ def test_hook_replaces_z0_and_reports(bench):
     # a step outside the schedule leaves the state alone
     z_before = state.z0.clone()
     ctx.k = 2
-    state = RefineHook(3).after_step(state, ctx)
+    state = RefineHook(3, **REFINE).after_step(state, ctx)
     assert torch.equal(state.z0, z_before)
 
 
@@ -251,11 +254,11 @@ def test_accept_if_improve_rejects_a_worse_latent(bench):
     ctx = lambda: StepContext(k=3, t=250, sigma=0.2, sigma_next=0.0, num_steps=4,  # noqa: E731
                               model=model, operator=op)
     wild = dict(lr=50.0, max_iters=3, eps=0.0, plateau_window=0)   # Adam steps of ~50 per pixel: loss explodes
-    kept = RefineHook(0, accept_if_improve=True, **wild).after_step(state, ctx())
+    kept = RefineHook(0, **{**REFINE, **wild, "accept_if_improve": True}).after_step(state, ctx())
     assert torch.equal(kept.z0, z_mcmc)
     state2 = new_state()
     state2.z0 = z_mcmc.clone()
-    moved = RefineHook(0, accept_if_improve=False, **wild).after_step(state2, ctx())
+    moved = RefineHook(0, **{**REFINE, **wild, "accept_if_improve": False}).after_step(state2, ctx())
     assert not torch.equal(moved.z0, z_mcmc)
 
 

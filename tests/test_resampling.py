@@ -9,7 +9,7 @@ from particle.resampling import ResamplingHook, ancestors, group_cumsum, resampl
 from pipeline.config import validate
 from sampler import ParticleState, StepContext, particle_generator
 from stages.resampling import record
-from tests.conftest import compose
+from tests.conftest import compose, declared
 
 
 def resampling_record(trace):
@@ -80,7 +80,7 @@ def state_of(B=4, groups=None, seed=0):
 
 
 def event(state, losses, hook=None, k=5):
-    hook = hook or ResamplingHook([k], temperature=0.05, seed=3)
+    hook = hook or ResamplingHook([k], 3, **{**declared("resampling", "start_t", "end_t"), "temperature": 0.05})
     ctx = StepContext(k=k, t=900, sigma=1.0, sigma_next=0.9, num_steps=50, model=Identity(),
                       operator=FixedLoss(losses))
     return hook.after_step(state, ctx), ctx.trace
@@ -104,7 +104,8 @@ def test_a_low_loss_particle_is_copied_with_new_ids_and_generators():
 
 
 def test_ess_threshold_skips_an_even_image_and_steps_outside_are_untouched():
-    hook = ResamplingHook([5], temperature=0.05, ess_threshold=0.5, seed=3)
+    hook = ResamplingHook([5], 3, **{**declared("resampling", "start_t", "end_t"), "temperature": 0.05,
+                                        "ess_threshold": 0.5})
     state = state_of()
     new, trace = event(state, [10.0, 10.01, 10.02, 10.0], hook)   # nearly equal: ESS ~ 4 > 0.5 * 4
     assert new.particle_ids.tolist() == [0, 1, 2, 3] and not resampling_record(trace)[0]["resampled"]
@@ -121,8 +122,14 @@ def test_images_resample_on_their_own():
     alone1, _ = event(state_of(3, torch.ones(3, dtype=torch.long)), [1.0, 1.0, 9.0])
     assert torch.equal(both.particle_ids[3:], alone1.particle_ids) and both.image_ids.tolist() == groups.tolist()
     assert torch.equal(both.z0[3:], alone1.z0 + 3)                   # image 1's z0 are 3, 4, 5 in the batch
-    # the per-image generator: the same draw whatever shares the batch
-    assert torch.rand(1, generator=resampling_generator(3, 1, 5)) == torch.rand(1, generator=resampling_generator(3, 1, 5))
+    # the per-image generator: a function of (seed, image, event step) alone, by the one recipe of core.rng, so the
+    # same draw whatever shares the batch, and another for another image, event or seed
+    from core.rng import RESAMPLING, generator
+
+    draw = lambda g: torch.rand(4, generator=g)  # noqa: E731
+    assert torch.equal(draw(resampling_generator(3, 1, 5)), draw(generator(3, 1, RESAMPLING, 5)))
+    others = [resampling_generator(3, 0, 5), resampling_generator(3, 1, 6), resampling_generator(4, 1, 5)]
+    assert all(not torch.equal(draw(resampling_generator(3, 1, 5)), draw(g)) for g in others)
 
 
 def test_window_and_validation():

@@ -7,7 +7,7 @@ from operators import build_operator
 from pipeline.sampling import make_state
 from sampler import Hook, Trace, annealing_sigmas, latent_daps, measurement_generator, sigmas_of, step_time, trigger_step
 from sampler.stages import phase_of
-from tests.conftest import compose
+from tests.conftest import compose, declared
 
 FAST = ["sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=3", "dtype=float64"]
 
@@ -94,7 +94,8 @@ def test_nan_particle_is_frozen_and_others_continue():
     op = build_operator(cfg.task, 32)
     state = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
     rec = _Record()
-    refine = RefineHook(refine_k=4, every=1, final=True, lr=1e-3, max_iters=3, eps=0.0, plateau_window=0)
+    refine = RefineHook(4, **{**declared("refine"), "every": 1, "final": True, "lr": 1e-3, "max_iters": 3, "eps": 0.0,
+                               "plateau_window": 0, "resample": "replace"})
     trace = Trace()
     sigmas = sigmas_of(cfg.sampler.annealing)
     out = latent_daps(model, op, state, sigmas, cfg.sampler, hooks=[rec, _PoisonOne(), refine], trace=trace)

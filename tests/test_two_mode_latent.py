@@ -14,7 +14,7 @@ from sampler import StepContext
 from stages.refine import record as optimization_record
 from sampler import Trace
 from sampler.state import ParticleState
-from tests.conftest import compose
+from tests.conftest import compose, declared
 
 LATENT = ["model=two_mode_latent", "sampler=two_mode_latent", "data=two_mode_latent"]
 
@@ -114,7 +114,8 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
     sigma_y^2 (1 + 3 sqrt(2 / m)) per element, one step after the loss crossed it."""
     model, op, y, z0 = _problem(0.05, 1)
     ctx = StepContext(k=9, t=20, sigma=0.1, sigma_next=0.0, num_steps=10, model=model, operator=op)
-    hook = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=2000, eps="auto", plateau_window=0)
+    hook = RefineHook(9, **{**declared("refine"), "every": 0, "final": True, "lr": 1e-3, "max_iters": 2000, "eps": "auto",
+                          "plateau_window": 0, "resample": "replace"})
     state = hook.after_step(_state(z0, y), ctx)
     (call,) = optimization_record(ctx.trace, None)["calls"]
     m = y[0].numel()
@@ -125,7 +126,8 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
     assert all(loss / m > 0.97 * level for loss in call["loss_after"])              # it stopped right there
     assert all(0 < n < 2000 for n in call["iterations"])
     # ReSample's eps = 1e-3 would have run on: its threshold is 2500 x lower than the noise level
-    fixed = RefineHook(refine_k=9, every=0, final=True, lr=1e-3, max_iters=50, eps=1e-3, plateau_window=0)
+    fixed = RefineHook(9, **{**declared("refine"), "every": 0, "final": True, "lr": 1e-3, "max_iters": 50, "eps": 1e-3,
+                           "plateau_window": 0, "resample": "replace"})
     ctx.trace = Trace()
     fixed.after_step(_state(z0, y), ctx)
     assert optimization_record(ctx.trace, None)["calls"][0]["stop_reason"] == ["max_iters", "max_iters"]
@@ -135,11 +137,11 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
 def test_stochastic_resample_blends_and_lowers_the_renoise():
     model, op, y, z0 = _problem(0.1, 2)
     ctx = StepContext(k=5, t=500, sigma=0.9, sigma_next=0.7, num_steps=10, model=model, operator=op)
-    kw = dict(refine_k=5, every=1, final=True, lr=1e-3, max_iters=20, eps=0.0, plateau_window=0)
-    replace = RefineHook(**kw)
+    kw = {**declared("refine"), "every": 1, "final": True, "lr": 1e-3, "max_iters": 20, "eps": 0.0, "plateau_window": 0}
+    replace = RefineHook(5, **{**kw, "resample": "replace"})
     replaced = replace.after_step(_state(z0, y), ctx).z0
     assert replace.renoise_scale(ctx) == 1.0
-    stochastic = RefineHook(**kw, resample="stochastic", gamma=40.0)
+    stochastic = RefineHook(5, **{**kw, "resample": "stochastic", "gamma": 40.0})
     blended = stochastic.after_step(_state(z0, y), ctx).z0
     w, r = resample_weights(0.9, 0.7, 40.0)
     assert 0 < w < 1 and 0 < r < 1 and stochastic.renoise_scale(ctx) == r

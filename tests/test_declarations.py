@@ -1,0 +1,39 @@
+"""One default per setting: every stage's hook, built from its flag alone (no other override), holds exactly the
+values its block declares; a hook has no defaults of its own."""
+import inspect
+
+import pytest
+
+import stages  # noqa: F401  (registers them)
+from core.settings import defaults
+from sampler.stages import STAGES, ordered
+from tests.conftest import compose
+
+ON = {"repulsion": "repulsion_scale=0.3", "resampling": "resampling_interval=2", "pruning": "pruning_step=200",
+      "refine": "optimization_step=200"}
+# block keys a hook turns into its steps instead of keeping (the window and end of the schedule, in t)
+READ_AS_STEPS = {"repulsion": {"end_t"}, "resampling": {"start_t", "end_t"}}
+
+
+@pytest.mark.parametrize("name", sorted(ON))
+def test_a_hook_built_from_its_flag_alone_holds_the_declared_block(name):
+    stage = STAGES[name]
+    cfg = compose(ON[name])
+    assert stage.on(cfg)
+    hook = stage.hook(cfg)
+    declared = defaults(stage.block)
+    kept = {k for k in declared if hasattr(hook, k)}
+    assert set(declared) - kept == READ_AS_STEPS.get(name, set())
+    assert {k: getattr(hook, k) for k in kept} == {k: declared[k] for k in kept}
+    # and the constructor has no default for any of them: the declaration is the only one
+    params = inspect.signature(type(hook).__init__).parameters
+    assert all(params[k].default is inspect.Parameter.empty for k in kept)
+
+
+def test_every_stage_is_covered_and_the_registry_is_never_silently_empty(monkeypatch):
+    assert {s.name for s in ordered()} == set(ON)
+    import sampler.stages as registry
+
+    monkeypatch.setattr(registry, "STAGES", {})
+    with pytest.raises(RuntimeError, match="import stages"):
+        registry.ordered()
