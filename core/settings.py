@@ -98,6 +98,18 @@ def defaults(schema: Schema) -> dict:
     return {k: defaults(v) if isinstance(v, Mapping) else v.default for k, v in schema.items()}
 
 
+def value(block, schema: Schema, key: str):
+    """A group setting's value in a config block (a mapping, e.g. cfg.model or a checkpoint card's config): its own,
+    else the one default its declaration gives. A group's YAML files need not spell out every setting that has one
+    (a model without a rotated twin, a sampler without a precision lever); no code carries a default of its own."""
+    if key in block and block[key] is not None:
+        return block[key]
+    default = schema[key].default
+    if default is None and key not in block:
+        raise KeyError(f"{key} is neither set nor has a declared default")
+    return default
+
+
 def check_settings(cfg, schema: Schema, prefix: str = "") -> None:
     """Every declared setting of cfg (a mapping) against its declaration; the first bad one is a ConfigError naming
     its dotted key. Keys the schema does not declare are Hydra's to refuse (unknown keys) or the owner's to check."""

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import DataError, check
-from core.settings import choice, integer, number, text
+from core.settings import choice, integer, number, text, value
 
 from .memory import InMemoryImages
 
@@ -88,9 +88,9 @@ SETTINGS = {
     "resolution": integer(1, help="images are resized and centre-cropped to this side"),
     "start_index": integer(0, help="the first image of the range"),
     "fail_psnr": number(help="a particle under this PSNR against every member of the image's class is a failure"),
-    "split": choice("test", "train", help="the digits' split"),
-    "ground_truth": choice(*GROUND_TRUTHS, help="decoded: the model's reconstruction D(E(x)) (on its manifold); raw: "
-                                                "the image itself"),
+    "split": choice("test", "train", default="test", help="the digits' split"),
+    "ground_truth": choice(*GROUND_TRUTHS, default="raw", help="decoded: the model's reconstruction D(E(x)) (on its "
+                                                               "manifold); raw: the image itself"),
 }
 
 
@@ -111,7 +111,7 @@ def check_config(cfg) -> None:
 def build_dataset(data_cfg, model_cfg, start: int, count: int):
     if data_cfg.name == "digits":
         from .digits import DigitImages
-        return DigitImages(data_cfg.get("split", "test"), start, count)
+        return DigitImages(value(data_cfg, SETTINGS, "split"), start, count)
     if data_cfg.name == "natural":
         from .natural import NaturalCrops
         return NaturalCrops(start, count)

@@ -20,6 +20,14 @@ def reconstruct(model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return rec, piq.psnr(to_unit(rec.float()), to_unit(images.float()), data_range=1.0, reduction="none")
 
 
+def data_setting(data_cfg, key: str):
+    """A data setting, its declared default where the data set's YAML leaves it out (data.SETTINGS)."""
+    from core.settings import value
+    from data.datasets import SETTINGS
+
+    return value(data_cfg, SETTINGS, key)
+
+
 @torch.no_grad()
 def truths(model, images: torch.Tensor, data_cfg) -> tuple[torch.Tensor, torch.Tensor | None, list]:
     """The ground truths a batch of images (G, C, H, W) is measured from, the model's best reconstruction of each
@@ -31,7 +39,7 @@ def truths(model, images: torch.Tensor, data_cfg) -> tuple[torch.Tensor, torch.T
         return images, None, [None] * len(images)
     rec, psnr = reconstruct(model, images)
     psnr = psnr.tolist()
-    if data_cfg.get("ground_truth") != "decoded":
+    if data_setting(data_cfg, "ground_truth") != "decoded":
         return images, rec, psnr
     if data_cfg.name == "two_mode_latent":
         return images, images, [None] * len(images)

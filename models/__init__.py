@@ -1,7 +1,7 @@
 """Model registry: `build_model(cfg.model, device)` returns a `LatentModel`."""
 from __future__ import annotations
 
-from core.settings import boolean, choice, integer, number, optional, text
+from core.settings import boolean, choice, integer, number, optional, text, value
 
 from .base import LatentModel
 
@@ -15,13 +15,15 @@ SETTINGS = {
     "latent_size": integer(1, help="two_mode_latent: the latent side (resolution / latent_size = the upsampling)"),
     "num_images": integer(1, 20, help="the benchmarks' mixture components: bundled images and their rotations"),
     "component_std": number(0, low_open=True, help="the benchmarks' per-entry standard deviation"),
-    "rotated_weight": number(0, low_open=True, help="a rotated twin's weight against its image (1 = symmetric)"),
+    "rotated_weight": number(0, default=1.0, low_open=True, help="a rotated twin's weight against its image "
+                                                                 "(1 = symmetric)"),
     "cpu_threads": optional(integer(1), help="torch threads on a CPU (null: torch's default)"),
     "ckpt_path": optional(text(), help="the LDM checkpoint (null: random weights, with random_init_ok)"),
-    "random_init_ok": boolean(help="allow random weights when ckpt_path is null (the untrained control)"),
-    "c_noise": choice("vp", "alphas_cumprod", help="sigma -> timestep: DAPS's continuous VP map or the schedule's"),
-    "channels_last": boolean(help="channels-last memory format for the UNet and the decoder"),
-    "scale_factor": number(0, low_open=True, help="the latent scale (z = scale_factor E(x))"),
+    "random_init_ok": boolean(False, help="allow random weights when ckpt_path is null (the untrained control)"),
+    "c_noise": choice("vp", "alphas_cumprod", default="vp",
+                      help="sigma -> timestep: DAPS's continuous VP map or the schedule's"),
+    "channels_last": boolean(False, help="channels-last memory format for the UNet and the decoder"),
+    "scale_factor": number(0, default=1.0, low_open=True, help="the latent scale (z = scale_factor E(x))"),
     "schedule": {"linear_start": number(0, low_open=True), "linear_end": number(0, low_open=True),
                  "timesteps": integer(1)},
 }
@@ -43,7 +45,7 @@ def mode_weights(model_cfg) -> dict | None:
     twin weighs rotated_weight against its image); None for learned priors."""
     if model_cfg.name not in ("two_mode", "two_mode_latent"):
         return None
-    w = float(model_cfg.get("rotated_weight", 1.0))
+    w = float(value(model_cfg, SETTINGS, "rotated_weight"))
     return {"0": 1 / (1 + w), "180": w / (1 + w)}
 
 

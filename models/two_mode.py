@@ -25,6 +25,15 @@ SKIMAGE_IMAGES = (
 )
 
 
+def model_setting(model_cfg, key: str):
+    """A model setting, its declared default where the config leaves it out (models.SETTINGS)."""
+    from core.settings import value
+
+    from . import SETTINGS
+
+    return value(model_cfg, SETTINGS, key)
+
+
 def benchmark_images(resolution: int = 32, count: int = len(SKIMAGE_IMAGES)) -> torch.Tensor:
     """The benchmark's images in [-1, 1], shape (count, 3, resolution, resolution), float64."""
     import skimage
@@ -98,5 +107,5 @@ def twin_weights(n: int, rotated_weight: float) -> torch.Tensor:
 def build_two_mode(model_cfg, device) -> GaussianMixtureDenoiser:
     images = benchmark_images(model_cfg.resolution, model_cfg.num_images)
     means = torch.cat([images, rot180(images)])
-    weights = twin_weights(model_cfg.num_images, model_cfg.get("rotated_weight", 1.0))
+    weights = twin_weights(model_cfg.num_images, model_setting(model_cfg, "rotated_weight"))
     return GaussianMixtureDenoiser(means, model_cfg.component_std, weights).to(device)

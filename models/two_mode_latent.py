@@ -16,6 +16,15 @@ from core.tensors import rot180
 from .two_mode import GaussianMixtureDenoiser, benchmark_images, twin_weights
 
 
+def model_setting(model_cfg, key: str):
+    """A model setting, its declared default where the config leaves it out (models.SETTINGS)."""
+    from core.settings import value
+
+    from . import SETTINGS
+
+    return value(model_cfg, SETTINGS, key)
+
+
 def upsample(z: torch.Tensor, factor: int) -> torch.Tensor:
     """Bilinear, align_corners=False: symmetric under flips, so upsample(rot z) = rot upsample(z)."""
     return F.interpolate(z, scale_factor=factor, mode="bilinear", align_corners=False)
@@ -70,5 +79,5 @@ def build_two_mode_latent(model_cfg, device) -> LatentTwoMode:
     factor = model_cfg.resolution // model_cfg.latent_size
     mu = fitted_latents(model_cfg.resolution, factor, model_cfg.num_images)
     means = torch.cat([mu, rot180(mu)])
-    weights = twin_weights(model_cfg.num_images, model_cfg.get("rotated_weight", 1.0))
+    weights = twin_weights(model_cfg.num_images, model_setting(model_cfg, "rotated_weight"))
     return LatentTwoMode(means, model_cfg.component_std, factor, weights).to(device)

@@ -35,7 +35,7 @@ def dataset_of(cfg):
 def model_and_operator(cfg, device, dtype):
     """The model (dtype, compiled when sampler.precision.compile) and the operator for its images."""
     model = build_model(cfg.model, device).to(dtype)
-    if cfg.sampler.precision.get("compile", False):
+    if cfg.sampler.precision.compile:
         compile_model(model)
     return model, build_operator(cfg.task, model.image_shape[-1])
 

@@ -29,7 +29,10 @@ def default_name(cfg, choices: dict | None = None) -> str:
     `two_mode_p4`, `naturalldm_natural-decoded_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`; each stage
     that is on adds its fragment (sampler/stages.py)."""
     choices = choices or {}
-    data = cfg.data.name + ("-decoded" if cfg.data.get("ground_truth") == "decoded" else "")
+    from core.settings import value
+    from data.datasets import SETTINGS
+
+    data = cfg.data.name + ("-decoded" if value(cfg.data, SETTINGS, "ground_truth") == "decoded" else "")
     task = choices.get("task", cfg.task.name)
     words = [choices.get("model", cfg.model.name), data, *([task] if task != "phase_retrieval" else []),
              choices.get("sampler", cfg.sampler.mcmc.algo), f"p{cfg.particle_num}"]

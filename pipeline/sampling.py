@@ -63,7 +63,7 @@ def sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, pro
     trace = Trace()
     tracker = RunTracker(device, trace, phase_of(cfg), progress)
     hooks = [tracker, *build_hooks(cfg)]                # the tracker first: its clock covers the other hooks
-    if cfg.eval.get("per_step", False):
+    if cfg.eval.per_step:
         from evaluation.trajectory import GroundTruthHook
         hooks.append(GroundTruthHook(gts, indices, cfg.data.fail_psnr))     # last: it sees each step's final z0
     counter.take()

@@ -5,15 +5,15 @@ import contextlib
 
 import torch
 
-from core.settings import boolean, choice
+from core.settings import boolean, choice, value
 
 DECODER_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
-
 SETTINGS = {
-    "decoder": choice(*DECODER_PRECISIONS, help="the decoder's forward and VJP in the MCMC steps: fp32 or bf16"),
-    "tf32": boolean(help="TF32 for CUDA matmuls and convolutions"),
-    "compile": boolean(help="torch.compile the decoder and the denoiser's network"),
+    "decoder": choice(*DECODER_PRECISIONS, default="fp32",
+                      help="the decoder's forward and VJP in the MCMC steps: fp32 or bf16"),
+    "tf32": boolean(False, help="TF32 for CUDA matmuls and convolutions"),
+    "compile": boolean(False, help="torch.compile the decoder and the denoiser's network"),
 }
 
 
@@ -29,7 +29,7 @@ def set_tf32(enabled: bool) -> None:
 
 def decoder_autocast_dtype(precision) -> torch.dtype | None:
     """The autocast dtype for the decoder's forward/VJP inside the MCMC steps (None = plain fp32)."""
-    name = precision.get("decoder", "fp32")
+    name = value(precision, SETTINGS, "decoder")
     if name not in DECODER_PRECISIONS:
         raise ValueError(f"sampler.precision.decoder={name!r} is invalid: must be one of {', '.join(DECODER_PRECISIONS)}")
     return DECODER_PRECISIONS[name]

@@ -44,6 +44,15 @@ def _plain(cfg) -> dict:
     return {k: (_plain(v) if isinstance(v, Mapping) else v) for k, v in dict(cfg).items()}
 
 
+def _setting(cfg, key: str):
+    """A model setting, its declared default where the config (a YAML group or a checkpoint card) leaves it out."""
+    from core.settings import value
+
+    from models import SETTINGS
+
+    return value(cfg, SETTINGS, key)
+
+
 class LatentDiffusion(LatentModel):
     """Frozen LDM. Submodule names follow the Lightning checkpoint (`model.diffusion_model`, `first_stage_model`,
     `cond_stage_model`); conditional models always use the null class (1000 for cin256-v2), as DAPS does."""
@@ -53,8 +62,8 @@ class LatentDiffusion(LatentModel):
         cfg = _plain(cfg)
         self.cfg = cfg
         unet_cfg, fs_cfg, cond_cfg = dict(cfg["unet"]), dict(cfg["first_stage"]), cfg.get("cond_stage")
-        self.scale_factor = float(cfg.get("scale_factor", 1.0))
-        self.channels_last = bool(cfg.get("channels_last", False))
+        self.scale_factor = float(_setting(cfg, "scale_factor"))
+        self.channels_last = bool(_setting(cfg, "channels_last"))
         # On the meta device only shapes exist: building is instant and a checkpoint can be assigned in place.
         with torch.device("meta") if meta else contextlib.nullcontext():
             self.model = nn.Module()
@@ -67,7 +76,7 @@ class LatentDiffusion(LatentModel):
         if bool(unet_cfg.get("use_spatial_transformer")) != bool(cond_cfg):
             raise ValueError("a cross-attention UNet needs cond_stage (class embedder) and vice versa")
         schedule = {**DEFAULT_SCHEDULE, **(cfg.get("schedule") or {})}
-        self.denoiser = VPDenoiser(c_noise=cfg.get("c_noise", "vp"), **schedule)  # buffers only, never meta
+        self.denoiser = VPDenoiser(c_noise=_setting(cfg, "c_noise"), **schedule)  # buffers only, never meta
 
         dd = fs_cfg["ddconfig"]
         f = 2 ** (len(dd["ch_mult"]) - 1)
@@ -140,7 +149,7 @@ def build_ldm(model_cfg, device) -> LatentDiffusion:
     ckpt_path = cfg.get("ckpt_path")
     hint = "imagenet" if cfg.get("cond_stage") else "ffhq"  # which download_checkpoints.sh target to suggest
     if ckpt_path is None:
-        if not cfg.get("random_init_ok", False):
+        if not _setting(cfg, "random_init_ok"):
             raise missing_checkpoint_error(None, hint)
         _warn_random_once(cfg)
         with torch.device(device):  # initialise directly on the target device
