@@ -152,6 +152,60 @@ def records(study: Study) -> dict[str, list[dict]]:
     return out
 
 
+# --- an archive of finished shards: a study that outlives its machine -----------------------------------------------
+
+# what the report, the statistics and the trust labels read of each image record (evaluation/paired.py,
+# evaluation/study_report.py): an archive keeps these, not the per-step records
+KEPT = ("index", "name", "found", "modes", "failures", "best_by_loss", "best_by_prior", "choices", "trust", "compute",
+        "compute_total", "total_time_s", "best_of_n", "representability")
+PARTICLE_KEPT = ("particle", "mode", "psnr", "class_psnr", "measurement_loss", "failure", "pruned_at", "failed",
+                 "prior_log_ratio", "prior_log_ratio_se")
+
+
+def compact(im: dict) -> dict:
+    out = {k: im[k] for k in KEPT if k in im}
+    out["particles"] = [{k: p[k] for k in PARTICLE_KEPT if k in p} for p in im["particles"]]
+    return out
+
+
+def archive(study: Study, path: Path) -> int:
+    """Every finished shard's compact records, gzipped JSON keyed by job name (committed beside the report, so a
+    study run on a machine that goes away can be reported and continued elsewhere); the shards archived."""
+    import gzip
+    import json
+
+    shards = {}
+    for job in study.jobs():
+        if finished(study, job) >= job.count:
+            metric = read_json(study.out / job.name / "metric.json")
+            shards[job.name] = {"images": [compact(im) for im in metric["images"]]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        json.dump(shards, f, separators=(",", ":"))
+    return len(shards)
+
+
+def restore(study: Study, path: Path) -> int:
+    """The archived shards this study's folder lacks, written back as finished run folders (never over one that
+    exists); the shards restored."""
+    import gzip
+    import json
+
+    from tracking.metric_file import write_json_atomic
+
+    with gzip.open(path, "rt") as f:
+        shards = json.load(f)
+    names = {job.name for job in study.jobs()}
+    done = 0
+    for name, shard in shards.items():
+        target = study.out / name / "metric.json"
+        if name in names and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(target, {"images": shard["images"], "restored_from": str(path)})
+            done += 1
+    return done
+
+
 # --- the plan: what a study will cost before it runs ---------------------------------------------------------------
 
 def network_rows(study: Study, c: Configuration) -> dict[str, float]:

@@ -120,7 +120,8 @@ def cost_of(study: Study, p) -> dict:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("plan", "run", "report"))
+    ap.add_argument("what", choices=("plan", "run", "report", "archive", "restore"),
+                    help="archive: the finished shards' compact records into --archive-file; restore: them back")
     ap.add_argument("--model", default="naturalldm", choices=sorted(STACKS))
     ap.add_argument("--sampler", choices=SAMPLERS, default=None, help="full-size models: langevin (default) or hmc")
     ap.add_argument("--configs", choices=("power", "all"), default="power")
@@ -143,6 +144,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--yes", action="store_true", help=f"launch even above {MAX_HOURS:g} device-hours")
     ap.add_argument("--plot", default=None, help="report: the plot's path")
     ap.add_argument("--save", default=None, help="report: the JSON's path (default: frontier.json in --out)")
+    ap.add_argument("--archive-file", type=Path, default=None,
+                    help="archive/restore: default docs/frontier/<model>_shards.json.gz")
     return ap
 
 
@@ -150,6 +153,15 @@ def main(argv=None) -> None:
     args = parser().parse_intermixed_args(argv)
     try:
         study = build_study(args)
+        if args.what in ("archive", "restore"):
+            from pipeline.study import archive, restore
+
+            path = args.archive_file or ROOT / "docs" / "frontier" / f"{study.out.name}_shards.json.gz"
+            if args.what == "archive":
+                print(f"archived {archive(study, path)} finished shard(s) in {path}")
+            else:
+                print(f"restored {restore(study, path)} shard(s) from {path} into {study.out}")
+            return
         if args.what == "report":
             from evaluation.study_report import report
             report(study, records(study), COMPARISONS, REFERENCE, args.plot, args.save)

@@ -128,6 +128,16 @@ def test_two_local_workers_give_the_records_of_one(tmp_path):
     assert len(stamps) == 8
     launch(two, "local", 2, cost)                                  # all done: no job is started again
     assert {p: p.stat().st_mtime_ns for p in two.out.glob("*/metric.json")} == stamps
+    # archived and restored elsewhere (a study outliving its machine): the same compact records, every shard done
+    from dataclasses import replace
+
+    from pipeline.study import archive, compact, finished, restore
+
+    assert archive(two, tmp_path / "shards.json.gz") == 8
+    moved = replace(two, out=tmp_path / "restored")
+    assert restore(moved, tmp_path / "shards.json.gz") == 8 and restore(moved, tmp_path / "shards.json.gz") == 0
+    assert all(finished(moved, j) == j.count for j in moved.jobs())
+    assert records(moved) == {k: [{"seed": r["seed"], **compact(r)} for r in rs] for k, rs in records(two).items()}
 
 
 def test_the_full_size_plan_needs_no_gpu_and_refuses_a_big_launch(tmp_path, capsys):
