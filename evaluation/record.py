@@ -117,7 +117,7 @@ def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: 
     alive = [p for p in particles if not p["failed"]] or particles
     margin = operator.loss_margin(result.y[0].numel())
     trust = assess(x, particles, choose(alive, cfg.orientation.choose), operator, margin, cfg.data.fail_psnr, check,
-                   cfg.trust.threshold, SUBGRIDS)
+                   cfg.trust.threshold, cfg.trust.fit_factor, SUBGRIDS)
     dropped_images = []
     for (k, t), group in _by_decision(result.dropped):
         pids = [d["particle"] for d in group]

@@ -18,6 +18,8 @@ SETTINGS = {
     "threshold": number(0.5, 1, default=0.8, help="a model whose ELBO prefers its own upright decoded test images "
                                                   "less often than this (orientation_check.json) cannot orient "
                                                   "an answer: every fitting answer is `orientation undetermined`"),
+    "fit_factor": number(1, default=1.0, help="a final particle fits when its loss is within this factor of the noise "
+                                              "margin (operator.loss_margin)"),
 }
 
 
@@ -59,6 +61,19 @@ def same_image(x: torch.Tensor, reference: int, operator, fail_psnr: float) -> l
     return [i == reference or m["class_psnr"] >= fail_psnr or t for i, (m, t) in enumerate(zip(matches, twin))]
 
 
+def relabel(im: dict, fit_factor: float, threshold: float | None = None) -> str:
+    """An image record's trust label again under another fit factor (and threshold), from what its record keeps:
+    the final particles' losses, which of them are the best fit's image, the answer's gap and its noise limit.
+    (For choosing the settings from a study's records: scripts/trust_calibration.py.)"""
+    t = im["trust"]
+    final = [p for p in im["particles"] if p.get("pruned_at") is None]
+    fitting = [p for p in final if p["measurement_loss"] <= fit_factor * t["margin"]]
+    distinct = sum(not t["same_as_best_fit"][str(p["particle"])] for p in fitting)
+    rotation = "gap" in t
+    return label(len(fitting), distinct, rotation, t.get("orientation_check"),
+                 t.get("threshold") if threshold is None else threshold, t.get("gap"), t.get("gap_limit"))
+
+
 def label(fitting: int, distinct: int, rotation: bool, reliability: float | None, threshold: float,
           gap: float | None, gap_limit: float | None) -> str:
     """The first that applies: no fit (no final particle within the noise), ambiguous (fits that are different
@@ -77,11 +92,11 @@ def label(fitting: int, distinct: int, rotation: bool, reliability: float | None
 
 
 def assess(x: torch.Tensor, final: list[dict], answer: dict, operator, margin: float, fail_psnr: float,
-           check: dict | None, threshold: float, groups: int) -> dict:
+           check: dict | None, threshold: float, fit_factor: float, groups: int) -> dict:
     """An image's trust block from its final particles' rows (in the order of x), its answer (best_by_prior) and the
     model's stored check: `label` and the evidence it rests on. Reads nothing of the ground truth."""
     losses = [p["measurement_loss"] for p in final]
-    fitting = [i for i, v in enumerate(losses) if v <= margin]
+    fitting = [i for i, v in enumerate(losses) if v <= fit_factor * margin]
     best = min(range(len(final)), key=losses.__getitem__)
     # every final particle against the best fit (kept for each particle, so another margin can be judged later)
     same = same_image(x, best, operator, fail_psnr) if len(final) > 1 else [True]
@@ -93,7 +108,7 @@ def assess(x: torch.Tensor, final: list[dict], answer: dict, operator, margin: f
     limit = None if se is None else (t_quantile(groups) * se if se > 0 else 0.0)
     reliability = None if check is None else check.get("upright")
     out = {"label": label(len(fitting), distinct, rotation, reliability, threshold, gap, limit),
-           "fitting": len(fitting), "distinct_fits": distinct, "margin": margin,
+           "fitting": len(fitting), "distinct_fits": distinct, "margin": margin, "fit_factor": fit_factor,
            "same_as_best_fit": dict(zip([p["particle"] for p in final], same))}
     if rotation:
         out.update(orientation_check=reliability, threshold=threshold, gap=gap, gap_limit=limit)

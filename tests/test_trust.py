@@ -7,7 +7,7 @@ import torch
 
 from core.tensors import rot180
 from evaluation.orientation import subgrid_error
-from evaluation.trust import LABELS, assess, label, not_determined, shares
+from evaluation.trust import LABELS, assess, label, not_determined, relabel, shares
 from operators import PhaseRetrieval
 from tests.conftest import compose
 
@@ -36,6 +36,11 @@ def test_the_symmetric_prior_cannot_orient_and_the_asymmetric_one_can(tmp_path):
         assert len(fitting) >= 3 and all(t["label"] == expected for t in fitting)
     assert all(t["gap"] == 0 for t in sym if t["fitting"])                       # the exact tie
     assert metric["summary"]["trust_shares"] == shares(metric["images"])
+    # the record keeps what the label rests on: relabelled from it at the run's own settings, the same label; a
+    # generous fit factor lets every particle fit (no `no fit` left)
+    for im in metric["images"]:
+        assert relabel(im, 1.0) == im["trust"]["label"]
+        assert relabel(im, 1e6) != "no fit"
     assert math.isclose(sum(metric["summary"]["trust_shares"].values()), 1.0)
 
 
@@ -55,7 +60,7 @@ def test_two_fits_that_are_different_images_are_ambiguous_and_a_rotation_is_not(
     a, b = (torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64) * 1.6 - 0.8)
     answer = {"particle": 0}
     margin = OP.loss_margin(3 * 32 * 32)
-    kw = dict(operator=OP, margin=margin, fail_psnr=20.0, check=None, threshold=0.8, groups=8)
+    kw = dict(operator=OP, margin=margin, fail_psnr=20.0, check=None, threshold=0.8, fit_factor=1.0, groups=8)
     two = assess(torch.stack([a, b]), _rows([1.0, 2.0]), answer, **kw)
     assert (two["label"], two["distinct_fits"]) == ("ambiguous", 1)
     turned = assess(torch.stack([a, rot180(a)]), _rows([1.0, 2.0]), answer, **kw)      # the same image, turned

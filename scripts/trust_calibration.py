@@ -1,0 +1,84 @@
+"""How far each trust label can be trusted, measured on a frontier study's records (evaluation/trust.py), and the fit
+factor it rests on, chosen on half the seeds and judged on the other half.
+
+    python scripts/trust_calibration.py --model naturalldm digits32ldm
+
+The fit factor: the smallest f (in steps of 0.005) for which at least 97.5 % of the final particles that are the image
+(up to the symmetries) have a loss within f x the noise margin, on the tuning seeds (the first half of each model's
+seeds), pooled over the models: a right particle then almost always fits, so `no fit` means the search failed. Then,
+on the held-out seeds, per label: measurements, the answer right and the image found, with 95 % intervals clustered
+by image (evaluation/paired.rate). Prints Markdown; docs/orientation.md reports its output.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
+
+from evaluation.paired import rate  # noqa: E402
+from evaluation.trust import LABELS, relabel  # noqa: E402
+from pipeline.study import records  # noqa: E402
+
+COVER = 0.975
+
+
+def loaded(model: str) -> tuple[list[dict], tuple[int, ...]]:
+    import study_frontier as sf
+
+    study = sf.build_study(sf.parser().parse_intermixed_args(["report", "--model", model]))
+    return [im for rs in records(study).values() for im in rs], study.seeds
+
+
+def ratios(images: list[dict]) -> np.ndarray:
+    """Each final particle in the image's class: its loss over the noise margin."""
+    return np.array([p["measurement_loss"] / im["trust"]["margin"] for im in images for p in im["particles"]
+                     if p.get("pruned_at") is None and p["mode"] != "fail"])
+
+
+def table(images: list[dict], factor: float) -> list[str]:
+    lines = ["| label | measurements | chosen right % [95 % CI] | found % [95 % CI] |", "|---|---|---|---|"]
+    labels = [relabel(im, factor) for im in images]
+    for lab in LABELS:
+        sel = [im for im, lb in zip(images, labels) if lb == lab]
+        if not sel:
+            lines.append(f"| {lab} | 0 | – | – |")
+            continue
+        keys = [(im["seed"], im["index"]) for im in sel]
+        cells = []
+        for f in (lambda im: im["best_by_prior"]["mode"] == "0", lambda im: im["found"]):
+            e = rate(keys, np.array([float(f(im)) for im in sel]))
+            cells.append(f"{100 * e.value:.0f} [{100 * e.low:.0f}, {100 * e.high:.0f}]")
+        lines.append(f"| {lab} | {len(sel)} ({100 * len(sel) / len(images):.0f} %) | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", nargs="+", default=["naturalldm", "digits32ldm"])
+    args = ap.parse_args(argv)
+    data = {m: loaded(m) for m in args.model}
+    split = {m: (set(seeds[: len(seeds) // 2 or 1]), set(seeds[len(seeds) // 2 or 1:])) for m, (_, seeds) in
+             data.items()}
+    tuning = {m: [im for im in images if im["seed"] in split[m][0]] for m, (images, _) in data.items()}
+    held = {m: [im for im in images if im["seed"] in split[m][1]] for m, (images, _) in data.items()}
+    r = np.concatenate([ratios(v) for v in tuning.values()])
+    factor = next(f for f in np.arange(1.0, 2.0, 0.005) if (r <= f + 1e-12).mean() >= COVER)
+    print(f"fit factor: {factor:.3f} (the smallest f with >= {100 * COVER:.1f} % of {len(r)} right final particles "
+          f"within f x the noise margin on the tuning seeds; at f = 1: {100 * (r <= 1).mean():.1f} %)\n")
+    for m in args.model:
+        print(f"### {m}: held-out seeds {sorted(split[m][1])} ({len(held[m])} measurements), fit factor "
+              f"{factor:.3f}; at the factor 1 for comparison\n")
+        print("\n".join(table(held[m], factor)))
+        print()
+        print("\n".join(table(held[m], 1.0)))
+        print()
+
+
+if __name__ == "__main__":
+    main()
