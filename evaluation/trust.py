@@ -68,7 +68,8 @@ def relabel(im: dict, fit_factor: float, threshold: float | None = None) -> str:
     t = im["trust"]
     final = [p for p in im["particles"] if p.get("pruned_at") is None]
     fitting = [p for p in final if p["measurement_loss"] <= fit_factor * t["margin"]]
-    distinct = sum(not t["same_as_best_fit"][str(p["particle"])] for p in fitting)
+    same = {str(k): v for k, v in t["same_as_best_fit"].items()}          # keys are strings once read from JSON
+    distinct = sum(not same[str(p["particle"])] for p in fitting)
     rotation = "gap" in t
     return label(len(fitting), distinct, rotation, t.get("orientation_check"),
                  t.get("threshold") if threshold is None else threshold, t.get("gap"), t.get("gap_limit"))
