@@ -1,5 +1,6 @@
-"""The sampler's optional stages, one module each: importing the package registers every module's stage
-(sampler/stages.py has the protocol). A new stage is a new module here and its test; nothing else changes."""
+"""The sampler's optional stages, one package each (its declaration and record in __init__.py, its algorithm and
+hook beside them): importing this package registers every one (sampler/stages.py has the protocol). A new stage is a
+new package or module here and its test; nothing else changes."""
 from __future__ import annotations
 
 import importlib

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from core.errors import ConfigError
 from core.groups import pairwise_sq_distances, same_group
 from evaluation.record import steps_record
-from particle import PruningHook, RepulsionHook, choose_kept, rbf_repulsion
+from stages.pruning.choose import PruningHook, choose_kept
+from stages.repulsion.force import RepulsionHook, rbf_repulsion
 from pipeline.config import validate
 from sampler import Hook, ParticleState, StepContext, Trace, latent_daps, particle_generator, trigger_step
 from sampler.stages import STAGES

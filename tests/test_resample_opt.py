@@ -1,4 +1,4 @@
-"""Tests for resample_opt: per-particle Adam and stopping, the refine hook, and repulsion being off while refining."""
+"""Tests for the refine stage (stages/refine/): per-particle Adam and stopping, the refine hook, and repulsion being off while refining."""
 from __future__ import annotations
 
 
@@ -9,7 +9,8 @@ from operators import PhaseRetrieval
 from core.errors import ConfigError
 from evaluation.record import steps_record
 from pipeline.config import validate
-from resample_opt import AdamState, RefineHook, adam_step, optimize_latents
+from stages.refine.hook import RefineHook
+from stages.refine.optimize import AdamState, adam_step, optimize_latents
 from sampler import StepContext, latent_daps, sigmas_of
 from sampler.schedule import trigger_step
 from sampler.stages import STAGES

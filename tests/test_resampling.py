@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from particle.resampling import ResamplingHook, ancestors, group_cumsum, resampling_generator
+from stages.resampling.draw import ResamplingHook, ancestors, group_cumsum, resampling_generator
 from pipeline.config import validate
 from sampler import ParticleState, StepContext, particle_generator
 from stages.resampling import record

@@ -86,7 +86,7 @@ class _Record(Hook):
 def test_nan_particle_is_frozen_and_others_continue():
     """Particle 1 diverges at step 2: it is marked failed, its z0 and z never change again (no ODE restart, no
     re-noise), the optimiser skips it, and the other particles are exactly as in a clean run."""
-    from resample_opt import RefineHook
+    from stages.refine.hook import RefineHook
 
     cfg = compose("particle_num=3", *FAST)
     clean, _ = _run(cfg)

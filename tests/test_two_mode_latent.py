@@ -8,8 +8,8 @@ from models import build_model
 from models.two_mode_latent import LatentTwoMode, decode, fitted_latents
 from operators import build_operator
 from core.tensors import rot180
-from resample_opt import RefineHook
-from resample_opt.resample import resample_weights
+from stages.refine.hook import RefineHook
+from stages.refine.renoise import resample_weights
 from sampler import StepContext
 from stages.refine import record as optimization_record
 from sampler import Trace

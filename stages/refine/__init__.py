@@ -1,5 +1,5 @@
 """Refine: from optimization_step on, ReSample-style latent optimisation with hard data consistency, each particle
-optimised and stopped on its own (resample_opt/ has the optimiser and the hook)."""
+optimised and stopped on its own (optimize.py the optimiser, hook.py the hook, renoise.py ReSample's stochastic resample)."""
 from __future__ import annotations
 
 import statistics
@@ -7,7 +7,7 @@ from collections import Counter
 
 from core.errors import ConfigError, is_number
 from core.settings import Setting, boolean, choice, integer, number
-from resample_opt import RefineHook
+from .hook import RefineHook
 from sampler.schedule import trigger_step
 from sampler.stages import Stage, register
 

@@ -10,7 +10,7 @@ from sampler.hooks import Hook
 from sampler.precision import autocast
 
 from .optimize import optimize_latents
-from .resample import resample_weights
+from .renoise import resample_weights
 
 
 class RefineHook(Hook):

@@ -1,10 +1,10 @@
 """Prune: at a diffusion time t, or at each of a schedule of them (successive halving), keep the best and far-apart
-particles of each image and physically shrink the batch, or branch the kept ones (particle/pruning.py)."""
+particles of each image and physically shrink the batch, or branch the kept ones (choose.py beside it)."""
 from __future__ import annotations
 
 from core.errors import check, is_int
 from core.settings import choice, integer_list, number
-from particle.pruning import MODES, PruningHook
+from .choose import MODES, PruningHook
 from sampler.schedule import trigger_step
 from sampler.stages import Stage, register
 

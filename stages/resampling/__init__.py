@@ -1,10 +1,10 @@
 """Resample: loss-guided resampling of each image's particles (Feynman-Kac steering) at events in a window of the
-annealing, on while resampling_interval > 0 (particle/resampling.py has the draw)."""
+annealing, on while resampling_interval > 0 (draw.py beside it has the draw)."""
 from __future__ import annotations
 
 from core.errors import check
 from core.settings import choice, integer, number
-from particle.resampling import SCHEMES, ResamplingHook
+from .draw import SCHEMES, ResamplingHook
 from sampler.stages import Stage, register
 
 

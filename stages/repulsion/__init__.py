@@ -1,10 +1,10 @@
 """Explore: a decaying repulsion between each image's particles (score-relative or as Particle Guidance), on while
-repulsion_scale > 0 (particle/repulsion.py has the force)."""
+repulsion_scale > 0 (force.py beside it has the force)."""
 from __future__ import annotations
 
 from core.errors import ConfigError, check
 from core.settings import choice, integer, number, optional
-from particle.repulsion import DEFAULT_END_T, FEATURES, MODES, SCHEDULES, RepulsionHook, end_step
+from .force import DEFAULT_END_T, FEATURES, MODES, SCHEDULES, RepulsionHook, end_step
 from sampler.schedule import trigger_step
 from sampler.stages import Stage, register
 
