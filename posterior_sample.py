@@ -41,21 +41,17 @@ HELP_EXAMPLES = """Examples:
                                                                    # the mini LDM shipped in weights/, CPU
   python posterior_sample.py model=ffhq256ldm sampler=hmc data=demo-ffhq data.root=PATH --particle_num 4
                                                                    # a real LDM (bash scripts/download_checkpoints.sh)
-
-Models, samplers and data that go together:
-  model=two_mode         sampler=two_mode         data=two_mode          (the default)
-  model=two_mode_latent  sampler=two_mode_latent  data=two_mode_latent
-  model=digits32ldm      sampler=digits32ldm      data=digits
-  model=naturalldm       sampler=naturalldm       data=natural
-  model=ffhq256ldm       sampler=langevin|hmc     data=demo-ffhq|test-ffhq|ffhq          (256x256 images)
-  model=imagenet256ldm   sampler=langevin|hmc     data=demo-imagenet|test-imagenet|imagenet
 """
 
 
 def print_help() -> None:
     """A short page: examples, the valid combinations, the experiment flags; the full config behind --cfg job."""
     print("posterior_sample.py: particle LatentDAPS for Fourier phase retrieval (README.md, docs/)\n")
+    from pipeline.stacks import help_lines
+
     print(HELP_EXAMPLES)
+    print("Models, samplers and data that go together (each model config's goes_with line):")
+    print("\n".join(help_lines()) + "\n")
     print("Experiment flags (--flag value, --flag=value, or flag=value):")
     for flag, setting in flags().items():
         print(f"  --{flag:<18} {setting.help}")

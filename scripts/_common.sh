@@ -169,13 +169,8 @@ exp_main() {
     cd "$REPO_ROOT"
     for set in "${sets[@]}"; do
         local stack=()
-        case "$set" in
-            two_mode|two_mode_latent) stack=("model=$set" "sampler=$set" "data=$set") ;;
-            digits) stack=(model=digits32ldm sampler=digits32ldm data=digits) ;;
-            natural) stack=(model=naturalldm sampler=naturalldm data=natural) ;;
-            *imagenet) stack=(model=imagenet256ldm "sampler=$sampler" "data=$set") ;;
-            *ffhq) stack=(model=ffhq256ldm "sampler=$sampler" "data=$set") ;;
-        esac
+        # the model and sampler this data set runs with: each model config's goes_with line (pipeline/stacks.py)
+        mapfile -t stack < <("$PYTHON" -m pipeline.stacks --data "$set" --sampler "$sampler") || exit 2
         local cmd=("$PYTHON" posterior_sample.py)
         [[ $multirun -eq 1 ]] && cmd+=(--multirun)
         cmd+=("${stack[@]}" "${base[@]}" ${OWN[@]+"${OWN[@]}"} --num_eval_images "$n" "data.start_index=$start"

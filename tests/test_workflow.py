@@ -133,7 +133,8 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
     assert line.index("--repulsion_scale 0") < line.index("--repulsion_scale 0.7") < line.index("seed=7")
     assert not tmp_path.joinpath("exp2_pruning").exists()  # dry run
     p = script("exp5_final", "--demo", "--dry-run")
-    assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 1  # both data sets collapse to the demo
+    # both data sets collapse to the demo: the setting, then without pruning and without optimisation
+    assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 3
     p = script("exp5_final", "--dry-run")                  # the final runs: DAPS's test sets, Langevin
     assert "sampler=langevin data=test-imagenet" in p.stderr and "sampler=langevin data=test-ffhq" in p.stderr
     assert "name=${data.name}_langevin_p" in p.stderr
