@@ -152,7 +152,7 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
         assert "name=${data.name}_p" in line                  # one sampler: no sampler tag, as the benchmarks
     for exp in EXPERIMENTS:                                  # every script takes the natural-image mini LDM
         p = script(exp, "--demo", "natural", 2, "--dry-run")
-        (line,) = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
+        line = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")][0]      # exp5: then its ablation
         assert p.returncode == 0 and "model=naturalldm sampler=naturalldm data=natural" in line, exp
     p = script("exp0_baseline", "--sampler", "euler", "--dry-run")
     assert p.returncode == 2 and "--sampler must be langevin or hmc" in p.stderr
