@@ -88,7 +88,8 @@ def summarize(images: list[dict]) -> dict:
         "best_psnr_sym_std": _std([max(_sym(q) for q in ps) for ps in finals]),
         "particle_psnr_sym_std": _mean([_std([_sym(q) for q in ps]) for ps in finals]),
         # mode coverage: each mode's share of the final particles
-        "mode_shares": {m: _mean([float(q["mode"] == m) for q in all_final]) for m in images[0]["modes"]},
+        "mode_shares": {m: _mean([float(q["mode"] == m) for q in all_final])
+                        for m in images[0].get("modes", ("0", "180", "fail"))},
         "chosen_psnr_mean": _mean([c["psnr"] for c in chosen]),
         # the lowest-loss particle as sampled (a coin flip between orientations where the prior has no say)
         "loss_choice_gt_rate": _mean([float(c["mode"] == "0") for c in chosen]),

@@ -4,10 +4,12 @@ interrupted one continues; its plan (jobs, measurements, device-hours from the c
 records read back, paired by measurement (evaluation/paired.py compares them). pipeline/cluster.py launches it."""
 from __future__ import annotations
 
+import copy
 import re
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from pipeline.stacks import FULL_SIZE, stack
@@ -80,18 +82,34 @@ class Study:
 
 
 def compose_config(study: Study, overrides) -> object:
+    """The config of the study's stack with these overrides (composed once per set of overrides: Hydra's compose
+    takes a third of a second, and a plan asks for the same configs several times)."""
+    return copy.deepcopy(_composed(tuple(stack(study.model, study.sampler)) + tuple(overrides)))
+
+
+@lru_cache(maxsize=256)
+def _composed(overrides: tuple[str, ...]):
     from pipeline.schema import compose
 
-    return compose(*stack(study.model, study.sampler), *overrides)
+    return compose(*overrides)
+
+
+@lru_cache(maxsize=1)
+def _stand_in():
+    """The two-mode latent benchmark's config, model, operator and first image, built once (the plan's stand-in)."""
+    from pipeline.build import build
+
+    cfg = _composed((*stack("two_mode_latent"), "device=cpu", "num_eval_images=1"))
+    model, operator, dataset = build(cfg)
+    return cfg, model, operator, dataset[0][1][None]
 
 
 def job_config(study: Study, job: Job):
     """The run config of one job: its configuration's overrides, seed and shard, no images saved."""
-    cfg = compose_config(study, [*job.configuration.overrides, *study.common, f"seed={job.seed}",
-                                 f"num_eval_images={job.count}", f"data.start_index={job.first}", "save_images=false",
-                                 f"save_dir={study.out}", f"name={job.name}",
-                                 f"images_per_batch={min(study.images_per_batch, job.count)}",
-                                 f"device={'auto' if study.gpu else 'cpu'}"])
+    cfg = compose_config(study, [*job.configuration.overrides, *study.common])
+    cfg.seed, cfg.num_eval_images, cfg.data.start_index = job.seed, job.count, job.first
+    cfg.save_images, cfg.save_dir, cfg.name = False, str(study.out), job.name
+    cfg.images_per_batch, cfg.device = min(study.images_per_batch, job.count), "auto" if study.gpu else "cpu"
     if not study.gpu and "cpu_threads" in cfg.model:    # one thread per worker: the workers are the parallelism
         cfg.model.cpu_threads = 1
     return cfg
@@ -215,18 +233,23 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
     orientation ELBO's UNet and encoder rows are added as the record counts them (evaluation/record.py)."""
     import torch
 
-    from pipeline.build import build
     from pipeline.sampling import sample_batch
-    from pipeline.schema import compose
     from tracking.compute import KINDS, NetworkCounter
 
+    import stages  # noqa: F401  (registers them)
+    from sampler.stages import ordered
+
     real = compose_config(study, [*c.overrides, *study.common])
-    s = real.sampler
-    cfg = compose(*stack("two_mode_latent"), *c.overrides, *study.common, "device=cpu", "num_eval_images=1",
-                  f"sampler.annealing.num_steps={s.annealing.num_steps}", f"sampler.mcmc.num_steps={s.mcmc.num_steps}",
-                  f"sampler.ode.num_steps={s.ode.num_steps}", f"sampler.mcmc.algo={s.mcmc.algo}")
-    model, operator, dataset = build(cfg)
-    gt = dataset[0][1][None].to(torch.float32)
+    base, model, operator, gt = _stand_in()
+    cfg = copy.deepcopy(base)                      # the configuration's particles, stages and steps on the stand-in
+    cfg.particle_num, cfg.seed = real.particle_num, real.seed
+    for stage in ordered():
+        for key in (stage.flag, *stage.more_flags, *([stage.block_key] if stage.block else [])):
+            cfg[key] = copy.deepcopy(real[key])
+    for block in ("annealing", "ode"):
+        cfg.sampler[block].num_steps = real.sampler[block].num_steps
+    cfg.sampler.mcmc.num_steps, cfg.sampler.mcmc.algo = real.sampler.mcmc.num_steps, real.sampler.mcmc.algo
+    gt = gt.to(torch.float32)
     with NetworkCounter(model) as counter:
         sampled = sample_batch(model, operator, gt, [0], cfg, torch.device("cpu"), torch.float32, counter)
     rows = {k: float(v) for k, v in sampled.network_rows.items()}
