@@ -23,6 +23,29 @@ def config_diff(a, b, prefix="") -> list[str]:
             for d in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
 
 
+def added_at_default(key: str, old: dict, new: dict) -> bool:
+    """A setting the earlier run's config does not have (added to the tool since) whose value now is its declared
+    default: the earlier run ran as that default does, so the two are the same settings."""
+    from core.settings import Setting
+    from pipeline.schema import schema
+
+    decl, node = schema(), old
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return False
+        if part not in node:
+            node = None
+            break
+        node = node[part]
+    if node is not None:
+        return False
+    value = new
+    for part in key.split("."):
+        decl = decl.get(part) if isinstance(decl, dict) else None
+        value = value.get(part) if isinstance(value, dict) else None
+    return isinstance(decl, Setting) and decl.default is not None and value == decl.default
+
+
 def default_name(cfg, choices: dict | None = None) -> str:
     """What ran: model, data (marked `-decoded` when its ground truths are the model's reconstructions), sampler
     (config-group choices where Hydra gives them) and the stage flags that are on, repeated words dropped, e.g.
@@ -61,7 +84,8 @@ def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | 
                           f"overwrite=true")
     images = old.get("images", [])
     keep = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE}  # noqa: E731
-    diff = config_diff(keep(old.get("config", {})), keep(resolved))
+    diff = [k for k in config_diff(keep(old.get("config", {})), keep(resolved))
+            if not added_at_default(k, old.get("config", {}), resolved)]
     if diff and images:
         shown = ", ".join(diff[:5]) + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else "")
         raise ConfigError(f"{metric_path} holds {len(images)} image(s) run with other settings ({shown}): use the "

@@ -436,3 +436,23 @@ def test_tables_read_up_to_symmetry_name_their_memory_and_show_the_success_curve
     row = next(ln for ln in curve if ln.startswith(f"| {e['label']} |"))
     p = s["particle_success_rate"]
     assert row.endswith(f"| {100 * (1 - (1 - p) ** 8):.0f} % |")
+
+
+def test_a_run_from_before_a_setting_existed_continues_at_its_default(tmp_path):
+    """An earlier run's config lacks a setting added since: at its declared default the run is continued (the
+    earlier one ran as the default does); at another value it is refused, naming the setting."""
+    from omegaconf import OmegaConf
+
+    from core.errors import ConfigError
+
+    cfg = compose(f"save_dir={tmp_path}", "name=r")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    old = json.loads(json.dumps(resolved))
+    del old["trust"]["fit_factor"]
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metric.json").write_text(json.dumps({"config": old, "images": [{"index": 0}]}))
+    images, _, note = pipeline_run_folder.previous_run(cfg, tmp_path / "r", resolved)
+    assert len(images) == 1 and note.startswith("continuing")
+    cfg.trust.fit_factor = 1.2
+    with pytest.raises(ConfigError, match="trust.fit_factor"):
+        pipeline_run_folder.previous_run(cfg, tmp_path / "r", OmegaConf.to_container(cfg, resolve=True))
