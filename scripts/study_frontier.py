@@ -108,8 +108,18 @@ def build_study(args) -> Study:
                   args.images_per_batch or 4, tuple(args.overrides), args.device)
     if study.gpu and args.images_per_batch is None:
         from pipeline.study import gpu_images_per_batch
-        study = Study(**{**study.__dict__, "images_per_batch": gpu_images_per_batch(study, args.gpu_memory_gb * 2**30)})
+        study = Study(**{**study.__dict__, "images_per_batch": gpu_images_per_batch(study, gpu_memory(args))})
     return study
+
+
+def gpu_memory(args) -> float:
+    """Bytes of the GPUs the jobs will run on: --gpu-memory-gb, else this machine's first GPU, else 80 GiB (an H100's
+    or A100's; a SLURM study is planned on a login node)."""
+    if args.gpu_memory_gb is not None:
+        return args.gpu_memory_gb * 2**30
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 80 * 2**30
 
 
 def cost_of(study: Study, p) -> dict:
@@ -139,7 +149,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda for the full-size "
                                                                              "models, cpu for the others")
     ap.add_argument("--images-per-batch", type=int, default=None, help="default: 4, or what the GPUs' memory holds")
-    ap.add_argument("--gpu-memory-gb", type=float, default=80.0, help="the GPUs' memory, for images_per_batch")
+    ap.add_argument("--gpu-memory-gb", type=float, default=None, help="the GPUs' memory, for images_per_batch "
+                                                                      "(default: this machine's GPU, else 80)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every configuration (another folder: --out)")
     ap.add_argument("--yes", action="store_true", help=f"launch even above {MAX_HOURS:g} device-hours")
     ap.add_argument("--plot", default=None, help="report: the plot's path")
