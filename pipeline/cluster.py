@@ -81,8 +81,17 @@ def launch(study: Study, launcher: str, workers: int, cost: dict, slurm: list[st
         submitted.append(ex.submit(Worker(study), group))
     print(f"[study] {len(groups)} local worker(s) started (logs in {folder})", file=sys.stderr, flush=True)
     if wait:
-        for job in submitted:
-            job.result()                   # a worker's error is raised here, with its log's path
+        failed = []
+        for job in submitted:              # every worker to its end: one that fails leaves the others running
+            try:
+                job.result()
+            except Exception as e:         # submitit's FailedJobError and its kin carry the worker's log path
+                failed.append(job)
+                print(f"[study] worker {job.job_id} failed ({type(e).__name__}); its log: {job.paths.stderr}",
+                      file=sys.stderr, flush=True)
+        if failed:
+            raise SystemExit(f"error: {len(failed)} of {len(submitted)} worker(s) failed (logs above); the shards "
+                             f"they finished are kept, and the same command continues the rest")
     return submitted
 
 
