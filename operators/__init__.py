@@ -1,14 +1,26 @@
-"""Forward operators y = A(x) + noise, looked up by name from the task config; each declares its own settings."""
+"""Forward operators y = A(x) + noise, looked up by name from the task config; each declares its own settings. An
+operator is a module of this package with a subclass of Operator that names itself (`name = "..."`): importing the
+package finds it, so adding one touches its module, its task YAML and its test."""
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from core.errors import check
 from core.settings import check_settings, choice
 
 from .base import Operator
-from .gaussian_blur import GaussianBlur
-from .phase_retrieval import PhaseRetrieval
 
-OPERATORS: dict[str, type[Operator]] = {"phase_retrieval": PhaseRetrieval, "gaussian_blur": GaussianBlur}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def _named(cls) -> list:
+    return [c for sub in cls.__subclasses__() for c in ([sub] if sub.__dict__.get("name") else []) + _named(sub)]
+
+
+OPERATORS: dict[str, type[Operator]] = {c.name: c for c in _named(Operator)}
+from .phase_retrieval import PhaseRetrieval  # noqa: E402  (the mission's operator, imported by name elsewhere)
 
 
 def check_config(task_cfg) -> None:

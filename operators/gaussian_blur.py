@@ -20,6 +20,8 @@ def gaussian_taps(size: int, std: float, dtype=torch.float64) -> torch.Tensor:
 class GaussianBlur(Operator):
     """Separable Gaussian blur per channel on images in [-1, 1] (DAPS's task: 61 taps, intensity 3.0 at 256 px)."""
 
+    name = "gaussian_blur"
+
     SETTINGS = {
         "kernel_size": integer(1, help="taps of the Gaussian kernel (odd; DAPS: 61 at 256 px), below twice the image "
                                        "side"),

@@ -15,6 +15,8 @@ from .symmetry import TOLERANCE, ChannelOptions, EquivalenceClass, combine, drop
 class PhaseRetrieval(Operator):
     """Zero-pad by int(oversample / 8 * H) per side, centred orthonormal 2-D FFT per channel, magnitude."""
 
+    name = "phase_retrieval"
+
     # |F pad(x_c)| is taken per channel c, and |F u| = |F rot u| = |F shift u| when the shift moves only padding
     symmetries = ("rot180", "shift", "per_channel")
     SETTINGS = {
