@@ -74,7 +74,7 @@ def test_registry_builds_from_config_and_checks_its_settings():
                               ("task.operator.oversample=abc", "task.operator.oversample=abc is invalid"),
                               ("task.operator.sigma=0", "task.operator.sigma=0 is invalid"),
                               ("task.operator.name=coded_diffraction", "task.operator.name=coded_diffraction is "
-                                                                       "invalid: must be one of phase_retrieval")]:
+                                                                       "invalid: must be one of gaussian_blur, phase_retrieval")]:
         with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
             check_config(compose(override).task)
 
