@@ -10,7 +10,7 @@ stage's own) and the independent success curve. `--out DIR` also writes images.c
 answer and trust label) and the plots. Then every image whose
 answer is not `determined` (how far to trust it, without the ground truth: docs/workflow.md says what to do).
 `--reference RUN_DIR` adds each experiment's paired differences against that one on the measurements they share
-(same images and seeds: the same y), with intervals and exact tests clustered by image (evaluation/paired.py).
+(same images and seeds: the same y), with intervals and exact tests clustered by image (analysis/paired.py).
 
 A RUN_DIR is a run folder (holding metric.json), a metric.json, or any folder above runs (searched recursively).
 Runs in experiment folders of the same name (the run folder's parent, e.g. exp1_repulsion/) whose resolved configs
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import stages  # noqa: F401  (registers every stage: each may add columns)
 from evaluation.failures import KINDS
-from evaluation.paired import wilson
+from analysis.paired import wilson
 from evaluation.summary import summarize
 from evaluation.trajectory import committed_fraction
 from sampler.stages import ordered
@@ -313,9 +313,9 @@ def format_headline(experiments) -> str:
 def format_paired(experiments, reference: dict) -> str:
     """Each experiment against the reference on the measurements they share (same seed and image: the same y): its
     paired differences in found, the lowest-loss particle in the class, chosen right and the best PSNR up to
-    symmetry, with 95 % intervals and exact tests clustered by image (evaluation/paired.py, as the studies); an
+    symmetry, with 95 % intervals and exact tests clustered by image (analysis/paired.py, as the studies); an
     experiment that shares none is named as such."""
-    from evaluation.paired import compare, differences_table, relative_cost
+    from analysis.paired import compare, differences_table, relative_cost
 
     rows, apart = [], []
     ref_cost = relative_cost(reference["images"])

@@ -86,7 +86,7 @@ def available_memory(device) -> int:
 def _per_particle(model_yaml: str, dtype_bytes: int) -> float:
     from omegaconf import OmegaConf
 
-    from tracking.compute import memory_per_particle
+    from tracking.memory import memory_per_particle
 
     return memory_per_particle(OmegaConf.create(model_yaml), dtype_bytes)
 

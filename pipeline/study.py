@@ -1,7 +1,7 @@
 """A study: configurations run on the same measurements (images x seeds) of one model stack, cut into jobs of
 (configuration, seed, image shard), each job an ordinary run folder, so a finished shard is never redone and an
 interrupted one continues; its plan (jobs, measurements, device-hours from the cost model) before anything runs; its
-records read back, paired by measurement (evaluation/paired.py compares them). pipeline/cluster.py launches it."""
+records read back, paired by measurement (analysis/paired.py compares them). pipeline/cluster.py launches it."""
 from __future__ import annotations
 
 import copy
@@ -172,8 +172,8 @@ def records(study: Study) -> dict[str, list[dict]]:
 
 # --- an archive of finished shards: a study that outlives its machine -----------------------------------------------
 
-# what the report, the statistics and the trust labels read of each image record (evaluation/paired.py,
-# evaluation/study_report.py): an archive keeps these, not the per-step records
+# what the report, the statistics and the trust labels read of each image record (analysis/paired.py,
+# analysis/study_report.py): an archive keeps these, not the per-step records
 KEPT = ("index", "name", "found", "modes", "failures", "best_by_loss", "best_by_prior", "choices", "trust", "compute",
         "compute_total", "total_time_s", "best_of_n", "representability")
 PARTICLE_KEPT = ("particle", "mode", "psnr", "class_psnr", "measurement_loss", "failure", "pruned_at", "failed",
@@ -285,7 +285,7 @@ def measured_rate(study: Study) -> float | None:
 def gpu_images_per_batch(study: Study, memory_bytes: float) -> int:
     """Images per batch that fit a GPU of that memory (the run's own estimate of memory per particle, 80 % of the
     device), at most MAX_IMAGES_PER_BATCH."""
-    from tracking.compute import memory_per_particle
+    from tracking.memory import memory_per_particle
 
     cfg = compose_config(study, [*study.configurations[0].overrides, *study.common])
     particles = max(int(compose_config(study, [*c.overrides, *study.common]).particle_num)

@@ -60,7 +60,7 @@ def measure(model_name: str, images: int, evals: list[int], repeats: int, overri
 
 def write_check(model_name: str, images: int, repeats: int) -> Path:
     """Measure the share at the run's own number of ELBO levels and store it beside the model's checkpoint."""
-    from evaluation.paired import wilson
+    from analysis.paired import wilson
     from evaluation.trust import check_path
 
     cfg = compose(*stack(model_name))

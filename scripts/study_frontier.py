@@ -2,7 +2,7 @@
 four independent runs? Every configuration runs on the same measurements (images x seeds, the same y: a paired
 design), as jobs of (configuration, seed, image shard) on this machine's cores or GPUs, or on a SLURM cluster; the
 endpoints, named before measuring, are compared with their reference by intervals and exact tests clustered by image
-(evaluation/paired.py). docs/particle_search.md has the results and how to run it on a cluster.
+(analysis/paired.py). docs/particle_search.md has the results and how to run it on a cluster.
 
     python scripts/study_frontier.py --model naturalldm plan              # jobs, measurements, hours; runs nothing
     python scripts/study_frontier.py --model naturalldm run               # one worker per core, waits for them
@@ -174,7 +174,7 @@ def main(argv=None) -> None:
                 print(f"restored {restore(study, path)} shard(s) from {path} into {study.out}")
             return
         if args.what == "report":
-            from evaluation.study_report import report
+            from analysis.study_report import report
             report(study, records(study), COMPARISONS, REFERENCE, args.plot, args.save)
             return
         from pipeline.cluster import launch, workers_here

@@ -1,5 +1,5 @@
 """Step-size sweep for a model's sampler preset: every setting on the same measurements, compared with the first by
-95 % intervals and the exact McNemar test (the study harness: pipeline/study.py, evaluation/paired.py).
+95 % intervals and the exact McNemar test (the study harness: pipeline/study.py, analysis/paired.py).
 
     OMP_NUM_THREADS=1 python scripts/sweep_preset.py --model two_mode_latent --lr 5e-5,1e-4,2e-4 --mcmc-steps 20,50
 
@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.paired import compare, rates_table  # noqa: E402
+from analysis.paired import compare, rates_table  # noqa: E402
 from pipeline.cluster import run_here  # noqa: E402
 from pipeline.stacks import STACKS  # noqa: E402
 from pipeline.study import Configuration, Study, records  # noqa: E402

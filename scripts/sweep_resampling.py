@@ -1,6 +1,6 @@
 """Sweep of the resampling stage's settings (temperature, interval, window) against independent particles on the
 same measurements, on tuning images held out from the study's (the study harness: pipeline/study.py,
-evaluation/paired.py; docs/resampling.md).
+analysis/paired.py; docs/resampling.md).
 
     OMP_NUM_THREADS=1 python scripts/sweep_resampling.py --model naturalldm --start 50 --images 14 \\
         --temperature 0.05,0.2 --interval 2 --window 500:200,900:200
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from evaluation.paired import compare, rates_table  # noqa: E402
+from analysis.paired import compare, rates_table  # noqa: E402
 from pipeline.cluster import run_here  # noqa: E402
 from pipeline.stacks import STACKS  # noqa: E402
 from pipeline.study import Configuration, Study, records  # noqa: E402

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from data.digits import TRAIN_SIZE, digits  # noqa: E402
-from evaluation.gates import sample_grid  # noqa: E402
+from quality.gates import sample_grid  # noqa: E402
 from models.ldm.denoiser import ldm_alphas_cumprod  # noqa: E402
 from models.ldm.model import DEFAULT_SCHEDULE, LatentDiffusion  # noqa: E402
 
@@ -180,7 +180,7 @@ def commit_id() -> str:
 
 def _digits_card(card: dict) -> tuple[str, str, str]:
     """Title, data bullet and gates table of the digits model's card."""
-    from evaluation.digit_gates import CONFIDENT
+    from quality.digits import CONFIDENT
 
     g = card["gates"]
     classes = ", ".join(f"{d}: {c}" for d, c in enumerate(g["confident_classes_samples"]))
@@ -275,9 +275,9 @@ class TrainingData:
 
     def gates(self, model, samples: int, seed: int):
         if self.name == "digits":
-            from evaluation.digit_gates import gates
+            from quality.digits import gates
         else:
-            from evaluation.natural_gates import gates
+            from quality.natural import gates
         return gates(model, samples, seed=seed)
 
 

@@ -7,7 +7,7 @@ The fit factor: the smallest f (in steps of 0.005) for which at least 97.5 % of 
 (up to the symmetries) have a loss within f x the noise margin, on the tuning seeds (the first half of each model's
 seeds), pooled over the models: a right particle then almost always fits, so `no fit` means the search failed. Then,
 on the held-out seeds, per label: measurements, the answer right and the image found, with 95 % intervals clustered
-by image (evaluation/paired.rate). Prints Markdown; docs/orientation.md reports its output.
+by image (analysis/paired.rate). Prints Markdown; docs/orientation.md reports its output.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
-from evaluation.paired import rate  # noqa: E402
+from analysis.paired import rate  # noqa: E402
 from evaluation.trust import LABELS, relabel  # noqa: E402
 from pipeline.study import records  # noqa: E402
 

@@ -112,7 +112,7 @@ def shipped():
 
 def test_shipped_checkpoint_reproduces_its_card(shipped):
     """The file in the repository loads strictly (the real Lightning layout) and gives the card's gates again."""
-    from evaluation.digit_gates import gates
+    from quality.digits import gates
 
     model, card = shipped
     assert (WEIGHTS / "model.ckpt").stat().st_size < 10 * 2 ** 20

@@ -67,7 +67,7 @@ def test_training_smoke_on_natural_crops(tmp_path, monkeypatch):
     assert set(card["gates"]) >= {"recon_psnr_test", "eps_mse_test", "spectral_slope_samples"}
     assert "natural" in (tmp_path / "MODEL_CARD.md").read_text()
     # the file holds the model the card measured: its first stage reconstructs the test crops as the card says
-    from evaluation.natural_gates import gates
+    from quality.natural import gates
 
     g, _ = gates(model, 4, seed=card["gates"]["sample_seed"])
     assert g["recon_psnr_test"] == pytest.approx(card["gates"]["recon_psnr_test"], abs=0.01)
@@ -86,7 +86,7 @@ def shipped():
 
 
 def test_shipped_checkpoint_reproduces_its_card(shipped):
-    from evaluation.natural_gates import gates
+    from quality.natural import gates
 
     model, card = shipped
     assert (WEIGHTS / "model.ckpt").stat().st_size < 10 * 2 ** 20

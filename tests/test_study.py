@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation.paired import compare, difference, mcnemar, rate, wilson
+from analysis.paired import compare, difference, mcnemar, rate, wilson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 FAST = ("sampler.annealing.num_steps=4", "sampler.mcmc.num_steps=2")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.paired import (BINARY, NAMES, Comparison, choices_table, compare, differences_table, outcomes, rate,
+from analysis.paired import (BINARY, NAMES, Comparison, choices_table, compare, differences_table, outcomes, rate,
                                rates_table, relative_cost)
 from evaluation.trust import LABELS
 
@@ -36,7 +36,7 @@ def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
 
 def calibration(records: dict[str, list[dict]]) -> dict[str, dict]:
     """Per trust label over every configuration's measurements: how many, and the share of right answers and of
-    found images with clustered 95 % intervals (evaluation/paired.rate) - does the label tell right from wrong?"""
+    found images with clustered 95 % intervals (analysis/paired.rate) - does the label tell right from wrong?"""
     out = {}
     for lab in LABELS:
         recs = [im for rs in records.values() for im in rs if (im.get("trust") or {}).get("label") == lab]

@@ -1,4 +1,4 @@
-"""Quality gates of the digits mini LDM: VQ reconstruction PSNR, and the share of prior samples (evaluation/gates.py)
+"""Quality gates of the digits mini LDM: VQ reconstruction PSNR, and the share of prior samples (quality/gates.py)
 that a small classifier of real digits names with confidence."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from data.digits import digits
-from evaluation.gates import reconstruction_psnr, sample_prior
+from quality.gates import reconstruction_psnr, sample_prior
 
 CONFIDENT = 0.9
 

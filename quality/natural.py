@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from data.natural import TRAIN_SOURCES, held_out_crops, random_crops
-from evaluation.gates import reconstruction_psnr, sample_prior
+from quality.gates import reconstruction_psnr, sample_prior
 
 TRAIN_GATE_CROPS = 256
 EPS_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)     # noise levels of the denoising gate (latents have unit std)
