@@ -6,7 +6,8 @@
 #
 #   bash scripts/gpu_check.sh --prepare   # here: copy the pure-Python packages the device lacks into .pydeps/
 #   bash scripts/gpu_study.sh             # on the device: carry .pydeps; OUT=... names the output folder
-#   bash scripts/gpu_study.sh --dry-run   # the same plan on the CPU, 2 images x 1 seed, 5 annealing steps
+#   bash scripts/gpu_study.sh --dry-run   # the same plan on the CPU, scaled down: the natural model only, 2 images
+#                                         # x 1 seed, 5 annealing steps, one worker
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,14 +20,15 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 case "${1:-}" in
   --dry-run)
     export OMP_NUM_THREADS=1
-    NATURAL=(--device cpu --images 2 --seeds 0 --shard 2 --workers 2 sampler.annealing.num_steps=5
+    NATURAL=(--device cpu --images 2 --seeds 0 --shard 2 --workers 1 sampler.annealing.num_steps=5
              sampler.mcmc.num_steps=1)
-    DIGITS=("${NATURAL[@]}")
-    T_NATURAL=300 T_DIGITS=300 ;;
+    MODELS=(naturalldm)
+    T_NATURAL=300 ;;
   "")
     # one batch per job (every image of one seed), four workers sharing the GPU
     NATURAL=(--device cuda --seeds $(seq 0 15) --shard 64 --images-per-batch 64 --workers 4)
     DIGITS=(--device cuda --seeds $(seq 0 9) --shard 100 --images-per-batch 100 --workers 4)
+    MODELS=(naturalldm digits32ldm)
     T_NATURAL=270 T_DIGITS=150 ;;
   *) echo "usage: bash scripts/gpu_study.sh [--dry-run]" >&2; exit 2 ;;
 esac
@@ -36,7 +38,7 @@ torch.cuda.is_available())' 2>&1 | tee "$OUT/env.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "error: a dependency is missing (run gpu_check.sh --prepare here and carry .pydeps)" >&2; exit 2; }
 
 rc=0
-for model in naturalldm digits32ldm; do
+for model in "${MODELS[@]}"; do
   if [ "$model" = naturalldm ]; then args=("${NATURAL[@]}"); limit=$T_NATURAL; else args=("${DIGITS[@]}"); limit=$T_DIGITS; fi
   echo "== $model: ${args[*]}"
   timeout "$limit" "$PY" scripts/study_frontier.py --model "$model" --out "$OUT/$model" run --yes "${args[@]}" \
