@@ -13,7 +13,7 @@ import numpy as np
 
 from analysis.paired import (BINARY, NAMES, Comparison, choices_table, compare, differences_table, outcomes, rate,
                                rates_table, relative_cost)
-from evaluation.trust import LABELS
+from evaluation.trust import LABELS, SETTINGS, loss_sd_of, relabel
 
 
 def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
@@ -34,12 +34,18 @@ def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
     return lines or ["no configuration meets either target"]
 
 
-def calibration(records: dict[str, list[dict]]) -> dict[str, dict]:
+def calibration(records: dict[str, list[dict]], sigma: float) -> dict[str, dict]:
     """Per trust label over every configuration's measurements: how many, and the share of right answers and of
-    found images with clustered 95 % intervals (analysis/paired.rate) - does the label tell right from wrong?"""
+    found images with clustered 95 % intervals (analysis/paired.rate) - does the label tell right from wrong? The
+    labels are judged again at the declared trust settings (evaluation/trust.relabel), so records made before a
+    setting changed read as the tool labels now; sigma: the measurement noise (for records without loss_sd)."""
+    settings = {k: v.default for k, v in SETTINGS.items()}
+    labelled = [(relabel(im, settings["fit_factor"], settings["ambiguity_sd"], settings["threshold"],
+                         loss_sd_of(im["trust"]["margin"], sigma)), im)
+                for rs in records.values() for im in rs if im.get("trust")]
     out = {}
     for lab in LABELS:
-        recs = [im for rs in records.values() for im in rs if (im.get("trust") or {}).get("label") == lab]
+        recs = [im for lb, im in labelled if lb == lab]
         if not recs:
             out[lab] = {"n": 0}
             continue
@@ -130,7 +136,9 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
         half = {k: max(c.diffs[k].half_width for c in comparisons.values() if c.n) for k in NAMES}
         lines.append("largest half-width of a difference's interval: " + ", ".join(
             f"{NAMES[k]} {100 * v:.1f} points" if k in BINARY else f"{NAMES[k]} {v:.2f} dB" for k, v in half.items()))
-    cal = calibration(recs)
+    from pipeline.study import compose_config
+
+    cal = calibration(recs, float(compose_config(study, []).task.operator.sigma))
     lines += ["", "How far each trust label can be trusted (every configuration's measurements):", "",
               calibration_table(cal), "", "Where the answer is won or lost (shares of final particles; rates of "
               "measurements):", "", choices_table(recs)]

@@ -115,9 +115,9 @@ def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: 
                               operator)
     # how far to trust the answer: from the final particles' losses, images and prior scores, never the ground truth
     alive = [p for p in particles if not p["failed"]] or particles
-    margin = operator.loss_margin(result.y[0].numel())
-    trust = assess(x, particles, choose(alive, cfg.orientation.choose), operator, margin, cfg.data.fail_psnr, check,
-                   cfg.trust.threshold, cfg.trust.fit_factor, SUBGRIDS)
+    m = result.y[0].numel()
+    trust = assess(x, particles, choose(alive, cfg.orientation.choose), operator, m, cfg.data.fail_psnr, check,
+                   cfg.trust, SUBGRIDS)
     dropped_images = []
     for (k, t), group in _by_decision(result.dropped):
         pids = [d["particle"] for d in group]
@@ -126,7 +126,7 @@ def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: 
                                    [True] * len(pids), {"k": k, "t": t})
         dropped_images.append((pids, xd))
     particles.sort(key=lambda p: p["particle"])
-    label_failures(particles, cfg.data.fail_psnr, margin, rep)
+    label_failures(particles, cfg.data.fail_psnr, operator.loss_margin(m), rep)
     return Evaluated(particles, orientation_rows, answer_rows, x, dropped_images, eq, rep, trust)
 
 

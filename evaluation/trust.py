@@ -4,6 +4,7 @@ answer from its rotation (the model's stored orientation check and the answer's 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -20,7 +21,20 @@ SETTINGS = {
                                                   "an answer: every fitting answer is `orientation undetermined`"),
     "fit_factor": number(1, default=1.0, help="a final particle fits when its loss is within this factor of the noise "
                                               "margin (operator.loss_margin)"),
+    "ambiguity_sd": number(0, default=1.0, help="two fits are ambiguous when they are different images and their losses "
+                                                "differ by at most this many standard deviations of the noise's "
+                                                "||n||^2 (operator.loss_sd): the measurement cannot tell them apart"),
 }
+
+
+def fits(losses: list[float], same: list[bool], margin: float, fit_factor: float, loss_sd: float,
+         ambiguity_sd: float) -> tuple[int, int]:
+    """(how many final particles fit, how many of those are another image than the best fit and as close to y as
+    it up to the noise): a particle fits within fit_factor x the noise margin; a different fitting image counts when
+    its loss is within ambiguity_sd x loss_sd of the best fit's (same[i]: particle i is the best fit's image)."""
+    best = min(losses)
+    fitting = [i for i, v in enumerate(losses) if v <= fit_factor * margin]
+    return len(fitting), sum(not same[i] and losses[i] <= best + ambiguity_sd * loss_sd for i in fitting)
 
 
 def check_path(model_cfg) -> Path | None:
@@ -61,17 +75,24 @@ def same_image(x: torch.Tensor, reference: int, operator, fail_psnr: float) -> l
     return [i == reference or m["class_psnr"] >= fail_psnr or t for i, (m, t) in enumerate(zip(matches, twin))]
 
 
-def relabel(im: dict, fit_factor: float, threshold: float | None = None) -> str:
-    """An image record's trust label again under another fit factor (and threshold), from what its record keeps:
-    the final particles' losses, which of them are the best fit's image, the answer's gap and its noise limit.
-    (For choosing the settings from a study's records: scripts/trust_calibration.py.)"""
+def loss_sd_of(margin: float, sigma: float) -> float:
+    """sigma^2 sqrt(2 m) from a record's noise margin sigma^2 (m + 3 sqrt(2 m)) (operators/base.py), for records
+    older than their `loss_sd` field."""
+    u = (-3 * math.sqrt(2) + math.sqrt(18 + 4 * margin / sigma ** 2)) / 2          # u = sqrt(m)
+    return sigma ** 2 * math.sqrt(2) * u
+
+
+def relabel(im: dict, fit_factor: float, ambiguity_sd: float, threshold: float | None = None,
+            loss_sd: float | None = None) -> str:
+    """An image record's trust label again under other settings, from what its record keeps: the final particles'
+    losses, which of them are the best fit's image, the answer's gap and its noise limit (loss_sd: for records older
+    than their `loss_sd` field). For choosing the settings from a study's records: scripts/trust_calibration.py."""
     t = im["trust"]
     final = [p for p in im["particles"] if p.get("pruned_at") is None]
-    fitting = [p for p in final if p["measurement_loss"] <= fit_factor * t["margin"]]
     same = {str(k): v for k, v in t["same_as_best_fit"].items()}          # keys are strings once read from JSON
-    distinct = sum(not same[str(p["particle"])] for p in fitting)
-    rotation = "gap" in t
-    return label(len(fitting), distinct, rotation, t.get("orientation_check"),
+    n_fit, distinct = fits([p["measurement_loss"] for p in final], [same[str(p["particle"])] for p in final],
+                           t["margin"], fit_factor, t.get("loss_sd", loss_sd), ambiguity_sd)
+    return label(n_fit, distinct, "gap" in t, t.get("orientation_check"),
                  t.get("threshold") if threshold is None else threshold, t.get("gap"), t.get("gap_limit"))
 
 
@@ -92,27 +113,28 @@ def label(fitting: int, distinct: int, rotation: bool, reliability: float | None
     return "determined"
 
 
-def assess(x: torch.Tensor, final: list[dict], answer: dict, operator, margin: float, fail_psnr: float,
-           check: dict | None, threshold: float, fit_factor: float, groups: int) -> dict:
-    """An image's trust block from its final particles' rows (in the order of x), its answer (best_by_prior) and the
-    model's stored check: `label` and the evidence it rests on. Reads nothing of the ground truth."""
+def assess(x: torch.Tensor, final: list[dict], answer: dict, operator, m: int, fail_psnr: float,
+           check: dict | None, settings, groups: int) -> dict:
+    """An image's trust block from its final particles' rows (in the order of x), its answer (best_by_prior), the
+    number of measurements m, the model's stored check and the `trust` settings: `label` and the evidence it rests
+    on. Reads nothing of the ground truth."""
+    margin, loss_sd = operator.loss_margin(m), operator.loss_sd(m)
     losses = [p["measurement_loss"] for p in final]
-    fitting = [i for i, v in enumerate(losses) if v <= fit_factor * margin]
     best = min(range(len(final)), key=losses.__getitem__)
-    # every final particle against the best fit (kept for each particle, so another margin can be judged later)
+    # every final particle against the best fit (kept for each particle, so other settings can be judged later)
     same = same_image(x, best, operator, fail_psnr) if len(final) > 1 else [True]
-    distinct = sum(not same[i] for i in fitting)
+    n_fit, distinct = fits(losses, same, margin, settings.fit_factor, loss_sd, settings.ambiguity_sd)
     chosen = [p["particle"] for p in final].index(answer["particle"])
     rotation = operator.rotation_ambiguous
     row = final[chosen]
     gap, se = row.get("prior_log_ratio"), row.get("prior_log_ratio_se")
     limit = None if se is None else (t_quantile(groups) * se if se > 0 else 0.0)
     reliability = None if check is None else check.get("upright")
-    out = {"label": label(len(fitting), distinct, rotation, reliability, threshold, gap, limit),
-           "fitting": len(fitting), "distinct_fits": distinct, "margin": margin, "fit_factor": fit_factor,
+    out = {"label": label(n_fit, distinct, rotation, reliability, settings.threshold, gap, limit),
+           "fitting": n_fit, "distinct_fits": distinct, "margin": margin, "loss_sd": loss_sd,
            "same_as_best_fit": dict(zip([p["particle"] for p in final], same))}
     if rotation:
-        out.update(orientation_check=reliability, threshold=threshold, gap=gap, gap_limit=limit)
+        out.update(orientation_check=reliability, threshold=settings.threshold, gap=gap, gap_limit=limit)
     return out
 
 

@@ -35,6 +35,11 @@ class Operator:
         A fit under it is within the noise (the discrepancy principle)."""
         return self.sigma ** 2 * m * (1 + 3 * math.sqrt(2 / m))
 
+    def loss_sd(self, m: int) -> float:
+        """The standard deviation of the noise's own ||n||^2, sigma^2 sqrt(2 m): how far two fits' losses may differ by
+        the noise alone (m = measurements per image)."""
+        return self.sigma ** 2 * math.sqrt(2 * m)
+
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """||A(x) - y||^2 per sample, shape (B,): never mixes samples."""
         return (self(x) - y).pow(2).flatten(1).sum(-1)

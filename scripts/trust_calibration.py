@@ -1,5 +1,6 @@
 """How far each trust label can be trusted, measured on a frontier study's records (evaluation/trust.py), and the fit
-factor it rests on, chosen on half the seeds and judged on the other half.
+factor it rests on, chosen on half the seeds and judged on the other half (the ambiguity rule's one standard
+deviation of the noise's ||n||^2 is fixed beforehand, not fitted).
 
     python scripts/trust_calibration.py --model naturalldm digits32ldm
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 from analysis.paired import rate  # noqa: E402
-from evaluation.trust import LABELS, relabel  # noqa: E402
+from evaluation.trust import LABELS, SETTINGS, loss_sd_of, relabel  # noqa: E402
 from pipeline.study import records  # noqa: E402
 
 COVER = 0.975
@@ -41,9 +42,13 @@ def ratios(images: list[dict]) -> np.ndarray:
                      if p.get("pruned_at") is None and p["mode"] != "fail"])
 
 
-def table(images: list[dict], factor: float) -> list[str]:
+def labels_of(images: list[dict], factor: float, ambiguity_sd: float, sigma: float = 0.05) -> list[str]:
+    return [relabel(im, factor, ambiguity_sd, loss_sd=loss_sd_of(im["trust"]["margin"], sigma)) for im in images]
+
+
+def table(images: list[dict], factor: float, ambiguity_sd: float) -> list[str]:
     lines = ["| label | measurements | chosen right % [95 % CI] | found % [95 % CI] |", "|---|---|---|---|"]
-    labels = [relabel(im, factor) for im in images]
+    labels = labels_of(images, factor, ambiguity_sd)
     for lab in LABELS:
         sel = [im for im, lb in zip(images, labels) if lb == lab]
         if not sel:
@@ -71,12 +76,14 @@ def main(argv=None) -> None:
     factor = next(f for f in np.arange(1.0, 2.0, 0.005) if (r <= f + 1e-12).mean() >= COVER)
     print(f"fit factor: {factor:.3f} (the smallest f with >= {100 * COVER:.1f} % of {len(r)} right final particles "
           f"within f x the noise margin on the tuning seeds; at f = 1: {100 * (r <= 1).mean():.1f} %)\n")
+    amb = SETTINGS["ambiguity_sd"].default
     for m in args.model:
         print(f"### {m}: held-out seeds {sorted(split[m][1])} ({len(held[m])} measurements), fit factor "
-              f"{factor:.3f}; at the factor 1 for comparison\n")
-        print("\n".join(table(held[m], factor)))
+              f"{factor:.3f}, ambiguity within {amb:g} sd; then at the factor 1 with any two different fits "
+              f"ambiguous (the first rule) for comparison\n")
+        print("\n".join(table(held[m], factor, amb)))
         print()
-        print("\n".join(table(held[m], 1.0)))
+        print("\n".join(table(held[m], 1.0, float("inf"))))
         print()
 
 

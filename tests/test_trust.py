@@ -7,7 +7,7 @@ import torch
 
 from core.tensors import rot180
 from evaluation.orientation import subgrid_error
-from evaluation.trust import LABELS, assess, label, not_determined, relabel, shares
+from evaluation.trust import LABELS, assess, label, loss_sd_of, not_determined, relabel, shares
 from operators import PhaseRetrieval
 from tests.conftest import compose
 
@@ -39,8 +39,9 @@ def test_the_symmetric_prior_cannot_orient_and_the_asymmetric_one_can(tmp_path):
     # the record keeps what the label rests on: relabelled from it at the run's own settings, the same label; a
     # generous fit factor lets every particle fit (no `no fit` left)
     for im in metric["images"]:
-        assert relabel(im, 1.0) == im["trust"]["label"]
-        assert relabel(im, 1e6) != "no fit"
+        assert relabel(im, 1.0, 1.0) == im["trust"]["label"]
+        assert relabel(im, 1e6, 1.0) != "no fit"
+        assert im["trust"]["loss_sd"] == pytest.approx(loss_sd_of(im["trust"]["margin"], 0.05))
     assert math.isclose(sum(metric["summary"]["trust_shares"].values()), 1.0)
 
 
@@ -56,15 +57,25 @@ def _rows(losses, ratio=1.0, se=0.0):
 
 
 def test_two_fits_that_are_different_images_are_ambiguous_and_a_rotation_is_not():
+    """Two different images both within the noise margin, their losses within one standard deviation of the noise's
+    ||n||^2: the measurement cannot tell them apart. A rotation is the same image; a fit clearly worse than the best
+    (beyond that deviation), or none at all within the margin, is no ambiguity."""
+    from types import SimpleNamespace
+
     g = torch.Generator().manual_seed(0)
     a, b = (torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64) * 1.6 - 0.8)
     answer = {"particle": 0}
-    margin = OP.loss_margin(3 * 32 * 32)
-    kw = dict(operator=OP, margin=margin, fail_psnr=20.0, check=None, threshold=0.8, fit_factor=1.0, groups=8)
-    two = assess(torch.stack([a, b]), _rows([1.0, 2.0]), answer, **kw)
+    m = 3 * 24 * 24                                              # 16 px padded by 4 on each side, per channel
+    margin, sd = OP.loss_margin(m), OP.loss_sd(m)
+    settings = SimpleNamespace(threshold=0.8, fit_factor=1.0, ambiguity_sd=1.0)
+    kw = dict(operator=OP, m=m, fail_psnr=20.0, check=None, settings=settings, groups=8)
+    two = assess(torch.stack([a, b]), _rows([1.0, 1.0 + 0.5 * sd]), answer, **kw)
     assert (two["label"], two["distinct_fits"]) == ("ambiguous", 1)
-    turned = assess(torch.stack([a, rot180(a)]), _rows([1.0, 2.0]), answer, **kw)      # the same image, turned
+    assert two["loss_sd"] == pytest.approx(0.05 ** 2 * math.sqrt(2 * m)) and two["margin"] == margin
+    turned = assess(torch.stack([a, rot180(a)]), _rows([1.0, 1.0]), answer, **kw)       # the same image, turned
     assert (turned["label"], turned["distinct_fits"]) == ("determined", 0)
+    apart = assess(torch.stack([a, b]), _rows([1.0, 1.0 + 2 * sd]), answer, **kw)      # y tells them apart
+    assert apart["label"] == "determined" and apart["fitting"] == 2
     far = assess(torch.stack([a, b]), _rows([1.0, 2 * margin]), answer, **kw)         # b does not fit: no matter
     assert far["label"] == "determined" and far["same_as_best_fit"] == {0: True, 1: False}
 
