@@ -111,9 +111,10 @@ def _plain(v):
     return v
 
 
-def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]], reference: str,
+def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]], reference: str, sigma: float,
            plot_path: str | None = None, save: str | None = None) -> str:
-    """Print the study's report and write it (frontier.json in the study's folder, or `save`)."""
+    """Print the study's report and write it (frontier.json in the study's folder, or `save`); `sigma` is the
+    measurement noise of the study's task (the calibration relabels with it)."""
     missing = [label for label, r in recs.items() if not r]
     ref = recs.get(reference) or []
     comparisons = {label: compare(r, ref) for label, r in recs.items() if r and ref}
@@ -136,9 +137,7 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
         half = {k: max(c.diffs[k].half_width for c in comparisons.values() if c.n) for k in NAMES}
         lines.append("largest half-width of a difference's interval: " + ", ".join(
             f"{NAMES[k]} {100 * v:.1f} points" if k in BINARY else f"{NAMES[k]} {v:.2f} dB" for k, v in half.items()))
-    from pipeline.study import compose_config
-
-    cal = calibration(recs, float(compose_config(study, []).task.operator.sigma))
+    cal = calibration(recs, sigma)
     lines += ["", "How far each trust label can be trusted (every configuration's measurements):", "",
               calibration_table(cal), "", "Where the answer is won or lost (shares of final particles; rates of "
               "measurements):", "", choices_table(recs)]

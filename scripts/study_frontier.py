@@ -175,7 +175,8 @@ def main(argv=None) -> None:
             return
         if args.what == "report":
             from analysis.study_report import report
-            report(study, records(study), COMPARISONS, REFERENCE, args.plot, args.save)
+            sigma = float(compose_config(study, []).task.operator.sigma)
+            report(study, records(study), COMPARISONS, REFERENCE, sigma, args.plot, args.save)
             return
         from pipeline.cluster import launch, workers_here
 
