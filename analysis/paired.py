@@ -89,10 +89,14 @@ class Difference(Estimate):
 
     @property
     def verdict(self) -> str:
-        if self.low > 0:
-            return "better"
-        if self.high < 0:
-            return "worse"
+        """better/worse only where the clustered interval excludes 0 and the exact test agrees (p < 0.05): the two
+        weigh images differently (the interval by their mean difference, the sign test by their count), and a
+        difference one of them does not see is not resolved."""
+        excludes = self.low > 0 or self.high < 0
+        if excludes and self.p < 0.05:
+            return "better" if self.low > 0 else "worse"
+        if excludes or self.p < 0.05:
+            return "unresolved (interval and exact test disagree)"
         return "no difference"
 
 

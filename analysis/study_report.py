@@ -19,7 +19,7 @@ from evaluation.trust import LABELS, SETTINGS, loss_sd_of, relabel
 def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
     """The targets stated before measuring (issue 31), judged by the clustered intervals: four runs' answers for at
     most 60 % of their compute, every binary endpoint's interval reaching no lower than 3 points below; or chosen
-    right at least 10 points up at <= 5 % more compute with its interval above zero."""
+    right at least 10 points up at <= 5 % more compute, resolved as better (interval above zero, exact test p < 0.05)."""
     ref = comparisons[reference].means["tflop"]
     lines = []
     for label, c in comparisons.items():
@@ -27,7 +27,7 @@ def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
             continue
         ratio = c.means["tflop"] / ref
         cheaper = ratio <= 0.6 and all(c.diffs[k].low >= -0.03 for k in BINARY)
-        better = ratio <= 1.05 and c.diffs["chosen_right"].value >= 0.10 and c.diffs["chosen_right"].low > 0
+        better = ratio <= 1.05 and c.diffs["chosen_right"].value >= 0.10 and c.diffs["chosen_right"].verdict == "better"
         if cheaper or better:
             lines.append(f"{label} meets the target ({'cheaper' if cheaper else 'better'}): {100 * ratio:.0f} % of "
                          f"the compute, chosen right {100 * c.diffs['chosen_right'].value:+.0f} points")

@@ -74,6 +74,18 @@ def test_the_sign_test_counts_images_not_measurements():
     assert r.method == "Clopper-Pearson over images" and r.low == pytest.approx(0.025 ** (1 / 40))
 
 
+def test_a_verdict_needs_the_interval_and_the_exact_test_to_agree():
+    """The halving row of the natural study once read "-2.7 [-5.9, -0.4], p = 0.11: worse": the BCa interval
+    excluded 0 while the sign test over images did not. Such a difference is unresolved; better/worse need both."""
+    from analysis.paired import Difference
+
+    assert Difference(-0.027, -0.059, -0.004, "", 0.11).verdict.startswith("unresolved")
+    assert Difference(-0.027, -0.059, -0.004, "", 0.01).verdict == "worse"
+    assert Difference(0.05, 0.01, 0.09, "", 0.02).verdict == "better"
+    assert Difference(0.01, -0.02, 0.04, "", 0.03).verdict.startswith("unresolved")
+    assert Difference(0.01, -0.02, 0.04, "", 0.40).verdict == "no difference"
+
+
 def _record(seed, index, found, right, psnr=20.0):
     parts = [{"mode": "0" if found else "fail", "pruned_at": None, "psnr": psnr, "class_psnr": psnr + 1}]
     return {"seed": seed, "index": index, "found": found, "best_by_prior": {"mode": "0" if right else "180"},
