@@ -55,7 +55,7 @@ def print_help() -> None:
     print("Experiment flags (--flag value, --flag=value, or flag=value):")
     for flag, setting in flags().items():
         print(f"  --{flag:<18} {setting.help}")
-    print("\nAny other setting is an override, e.g. optimization.lr=1e-3: --settings lists them all with their valid "
+    print("\nAny other setting is an override, e.g. refine.lr=1e-3: --settings lists them all with their valid "
           "values,\n--cfg job prints the whole resolved config (with the overrides given), --hydra-help Hydra's own "
           "options.")
 

@@ -223,5 +223,5 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
     }
     for stage in ordered():                          # each stage that ran adds its own section
         if stage.record is not None and stage.on(cfg):
-            record[stage.record_key] = stage.record(result.trace, cfg)
+            record[stage.name] = stage.record(result.trace, cfg)
     return record

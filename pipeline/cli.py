@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from core.errors import ConfigError
-from pipeline.schema import flags, register
+from pipeline.schema import flags, register, renamed
 
 
 def did_you_mean(word: str, options) -> str:
@@ -34,16 +34,29 @@ HYDRA_LONG = {"help": False, "hydra-help": False, "version": False, "cfg": True,
 VALUE_OPTIONS = {f"--{k}" for k, v in HYDRA_LONG.items() if v} | {"-c", "-p", "-cp", "-cn", "-cd"}
 
 
+def _current(key: str) -> str:
+    """A stage's old name (optimization_step, optimization.lr) as today's, with a note saying so on stderr."""
+    now = renamed(key)
+    if now != key:
+        print(f"note: {key} is called {now} now (the old name still works)", file=sys.stderr)
+    return now
+
+
 def translate_argv(argv: list[str]) -> list[str]:
-    """Rewrite `--particle_num 4` / `--particle_num=4` as `particle_num=4`; pass Hydra's options through."""
+    """Rewrite `--particle_num 4` / `--particle_num=4` as `particle_num=4` and a stage's old names as today's; pass
+    Hydra's options through."""
     out, i = [], 0
     while i < len(argv):
         arg = argv[i]
+        if not arg.startswith("-") and "=" in arg:
+            key, _, value = arg.partition("=")
+            arg = f"{_current(key)}={value}"
         if not arg.startswith("--"):
             out.append(arg)
             i += 1
             continue
         key, eq, value = arg[2:].partition("=")
+        key = _current(key)
         if key in HYDRA_LONG:
             out.append(arg)
             if HYDRA_LONG[key] and not eq and i + 1 < len(argv):

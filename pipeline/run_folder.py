@@ -7,6 +7,7 @@ from pathlib import Path
 
 import stages  # noqa: F401  (registers every stage: each names itself in the run's name)
 from core.errors import ConfigError
+from pipeline.schema import renamed_config
 from sampler.stages import ordered
 from tracking.metric_file import read_json
 
@@ -83,6 +84,7 @@ def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | 
         raise ConfigError(f"{metric_path} is not a run's metric.json (no list of image records); move it away or pass "
                           f"overwrite=true")
     images = old.get("images", [])
+    old["config"] = renamed_config(old.get("config", {}))          # a run made before a stage's rename continues
     keep = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE}  # noqa: E731
     diff = [k for k in config_diff(keep(old.get("config", {})), keep(resolved))
             if not added_at_default(k, old.get("config", {}), resolved)]

@@ -49,11 +49,26 @@ def flags() -> dict[str, Setting]:
     return {**first, **stage_flags, **{k: v for k, v in RUN_FLAGS.items() if k not in first}}
 
 
+def renamed(key: str) -> str:
+    """A dotted key under its current name: a stage's old flag or block name (Stage.old_names) becomes today's, so
+    what users typed before, and earlier runs' configs, still read."""
+    head, dot, rest = key.partition(".")
+    for stage in ordered():
+        if head in stage.old_names:
+            return stage.old_names[head] + dot + rest
+    return key
+
+
+def renamed_config(node):
+    """A resolved config (a dict) with every old stage name replaced by today's (pipeline/run_folder.py)."""
+    return {renamed(k): v for k, v in node.items()} if isinstance(node, dict) else node
+
+
 def blocks() -> dict:
     """The blocks of the base config: each stage's, the orientation, the trust label and the evaluation settings."""
     from evaluation import orientation, perceptual, trajectory, trust
 
-    out = {stage.block_key: stage.block for stage in ordered() if stage.block}
+    out = {stage.name: stage.block for stage in ordered() if stage.block}
     out["orientation"] = orientation.SETTINGS
     out["trust"] = trust.SETTINGS
     out["eval"] = {**perceptual.SETTINGS, **trajectory.SETTINGS}

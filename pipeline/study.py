@@ -244,7 +244,7 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
     cfg = copy.deepcopy(base)                      # the configuration's particles, stages and steps on the stand-in
     cfg.particle_num, cfg.seed = real.particle_num, real.seed
     for stage in ordered():
-        for key in (stage.flag, *stage.more_flags, *([stage.block_key] if stage.block else [])):
+        for key in (stage.flag, *stage.more_flags, *([stage.name] if stage.block else [])):
             cfg[key] = copy.deepcopy(real[key])
     for block in ("annealing", "ode"):
         cfg.sampler[block].num_steps = real.sampler[block].num_steps

@@ -16,14 +16,16 @@ def _none(*_):
 
 @dataclass
 class Stage:
-    """One optional stage. `flag` turns it on (its Setting's default is the off value); `more_flags` are its other
-    top-level keys, `block` its config block under `block_key` (default: its name).
+    """One optional stage, one name: `flag` turns it on (its Setting's default is the off value); `more_flags` are
+    its other top-level keys, `block` its config block under its name, its record under its name too; `old_names`:
+    names users typed before (old key -> its key now), still accepted on the command line and in earlier runs'
+    configs.
 
     on(cfg): whether the stage runs; check(cfg): checks across settings beyond each setting's own range (raise
     core.errors.ConfigError); hook(cfg): its sampler hook (sampler.hooks.Hook); order: where the hook acts after each
     step among the stages (lower first); step_facts: per-particle step facts its hook writes into the trace -> how an
     image's step record shows them, as (key, "list" | "mean" | "max" | "sum") pairs; record(trace, cfg): its section
-    of an image's record, under `record_key` (None: none); summary(images): its fields of the run summary;
+    of an image's record, under its name (None: none); summary(images): its fields of the run summary;
     phases(cfg): {phase name: first annealing step k} for per-phase time and memory; boundaries(cfg): the step
     indices the record's `boundaries` block shows; fragment(cfg): its part of the default run name."""
 
@@ -35,20 +37,15 @@ class Stage:
     fragment: Callable
     order: int
     block: dict[str, Setting] = field(default_factory=dict)
-    block_key: str | None = None
     more_flags: dict[str, Setting] = field(default_factory=dict)
     check: Callable = _none
     step_facts: dict = field(default_factory=dict)
     record: Callable | None = None
-    record_key: str | None = None
+    old_names: dict[str, str] = field(default_factory=dict)
     summary: Callable = lambda images: {}
     columns: list = field(default_factory=list)        # parse_metrics --all: (summary key, header, format) of its fields
     phases: Callable = lambda cfg: {}
     boundaries: Callable = lambda cfg: {}
-
-    def __post_init__(self):
-        self.block_key = self.block_key or self.name
-        self.record_key = self.record_key or self.name
 
 
 STAGES: dict[str, Stage] = {}

@@ -18,7 +18,7 @@ PYTHON="${PYTHON:-python}"
 REPULSION_SCALE="${REPULSION_SCALE:-0.3}"
 PRUNING_STEP="${PRUNING_STEP:--1}"
 PRUNING_KEEP="${PRUNING_KEEP:-2}"
-OPTIMIZATION_STEP="${OPTIMIZATION_STEP:-200}"
+REFINE_STEP="${REFINE_STEP:-${OPTIMIZATION_STEP:-200}}"     # OPTIMIZATION_STEP: its name before the rename
 RESAMPLING_INTERVAL="${RESAMPLING_INTERVAL:-5}"   # the study's choice (docs/resampling.md)
 
 usage() {
@@ -53,7 +53,7 @@ Every other argument goes to posterior_sample.py after this script's settings, s
   scripts/$EXP.sh 10 --multirun hydra/launcher=slurm data.start_index=0,10,20   (see docs/workflow.md)
 Settings: ${SETTINGS[*]} ${OWN[*]+${OWN[*]}}
 Environment: PYTHON (interpreter), PARTICLE_NUM (exp4, exp5), REPULSION_SCALE (exp1-3), PRUNING_STEP, PRUNING_KEEP,
-OPTIMIZATION_STEP, RESAMPLING_INTERVAL.
+REFINE_STEP, RESAMPLING_INTERVAL.
 EOF
 }
 
@@ -71,8 +71,9 @@ path = next((p for p in (run / "config.yaml", run) if p.is_file()), None)
 if path is None:
     sys.exit(f"error: --like {run}: no config.yaml there (a run folder holds one)")
 cfg = yaml.safe_load(path.read_text())
-flags = ("particle_num", "repulsion_scale", "resampling_interval", "pruning_step", "pruning_keep", "optimization_step")
-blocks = ("repulsion", "resampling", "pruning", "optimization")
+cfg = {{"optimization_step": "refine_step", "optimization": "refine"}.get(k, k): v for k, v in cfg.items()}  # a run made before the rename
+flags = ("particle_num", "repulsion_scale", "resampling_interval", "pruning_step", "pruning_keep", "refine_step")
+blocks = ("repulsion", "resampling", "pruning", "refine")
 show = lambda v: "null" if v is None else json.dumps(v).replace(" ", "") if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else str(v)
 for k in flags:
     print(f"{k}={show(cfg[k])}")
@@ -179,7 +180,7 @@ exp_main() {
         local variants=("") runs=() variant
         # the ablation: the same setting without pruning, and without optimisation (a variant equal to the setting
         # names the same folder and is continued, not redone)
-        [[ "${ABLATE:-0}" == 1 && $multirun -eq 0 ]] && variants+=("--pruning_step=-1" "--optimization_step=-1")
+        [[ "${ABLATE:-0}" == 1 && $multirun -eq 0 ]] && variants+=("--pruning_step=-1" "--refine_step=-1")
         for variant in "${variants[@]}"; do
             local run=("${cmd[@]}")
             [[ -n "$variant" ]] && run+=("$variant")

@@ -66,10 +66,10 @@ def scenarios(P: int, G: int) -> dict:
         "c": (f"{P} -> {k} pruning at t={TRIGGER_T}", {"particle_num": P, "pruning_step": TRIGGER_T,
                                                       "pruning_keep": k}, [0], 1),
         "d": (f"{k} particles", {"particle_num": k}, [0], 1),
-        "e": (f"(b) + optimisation from t={TRIGGER_T}", {"particle_num": P, "optimization_step": TRIGGER_T}, [0], 1),
+        "e": (f"(b) + optimisation from t={TRIGGER_T}", {"particle_num": P, "refine_step": TRIGGER_T}, [0], 1),
         "f": (f"{G} images x {P} particles, one batch", {"particle_num": P}, [0], G),
         "g": (f"(c) + optimisation from t={TRIGGER_T}", {"particle_num": P, "pruning_step": TRIGGER_T,
-                                                         "pruning_keep": k, "optimization_step": TRIGGER_T}, [0], 1),
+                                                         "pruning_keep": k, "refine_step": TRIGGER_T}, [0], 1),
     }
 
 
@@ -97,7 +97,7 @@ def base_config(args, model: str):
     if args.mcmc_steps is not None:
         cfg.sampler.mcmc.num_steps = args.mcmc_steps
     # a fixed iteration count: no threshold or plateau stop, so (e) and (g) cost the same on every run
-    cfg.optimization.max_iters, cfg.optimization.eps, cfg.optimization.plateau_window = args.opt_iters, 0.0, 0
+    cfg.refine.max_iters, cfg.refine.eps, cfg.refine.plateau_window = args.refine_iters, 0.0, 0
     return cfg
 
 
@@ -157,7 +157,7 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
     row = {"scenario": key, "description": description, "images": G, "particles": cfg.particle_num * len(offsets),
            "batch": cfg.particle_num * G, "runs": len(offsets), "annealing_steps": K, "mcmc_steps": M,
            "time_s": 0.0, "peak_memory_mb": 0.0, "phases": {}, "late_time_s": 0.0 if late_k is not None else None,
-           "final_particles": 0, "opt_iterations": 0, "decoder_rows": 0, "decoder_vjp_rows": 0, "denoiser_rows": 0}
+           "final_particles": 0, "refine_iterations": 0, "decoder_rows": 0, "decoder_vjp_rows": 0, "denoiser_rows": 0}
     latents = {}
     for offset in offsets:
         cfg.particle_offset = offset
@@ -179,7 +179,7 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
             row["late_time_s"] += sum(s["time_s"] for s in trace.of("step") if "image" not in s and "time_s" in s
                                       and s["k"] > late_k)
         row["final_particles"] += state.size // G
-        row["opt_iterations"] += sum(r["iterations"] for r in trace.of("refine") if "particle" in r)
+        row["refine_iterations"] += sum(r["iterations"] for r in trace.of("refine") if "particle" in r)
         for z, img, pid in zip(state.z, state.image_ids.tolist(), state.particle_ids.tolist()):
             latents[(img, pid)] = z.detach().cpu()
     row["peak_memory_mb"] = max(p["peak_memory_mb"] for p in row["phases"].values())
@@ -215,7 +215,7 @@ def run_variant(base, variant, keys, args, device, dtype) -> list[dict]:
         # first calls pay for cuDNN plans, allocator growth and compilation (every batch size): not timed
         warm = copy.deepcopy(cfg)
         warm.sampler.annealing.num_steps, warm.sampler.mcmc.num_steps = 10, 1
-        warm.optimization.max_iters = 2
+        warm.refine.max_iters = 2
         for key in keys:
             run_scenario(model, operator, warm, key, specs[key], device, dtype)
     rows, latents = [], {}
@@ -437,7 +437,7 @@ def markdown(result: dict) -> str:
              f"load {result['host']['load_average'][0]:.1f}), torch {result['torch']}, commit `{result['git_commit']}`",
              f"- model: {s['model_label']}; sampler {s['sampler']} (K = {s['annealing_steps']} annealing steps x "
              f"M = {s['mcmc_steps']} MCMC steps, ODE {s['ode_steps']}); dtype {s['dtype']}; optimisation "
-             f"{s['opt_iters']} iterations per call; memory: {result.get('memory_kind', '–')}",
+             f"{s['refine_iters']} iterations per call; memory: {result.get('memory_kind', '–')}",
              f"- command: `{result['command']}`", "",
              "| variant | scen. | what | batch (images x particles) | final | time s | s / image | "
              "throughput vs (a) | peak MB | after t=200 s | decoder VJP rows | UNet rows |",
@@ -512,7 +512,7 @@ def parse_args(argv=None):
     p.add_argument("--sampler", default="langevin", choices=["langevin", "hmc"])
     p.add_argument("--steps", type=int, default=None, help="annealing steps K (default: the preset's 50)")
     p.add_argument("--mcmc-steps", type=int, default=None, help="MCMC steps per annealing step (preset: 50 / 65)")
-    p.add_argument("--opt-iters", type=int, default=100, help="latent-optimisation iterations per call, (e) and (g)")
+    p.add_argument("--refine-iters", "--opt-iters", type=int, default=100, help="latent-optimisation iterations per call, (e) and (g)")
     p.add_argument("--particles", type=int, default=4)
     p.add_argument("--images", type=int, default=4, help="images in one batch for scenario (f)")
     p.add_argument("--scenarios", default="abcdefg", help="subset of abcdefg, or 'none'")

@@ -36,7 +36,7 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 
 if [ "$mode" = dry ]; then
   export GPU_CHECK_DEVICE=cpu OMP_NUM_THREADS=1
-  BENCH=(--tiny --device cpu --threads 1 --steps 10 --mcmc-steps 1 --opt-iters 2)
+  BENCH=(--tiny --device cpu --threads 1 --steps 10 --mcmc-steps 1 --refine-iters 2)
   PROFILE=(--tiny --device cpu --iters 2 --warmup 1)
   # the command line's path on the CPU: the digits mini LDM, 5 annealing steps of 1 MCMC step
   CLI=(model=digits32ldm sampler=digits32ldm data=digits device=cpu sampler.annealing.num_steps=5

@@ -135,7 +135,7 @@ def main(argv=None) -> dict:
     # what benchmark.base_config reads
     args.sampler, args.dtype, args.overrides, args.random_weights = "langevin", "float32", [], True
     args.steps = args.mcmc_steps = None
-    args.opt_iters = 1
+    args.refine_iters = 1
     device = resolve_device(args.device)
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result = {"date": date, "device": device_name(device), "torch": torch.__version__, "git_commit": git_commit(),

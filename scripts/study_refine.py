@@ -35,20 +35,20 @@ def variants(t: int, sigma: float) -> list[tuple[str, list[str]]]:
     The last row stops a particle once its per-measurement MSE is under the noise variance (discrepancy
     principle) instead of ReSample's eps = 1e-3, which presumes an almost noise-free y.
     """
-    on = f"optimization_step={t}"
-    resample = ["optimization.resample=stochastic"]
+    on = f"refine_step={t}"
+    resample = ["refine.resample=stochastic"]
     return [
-        ("no refinement", ["optimization_step=-1"]),
-        ("ReSample's schedule: every refine step + final, eps 1e-3", [on, "optimization.eps=1e-3",
-                                                                     "optimization.resample=replace"]),
-        ("+ stochastic resample", [on, "optimization.eps=1e-3", *resample]),
-        ("eps auto", [on, "optimization.eps=auto", "optimization.resample=replace"]),
-        ("final call only", [on, "optimization.every=0", "optimization.eps=1e-3"]),
-        ("50 iterations per call", [on, "optimization.max_iters=50", "optimization.eps=1e-3",
-                                    "optimization.resample=replace"]),
-        ("stochastic resample + eps auto", [on, "optimization.eps=auto", *resample]),
-        ("final call only + eps auto", [on, "optimization.every=0", "optimization.eps=auto"]),
-        ("the config's optimization defaults", [on]),
+        ("no refinement", ["refine_step=-1"]),
+        ("ReSample's schedule: every refine step + final, eps 1e-3", [on, "refine.eps=1e-3",
+                                                                     "refine.resample=replace"]),
+        ("+ stochastic resample", [on, "refine.eps=1e-3", *resample]),
+        ("eps auto", [on, "refine.eps=auto", "refine.resample=replace"]),
+        ("final call only", [on, "refine.every=0", "refine.eps=1e-3"]),
+        ("50 iterations per call", [on, "refine.max_iters=50", "refine.eps=1e-3",
+                                    "refine.resample=replace"]),
+        ("stochastic resample + eps auto", [on, "refine.eps=auto", *resample]),
+        ("final call only + eps auto", [on, "refine.every=0", "refine.eps=auto"]),
+        ("the refine block's defaults", [on]),
     ]
 
 
@@ -59,8 +59,8 @@ def particle_rows(record: dict) -> list[dict]:
 
 
 def variant_config(overrides: list[str], args, seed: int):
-    iters = [] if any(o.startswith("optimization.max_iters=") for o in overrides) else [
-        f"optimization.max_iters={args.max_iters}"]
+    iters = [] if any(o.startswith("refine.max_iters=") for o in overrides) else [
+        f"refine.max_iters={args.max_iters}"]
     cfg = compose(*stack(args.model), f"particle_num={args.particles}", f"seed={seed}", "save_images=false", *iters,
                   *overrides)
     validate(cfg)
@@ -70,11 +70,11 @@ def variant_config(overrides: list[str], args, seed: int):
 def image_record(cfg, model, operator, dataset, i) -> dict:
     name, gt = dataset[i]
     rec = run_image(model, operator, name, gt, dataset.indices[i], cfg, torch.device("cpu"), torch.float32)
-    opt = rec.get("optimization", {})
+    opt = rec.get("refine", {})
     return {"index": rec["index"], "name": name, "time_s": rec["total_time_s"], "particles": particle_rows(rec),
             "chosen": max(rec["best_by_loss"]["psnr"], rec["best_by_loss"]["psnr_180"]),
-            "opt_calls": opt.get("num_calls", 0), "opt_iters": opt.get("mean_iterations"),
-            "opt_time_s": opt.get("total_time_s", 0.0), "stops": opt.get("stop_reasons", {})}
+            "refine_calls": opt.get("num_calls", 0), "refine_iters": opt.get("mean_iterations"),
+            "refine_time_s": opt.get("total_time_s", 0.0), "stops": opt.get("stop_reasons", {})}
 
 
 def gt_losses(seeds, operator, dataset) -> list[float]:
@@ -109,14 +109,14 @@ def table(results: dict, gt_loss: list[float]) -> str:
         loss, psnr = flat(runs, "loss"), flat(runs, "psnr")
         dl = [a - b for a, b in zip(loss, ref_loss)]
         dp = [a - b for a, b in zip(psnr, ref_psnr)]
-        iters = [r["opt_iters"] for r in runs if r["opt_iters"] is not None]
+        iters = [r["refine_iters"] for r in runs if r["refine_iters"] is not None]
         stops = {}
         for r in runs:
             for k, v in r["stops"].items():
                 stops[k] = stops.get(k, 0) + v
         time = [r["time_s"] for r in runs]
         lines.append(
-            f"| {label} | {statistics.fmean(r['opt_calls'] for r in runs):.0f} "
+            f"| {label} | {statistics.fmean(r['refine_calls'] for r in runs):.0f} "
             f"| {statistics.fmean(iters) if iters else 0:.0f} "
             f"| {', '.join(f'{k} {v}' for k, v in sorted(stops.items())) or '–'} "
             f"| {statistics.fmean(loss):.2f} | {statistics.fmean(dl):+.2f} | {sum(d < 0 for d in dl)}/{n} "
@@ -152,7 +152,7 @@ def main():
     ap.add_argument("--particles", type=int, default=4)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--variants", default=None, help="comma list of variant numbers (0 = no refinement; default all)")
-    ap.add_argument("--optimization_step", type=int, default=200)
+    ap.add_argument("--refine_step", type=int, default=200)
     ap.add_argument("--max_iters", type=int, default=500)
     ap.add_argument("--out", default=None, help="JSON path (default results/study_refine_MODEL.json)")
     args = ap.parse_args()
@@ -163,7 +163,7 @@ def main():
     cfg = compose(*stack(args.model), f"num_eval_images={args.images}", "device=cpu", "model.cpu_threads=1")
     model, operator, dataset = build(cfg)
 
-    chosen = variants(args.optimization_step, cfg.task.operator.sigma)
+    chosen = variants(args.refine_step, cfg.task.operator.sigma)
     if args.variants:
         chosen = [chosen[int(i)] for i in args.variants.split(",")]
     configs = {label: {seed: variant_config(o, args, seed) for seed in seeds} for label, o in chosen}
@@ -178,8 +178,8 @@ def main():
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "gt_loss": gt_loss, "results": results}, indent=1))
-    print(f"{args.model}: {args.images} images x {args.particles} particles x seeds {args.seeds}, optimization_step "
-          f"{args.optimization_step}, max_iters {args.max_iters}; PSNR against the closer of the two modes.\n")
+    print(f"{args.model}: {args.images} images x {args.particles} particles x seeds {args.seeds}, refine_step "
+          f"{args.refine_step}, max_iters {args.max_iters}; PSNR against the closer of the two modes.\n")
     print(table(results, gt_loss))
     print()
     print(by_outcome(results))

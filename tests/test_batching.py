@@ -13,11 +13,11 @@ from tracking.metric_file import read_json
 
 # K = 5: t = 1000, 800, 600, 400, 200; pruning at t = 400, the optimisation at the last step
 STAGES = ["dtype=float64", "particle_num=3", "repulsion_scale=0.3", "pruning_step=400", "pruning_keep=2",
-          "optimization_step=200", "num_eval_images=3", "save_images=false", "sampler.annealing.num_steps=5",
-          "sampler.mcmc.num_steps=3", "optimization.max_iters=15", "optimization.plateau_window=5",
+          "refine_step=200", "num_eval_images=3", "save_images=false", "sampler.annealing.num_steps=5",
+          "sampler.mcmc.num_steps=3", "refine.max_iters=15", "refine.plateau_window=5",
           "eval.per_step=true"]
 # measurements of the machine, and the batch block itself, which is what differs on purpose
-MACHINE = {"time_s", "total_time_s", "peak_memory_mb", "memory_mb", "opt_time_s", "batch"}
+MACHINE = {"time_s", "total_time_s", "peak_memory_mb", "memory_mb", "refine_time_s", "batch"}
 
 
 def assert_same(a, b, path="record"):
@@ -53,13 +53,13 @@ def test_batched_images_reproduce_one_image_runs(tmp_path, mode):
     assert all(len(s["psnr"]) == s["particles"] for im in together for s in im["steps"])
     assert all(len(im["pruning"][0]["kept"]) == 2 for im in together)
     assert all(c["particle_ids"] == im["steps"][-1]["particle_ids"]
-               for im in together for c in im["optimization"]["calls"])
+               for im in together for c in im["refine"]["calls"])
     # images 0 and 1 shared a batch: each is charged half its time; image 2 ran alone
     first, second, third = together
     assert first["batch"]["indices"] == second["batch"]["indices"] == [0, 1] and third["batch"]["indices"] == [2]
     assert first["total_time_s"] == second["total_time_s"] == pytest.approx(first["batch"]["total_time_s"] / 2)
     assert third["total_time_s"] == pytest.approx(third["batch"]["total_time_s"])
-    assert first["optimization"]["total_time_s"] == pytest.approx(second["optimization"]["total_time_s"])
+    assert first["refine"]["total_time_s"] == pytest.approx(second["refine"]["total_time_s"])
 
 
 def test_interrupted_batched_run_resumes_to_the_same_records(tmp_path, monkeypatch):

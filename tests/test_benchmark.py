@@ -29,7 +29,7 @@ def bm():
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "tiny"
     r = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--steps", str(K), "--mcmc-steps", str(M),
-                        "--opt-iters", str(OPT), "--images", "2", "--variants", "fp32", "--threads", "1",
+                        "--refine-iters", str(OPT), "--images", "2", "--variants", "fp32", "--threads", "1",
                         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(out.with_suffix(".json").read_text()), out.with_suffix(".md").read_text()
@@ -50,7 +50,7 @@ def test_json_covers_every_scenario(report):
         assert (r["particles"], r["batch"], r["images"], r["runs"], r["final_particles"]) == (p, batch, images, runs,
                                                                                               final), key
     assert set(rows["c"]["phases"]) == {"explore", "prune"} and rows["c"]["phases"]["prune"]["steps"] == 1
-    assert rows["e"]["opt_iterations"] == 2 * 4 * OPT          # calls at steps 8 and 9 (final), OPT Adam steps each
+    assert rows["e"]["refine_iterations"] == 2 * 4 * OPT          # calls at steps 8 and 9 (final), OPT Adam steps each
     assert rows["f"]["time_per_image_s"] == pytest.approx(rows["f"]["time_s"] / 2)
     assert "| fp32 | f |" in md and "## Goals" in md
     assert rows["b"]["min_psnr_vs_a"] > 60 and "dB apart" in md       # fp32: the same outputs

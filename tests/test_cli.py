@@ -14,6 +14,14 @@ def test_flags_translate_both_ways():
                                     "-m", "--config-name", "default", "pruning_step=200"]
 
 
+def test_the_refine_stages_old_names_still_work(capsys):
+    """Refine was `optimization_step` / the `optimization` block: typed the old way it runs as today's name, with a
+    note saying so; a name that only begins like an old one is left alone."""
+    argv = ["--optimization_step", "200", "--optimization_step=100", "optimization.lr=1e-3", "optimizations=1"]
+    assert translate_argv(argv) == ["refine_step=200", "refine_step=100", "refine.lr=1e-3", "optimizations=1"]
+    assert "optimization_step is called refine_step now" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["--particles", "4"], "unknown flag --particles"),
     (["--particle_num"], "--particle_num needs a value"),
@@ -27,7 +35,7 @@ def test_bad_flags(argv, needle):
     ("particle_num=0", "particle_num=0 is invalid: must be an integer >= 1"),
     ("particle_num=four", "particle_num=four is invalid: must be an integer >= 1"),
     ("pruning_step=1200", "pruning_step=1200 is invalid: must be an integer in 0 … 1000 (or -1: off), or a list"),
-    ("optimization_step=-5", "optimization_step=-5 is invalid"),
+    ("refine_step=-5", "refine_step=-5 is invalid"),
     ("num_eval_images=0", "num_eval_images=0 is invalid"),
     ("repulsion_scale=-1", "repulsion_scale=-1 is invalid"),
     ("sampler=langevin", "use model=two_mode sampler=two_mode data=two_mode"),
@@ -45,7 +53,7 @@ def test_pruning_keep_must_be_below_particle_num():
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    (["optimization_step=200", "optimization.lr=0"], "optimization.lr=0 is invalid"),
+    (["refine_step=200", "refine.lr=0"], "refine.lr=0 is invalid"),
     (["pruning_step=200", "pruning.mode=shuffle"], "pruning.mode=shuffle is invalid"),
 ])
 def test_stage_blocks_are_checked_before_any_work(overrides, needle):

@@ -35,7 +35,7 @@ STAGES = {
     "repulsion_pixel": {"repulsion_scale": 0.3, "repulsion.features": "pixel", "repulsion.pixel_size": 16},
     "prune": {"pruning_step": 200},
     "branch": {"pruning_step": 200, "pruning.mode": "branch"},
-    "refine": {"optimization_step": 200},
+    "refine": {"refine_step": 200},
     "per_step": {"eval.per_step": True},
     "two_images": {"images_per_batch": 2},
 }
@@ -51,7 +51,7 @@ def bm():
 
 @pytest.fixture(scope="module")
 def base(bm):
-    args = bm.parse_args(["--tiny", "--steps", str(K), "--mcmc-steps", str(M), "--opt-iters", "3"])
+    args = bm.parse_args(["--tiny", "--steps", str(K), "--mcmc-steps", str(M), "--refine-iters", "3"])
     cfg = bm.base_config(args, "tiny")
     cfg.particle_num = P
     cfg.orientation.elbo_evals = 8          # the orientation score is evaluation, not what these tests measure
@@ -102,7 +102,7 @@ def test_every_stage_runs_and_measures(bm, base, variant, stage):
         assert set(rec["phases"]) == {"explore", "prune"} and rec["phases"]["prune"]["steps"] == 1
         assert [s["particles"] for s in rec["steps"]] == [P] * 8 + [2 if stage == "prune" else P] * 2
     if stage == "refine":
-        assert rec["optimization"]["total_iterations"] == 2 * P * 3       # calls at k = 8 and 9, 3 Adam steps each
+        assert rec["refine"]["total_iterations"] == 2 * P * 3       # calls at k = 8 and 9, 3 Adam steps each
     if stage.startswith("repulsion"):
         # score-relative: |drift| / |score| is the strength itself, whatever the device and precision
         s0 = rec["steps"][0]

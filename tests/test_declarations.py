@@ -10,7 +10,7 @@ from sampler.stages import STAGES, ordered
 from tests.conftest import compose
 
 ON = {"repulsion": "repulsion_scale=0.3", "resampling": "resampling_interval=2", "pruning": "pruning_step=200",
-      "refine": "optimization_step=200"}
+      "refine": "refine_step=200"}
 # block keys a hook turns into its steps instead of keeping (the window and end of the schedule, in t)
 READ_AS_STEPS = {"repulsion": {"end_t"}, "resampling": {"start_t", "end_t"}}
 

@@ -28,7 +28,7 @@ def test_time_convention_and_triggers():
     assert trigger_step(199, 50) == 41
     assert trigger_step(5, 50) is None          # t_49 = 20: never reached
     # pruning at k = 30 (t = 400), refinement from k = 40 (t = 200): the phases the tracker times
-    phase = phase_of(compose("pruning_step=400", "optimization_step=200"))
+    phase = phase_of(compose("pruning_step=400", "refine_step=200"))
     assert [phase(k) for k in (0, 30, 31, 39, 40, 49)] == ["explore", "explore", "prune", "prune", "refine", "refine"]
     assert {phase_of(compose())(k) for k in range(50)} == {"explore"}          # no stage on: one phase
 
@@ -133,7 +133,7 @@ def test_pruning_at_the_refine_stages_own_t_keeps_a_phase_of_its_own():
     from tests.conftest import compose
 
     K = 10                                       # t_k = 1000 (1 - k / 10): t = 200 first at k = 8
-    same = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=200", "optimization_step=200"))
+    same = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=200", "refine_step=200"))
     assert [same(k) for k in range(K)] == ["explore"] * 8 + ["refine", "prune+refine"]
-    apart = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=400", "optimization_step=200"))
+    apart = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=400", "refine_step=200"))
     assert [apart(k) for k in range(K)] == ["explore"] * 7 + ["prune", "refine", "refine"]

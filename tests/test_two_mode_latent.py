@@ -11,7 +11,7 @@ from core.tensors import rot180
 from stages.refine.hook import RefineHook
 from stages.refine.renoise import resample_weights
 from sampler import StepContext
-from stages.refine import record as optimization_record
+from stages.refine import record as refine_record
 from sampler import Trace
 from sampler.state import ParticleState
 from tests.conftest import compose, declared
@@ -117,7 +117,7 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
     hook = RefineHook(9, **{**declared("refine"), "every": 0, "final": True, "lr": 1e-3, "max_iters": 2000, "eps": "auto",
                           "plateau_window": 0, "resample": "replace"})
     state = hook.after_step(_state(z0, y), ctx)
-    (call,) = optimization_record(ctx.trace, None)["calls"]
+    (call,) = refine_record(ctx.trace, None)["calls"]
     m = y[0].numel()
     level = op.sigma ** 2 * (1 + 3 * math.sqrt(2 / m))
     assert hook.threshold(op, m) == pytest.approx(level) and 1.04 < level / op.sigma ** 2 < 1.06
@@ -130,7 +130,7 @@ def test_eps_auto_stops_each_particle_at_the_noise_level():
                            "plateau_window": 0, "resample": "replace"})
     ctx.trace = Trace()
     fixed.after_step(_state(z0, y), ctx)
-    assert optimization_record(ctx.trace, None)["calls"][0]["stop_reason"] == ["max_iters", "max_iters"]
+    assert refine_record(ctx.trace, None)["calls"][0]["stop_reason"] == ["max_iters", "max_iters"]
     assert torch.isfinite(state.z0).all()
 
 

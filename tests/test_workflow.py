@@ -25,12 +25,12 @@ from tests.conftest import compose as compose_default  # noqa: E402
 from tracking.metric_file import read_json  # noqa: E402
 
 # tiny sampler: K = 5 steps gives t = 1000, 800, 600, 400, 200, so the t = 200 triggers fire at the last step
-TINY = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2", "optimization.max_iters=10"]
+TINY = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2", "refine.max_iters=10"]
 EXPERIMENTS = ["exp0_baseline", "exp1_repulsion", "exp2_pruning", "exp3_two_particles", "exp4_optimization", "exp6_resampling",
                "exp5_final"]
 # keys whose values are measurements of the machine, not results
 VOLATILE = {"time_s", "total_time_s", "peak_memory_mb", "memory_mb", "phase_time_s", "phase_peak_memory_mb",
-            "time_s_per_image", "opt_time_s", "opt_time_s_per_image", "provenance"}
+            "time_s_per_image", "refine_time_s", "refine_time_s_per_image", "provenance"}
 
 
 def env():
@@ -101,11 +101,11 @@ def test_scripts_chain_like_the_plan(script_runs):
     args = line.split()
     for setting in ("repulsion_scale=0.3", "pruning_step=200", "pruning_keep=2", "pruning.mode=prune"):
         assert setting in args
-    assert args.index("pruning_step=200") < args.index("--optimization_step") and \
-        args[args.index("--optimization_step") + 1] == "200"                       # exp4's own flag comes after
+    assert args.index("pruning_step=200") < args.index("--refine_step") and \
+        args[args.index("--refine_step") + 1] == "200"                       # exp4's own flag comes after
     p = script("exp5_final", 2, "--demo", "--like", exp2.parent, "--dry-run")
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
-    assert len(lines) == 3 and lines[1].endswith("--pruning_step=-1") and lines[2].endswith("--optimization_step=-1")
+    assert len(lines) == 3 and lines[1].endswith("--pruning_step=-1") and lines[2].endswith("--refine_step=-1")
     p = script("exp4_optimization", 1, "--demo", "--like", script_runs / "nothing", "--dry-run")
     assert p.returncode == 2 and "no config.yaml there" in p.stderr
 
@@ -174,14 +174,14 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     assert cfg["exp1_repulsion"]["repulsion_scale"] > 0 and cfg["exp1_repulsion"]["particle_num"] == 4
     assert cfg["exp2_pruning"]["pruning_step"] == 200 and cfg["exp2_pruning"]["pruning_keep"] == 2
     assert cfg["exp3_two_particles"]["particle_num"] == 2 and cfg["exp3_two_particles"]["pruning_step"] == -1
-    assert cfg["exp4_optimization"]["optimization_step"] == 200 and cfg["exp5_final"]["optimization_step"] == -1
+    assert cfg["exp4_optimization"]["refine_step"] == 200 and cfg["exp5_final"]["refine_step"] == -1
     # the frontier's verdict: four independent particles in the final run
     assert cfg["exp5_final"]["pruning_step"] == -1 and cfg["exp5_final"]["particle_num"] == 4
     assert cfg["exp6_resampling"]["resampling_interval"] == 5 and cfg["exp6_resampling"]["repulsion_scale"] == 0
     # the plan's chain: exp2 prunes exp1's setting, exp3 starts it with two particles
     assert cfg["exp2_pruning"]["repulsion_scale"] == cfg["exp3_two_particles"]["repulsion_scale"] == \
         cfg["exp1_repulsion"]["repulsion_scale"] == 0.3
-    assert cfg["exp4_optimization"]["optimization"]["eps"] == "auto"                 # the best refine variant
+    assert cfg["exp4_optimization"]["refine"]["eps"] == "auto"                 # the best refine variant
     assert all(c["model"]["name"] == "two_mode" and c["num_eval_images"] == 1 for c in cfg.values())
 
     # reproducibility record
@@ -216,10 +216,10 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     pruned = rows[f"exp2_pruning/{runs['exp2_pruning'][0].parent.name}"]
     assert pruned["particles"] == "2" and "pruning" in metric["exp2_pruning"]["images"][0]
     # the refine stage's counts appear only where it ran (a missing block is a blank cell)
-    opt = metric["exp4_optimization"]["images"][0]["optimization"]
-    assert rows[f"exp4_optimization/{runs['exp4_optimization'][0].parent.name}"]["opt iters/image"] == \
+    opt = metric["exp4_optimization"]["images"][0]["refine"]
+    assert rows[f"exp4_optimization/{runs['exp4_optimization'][0].parent.name}"]["refine iters/image"] == \
         f"{opt['total_iterations']:.1f}"
-    assert rows[f"exp0_baseline/{runs['exp0_baseline'][0].parent.name}"]["opt iters/image"] == ""
+    assert rows[f"exp0_baseline/{runs['exp0_baseline'][0].parent.name}"]["refine iters/image"] == ""
 
     # CSV: every number equals the run's own summary block exactly
     table = list(csv.DictReader(io.StringIO(parse_metrics.format_csv(parse_metrics.load_experiments([script_runs])))))
@@ -229,7 +229,7 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
         for key in ("images", "particles", "best_of_n_psnr_mean", "best_of_n_psnr_std", "mean_psnr",
                     "particle_psnr_std", "best_of_n_ssim_mean", "best_of_n_lpips_mean", "success_rate", "both_modes_rate", "fail_rate", "chosen_psnr_mean",
                     "prior_success_rate", "search_success_rate", "particle_success_rate", "tflop_per_image",
-                    "time_s_per_image", "opt_iterations_per_image", "opt_time_s_per_image"):
+                    "time_s_per_image", "refine_iterations_per_image", "refine_time_s_per_image"):
             assert (row[key] == "") if s[key] is None else (float(row[key]) == s[key]), key
         for ph, t in s["phase_time_s"].items():
             assert float(row[f"time_{ph}_s"]) == t
@@ -456,3 +456,9 @@ def test_a_run_from_before_a_setting_existed_continues_at_its_default(tmp_path):
     cfg.trust.fit_factor = 1.2
     with pytest.raises(ConfigError, match="trust.fit_factor"):
         pipeline_run_folder.previous_run(cfg, tmp_path / "r", OmegaConf.to_container(cfg, resolve=True))
+    renamed = json.loads(json.dumps(resolved))         # a run made when refine was called optimization
+    renamed["optimization_step"], renamed["optimization"] = renamed.pop("refine_step"), renamed.pop("refine")
+    (tmp_path / "r" / "metric.json").write_text(json.dumps({"config": renamed, "images": [{"index": 0}]}))
+    cfg.trust.fit_factor = resolved["trust"]["fit_factor"]
+    images, _, note = pipeline_run_folder.previous_run(cfg, tmp_path / "r", resolved)
+    assert len(images) == 1 and note.startswith("continuing")

@@ -1,4 +1,4 @@
-"""Refine: from optimization_step on, ReSample-style latent optimisation with hard data consistency, each particle
+"""Refine: from refine_step on, ReSample-style latent optimisation with hard data consistency, each particle
 optimised and stopped on its own (optimize.py the optimiser, hook.py the hook, renoise.py ReSample's stochastic resample)."""
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ from sampler.stages import Stage, register
 
 
 def refine_k(cfg):
-    return trigger_step(cfg.optimization_step, cfg.sampler.annealing.num_steps)
+    return trigger_step(cfg.refine_step, cfg.sampler.annealing.num_steps)
 
 
 def hook(cfg) -> RefineHook:
-    return RefineHook(refine_k(cfg), **cfg.optimization)
+    return RefineHook(refine_k(cfg), **cfg.refine)
 
 
 def check_stage(cfg) -> None:
-    """With optimization_step set, some optimisation must run."""
+    """With refine_step set, some optimisation must run."""
     K = cfg.sampler.annealing.num_steps
     k0 = refine_k(cfg)
     if k0 is not None and not any(hook(cfg).runs_at(k, K) for k in range(k0, K)):
-        raise ConfigError(f"optimization_step={cfg.optimization_step} leaves {K - k0} refine step(s), none of them "
+        raise ConfigError(f"refine_step={cfg.refine_step} leaves {K - k0} refine step(s), none of them "
                           "the last with optimization.final=false: no optimisation would run")
 
 
@@ -48,14 +48,15 @@ def record(trace, cfg) -> dict:
 
 def summary(images: list[dict]) -> dict:
     """Per optimised image, the optimiser's iterations and time (None when no image was optimised)."""
-    done = [im["optimization"] for im in images if im.get("optimization")]
+    done = [im["refine"] for im in images if im.get("refine")]
     mean = lambda v: statistics.fmean(v) if v else None          # noqa: E731
-    return {"opt_iterations_per_image": mean([o["total_iterations"] for o in done]),
-            "opt_time_s_per_image": mean([o["total_time_s"] for o in done])}
+    return {"refine_iterations_per_image": mean([o["total_iterations"] for o in done]),
+            "refine_time_s_per_image": mean([o["total_time_s"] for o in done])}
 
 
 register(Stage(
-    name="refine", flag="optimization_step", order=40, block_key="optimization", record_key="optimization",
+    name="refine", flag="refine_step", order=40,
+    old_names={"optimization_step": "refine_step", "optimization": "refine"},     # its names until 2026-12
     flag_setting=integer(0, 1000, default=-1, off=-1,
                          help="diffusion time t from which ReSample-style latent optimisation runs (-1 = off)"),
     # eps auto + stochastic resample: the only setting that lowered no benchmark's PSNR beyond 0.1 dB (docs/refine.md)
@@ -76,10 +77,10 @@ register(Stage(
                            help="replace: z0 <- the optimised z0; stochastic: ReSample's resample around a blend"),
         "gamma": number(0, default=40.0, low_open=True, help="ReSample's gamma in the stochastic resample's variance"),
     },
-    on=lambda cfg: cfg.optimization_step >= 0, check=check_stage, hook=hook, record=record, summary=summary,
-    columns=[("opt_iterations_per_image", "opt iters/image", "1f"), ("opt_time_s_per_image", "opt time/image s", "2f")],
-    step_facts={"opt_iters": [("opt_iters_mean", "mean"), ("opt_iters_max", "max")],
-                "opt_accepted": [("opt_accepted", "sum")]},
+    on=lambda cfg: cfg.refine_step >= 0, check=check_stage, hook=hook, record=record, summary=summary,
+    columns=[("refine_iterations_per_image", "refine iters/image", "1f"), ("refine_time_s_per_image", "refine time/image s", "2f")],
+    step_facts={"refine_iters": [("refine_iters_mean", "mean"), ("refine_iters_max", "max")],
+                "refine_accepted": [("refine_accepted", "sum")]},
     phases=lambda cfg: {"refine": refine_k(cfg)}, boundaries=lambda cfg: {"refine_k": refine_k(cfg)},
-    fragment=lambda cfg: f"opt{cfg.optimization_step}",
+    fragment=lambda cfg: f"refine{cfg.refine_step}",
 ))

@@ -26,7 +26,7 @@ class RefineHook(Hook):
 
     def __init__(self, refine_k: int, *, every: int, final: bool, lr: float, max_iters: int, eps, plateau_window: int,
                  accept_if_improve: bool, weight_decay: float, resample: str, gamma: float):
-        """refine_k: from the flag (optimization_step); the rest is the `optimization` block as declared
+        """refine_k: from the flag (refine_step); the rest is the `refine` block as declared
         (stages/refine.py): no defaults of its own."""
         self.refine_k, self.every, self.final = refine_k, every, final
         self.lr, self.max_iters, self.eps = lr, max_iters, eps
@@ -83,9 +83,9 @@ class RefineHook(Hook):
         ctx.trace.particles("refine", state.image_ids, state.particle_ids, k=ctx.k, iterations=iters,
                             stop_reason=info["stop_reason"], loss_before=before.detach(), loss_after=after.detach(),
                             accepted=accept)
-        ctx.trace.batch("step", k=ctx.k, opt_time_s=seconds)
-        ctx.trace.particles("step", state.image_ids, state.particle_ids, k=ctx.k, opt_iters=iters,
-                            opt_accepted=[int(a) for a in accept.tolist()])
+        ctx.trace.batch("step", k=ctx.k, refine_time_s=seconds)
+        ctx.trace.particles("step", state.image_ids, state.particle_ids, k=ctx.k, refine_iters=iters,
+                            refine_accepted=[int(a) for a in accept.tolist()])
         return state
 
     def renoise_scale(self, ctx) -> float:

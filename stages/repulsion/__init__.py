@@ -11,7 +11,7 @@ from sampler.stages import Stage, register
 
 def refine_k(cfg):
     """The refine stage's first step (the repulsion ends there at the latest)."""
-    return trigger_step(cfg.optimization_step, cfg.sampler.annealing.num_steps)
+    return trigger_step(cfg.refine_step, cfg.sampler.annealing.num_steps)
 
 
 def check_stage(cfg) -> None:
@@ -21,7 +21,7 @@ def check_stage(cfg) -> None:
         if end_k is None or end_k < 1:
             raise ConfigError(f"repulsion.end_t={cfg.repulsion.end_t} is invalid with "
                               f"{cfg.sampler.annealing.num_steps} annealing steps: the repulsion would end before step "
-                              f"1 (use an end t below 1000, or optimization_step below 1000)")
+                              f"1 (use an end t below 1000, or refine_step below 1000)")
 
 
 def hook(cfg) -> RepulsionHook:
@@ -40,7 +40,7 @@ register(Stage(
         "sigma_min": number(0, default=1.0, help="particle_guidance only: off below this sigma (Particle Guidance's "
                                                  "S_min)"),
         "schedule": choice(*SCHEDULES, default="cosine", help="decay of repulsion_scale to 0"),
-        "end_t": optional(integer(0, 999), help=f"t at which the strength reaches 0; null = optimization_step when set, "
+        "end_t": optional(integer(0, 999), help=f"t at which the strength reaches 0; null = refine_step when set, "
                                                 f"else t = {DEFAULT_END_T}"),
         "features": choice(*FEATURES, default="latent", help="latent, or pixel (decoded, average-pooled to "
                                                              "pixel_size; force through a decoder VJP)"),

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 
 FILE = Path(__file__).with_name("two_mode_all_stages.json")
 COMMON = ["dtype=float64", "num_eval_images=4", "images_per_batch=2", "particle_num=4", "repulsion_scale=0.3",
-          "pruning_step=400", "optimization_step=200", "optimization.max_iters=20", "eval.per_step=true",
+          "pruning_step=400", "refine_step=200", "refine.max_iters=20", "eval.per_step=true",
           "save_images=false", "sampler.annealing.num_steps=10", "sampler.mcmc.num_steps=5", "seed=3"]
 RUNS = {"prune": COMMON, "branch": [*COMMON, "pruning.mode=branch", "pruning_keep=1"],
         "hmc": [*COMMON, "sampler.mcmc.algo=hmc", "sampler.mcmc.momentum=0.9", "sampler.mcmc.lr=1e-3"]}

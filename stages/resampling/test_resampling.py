@@ -1,4 +1,4 @@
-"""Loss-guided resampling (particle/resampling.py): the draws against a per-image reference, weights by loss, copies
+"""Loss-guided resampling (this package: draw.py): the draws against a per-image reference, weights by loss, copies
 with ids and generators of their own, the ancestry in the trace and metric.json, per-image independence."""
 import numpy as np
 import pytest

@@ -174,15 +174,15 @@ def test_nonfinite_loss_stops_that_particle_only():
 # --- the hook -----------------------------------------------------------------------------------------------------
 
 def test_validation_raises_config_error():
-    validate(compose("optimization_step=200"))
+    validate(compose("refine_step=200"))
     for key, bad in [("lr", 0.0), ("lr", -1e-3), ("max_iters", 0), ("max_iters", 2.5), ("eps", -1.0),
                      ("plateau_window", -1), ("every", -1), ("final", 1), ("max_iters", True), ("lr", "nan"),
                      ("resample", "maybe")]:
-        with pytest.raises(ConfigError, match=f"optimization.{key}=.* is invalid"):
-            validate(compose("optimization_step=200", f"optimization.{key}={bad}"))
+        with pytest.raises(ConfigError, match=f"refine.{key}=.* is invalid"):
+            validate(compose("refine_step=200", f"refine.{key}={bad}"))
     with pytest.raises(Exception, match="learning_rate"):            # an unknown key: Hydra refuses to compose it
-        compose("optimization.learning_rate=1e-3")
-    cfg = compose("optimization_step=200", "optimization.every=0", "optimization.final=false")
+        compose("refine.learning_rate=1e-3")
+    cfg = compose("refine_step=200", "refine.every=0", "refine.final=false")
     with pytest.raises(ConfigError, match="no optimisation would run"):
         validate(cfg)
 
@@ -230,8 +230,8 @@ def test_hook_replaces_z0_and_reports(bench):
     assert after.lt(op.loss(model.decode(z_mcmc), state.y)).all()
     torch.testing.assert_close(state.loss, after)                 # state.loss describes the new z0
     (step,) = steps_record(ctx.trace)
-    assert {"opt_iters_mean", "opt_iters_max", "opt_time_s", "opt_accepted"} <= set(step)
-    assert step["opt_iters_max"] == max(step["opt_iters_mean"], step["opt_iters_max"]) and step["opt_accepted"] == 3
+    assert {"refine_iters_mean", "refine_iters_max", "refine_time_s", "refine_accepted"} <= set(step)
+    assert step["refine_iters_max"] == max(step["refine_iters_mean"], step["refine_iters_max"]) and step["refine_accepted"] == 3
     rep = refine_record(ctx.trace, None)
     assert rep["num_calls"] == 1 and rep["total_iterations"] == sum(rep["calls"][0]["iterations"])
     call = rep["calls"][0]
@@ -277,9 +277,9 @@ def test_repulsion_is_off_from_the_refine_stage_on(bench):
             "repulsion_scale=10.0", "repulsion.end_t=250"]
     plain = _sample(bench, [])
     for mode in ("score_relative", "particle_guidance"):
-        refining = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "optimization_step=1000"))
+        refining = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "refine_step=1000"))
         assert torch.equal(_sample(bench, [refining]), plain), mode            # refining from step 0: no push
-        exploring = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "optimization_step=500"))
+        exploring = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "refine_step=500"))
         assert not torch.allclose(_sample(bench, [exploring]), plain), mode    # steps 0 and 1 explore: it pushes
 
 
@@ -292,20 +292,20 @@ def test_refinement_lowers_every_particles_loss():
     from pipeline.run import run_image
 
     common = ["particle_num=3", "sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=3",
-              "optimization.max_iters=50", "save_images=false"]
+              "refine.max_iters=50", "save_images=false"]
     cfg = compose(*common)
     model = build_model(cfg.model, "cpu")
     op = build_operator(cfg.task, model.image_shape[-1])
     name, gt = build_dataset(cfg.data, cfg.model, 0, 1)[0]
-    records = {opt: run_image(model, op, name, gt, 0, compose(*common, f"optimization_step={opt}"),
+    records = {opt: run_image(model, op, name, gt, 0, compose(*common, f"refine_step={opt}"),
                               torch.device("cpu"), torch.float32)
                for opt in (-1, 400)}
     base, ref = records[-1], records[400]
-    assert "optimization" not in base
+    assert "refine" not in base
     assert [p["particle"] for p in base["particles"]] == [p["particle"] for p in ref["particles"]]
     for pb, pr in zip(base["particles"], ref["particles"]):
         assert pr["measurement_loss"] < pb["measurement_loss"]
-    rep = ref["optimization"]
+    rep = ref["refine"]
     assert ref["boundaries"]["refine_k"] == 4 and rep["num_calls"] == 2             # k = 4 and the final k = 5
-    assert [s["k"] for s in ref["steps"] if "opt_iters_mean" in s] == [4, 5]
+    assert [s["k"] for s in ref["steps"] if "refine_iters_mean" in s] == [4, 5]
     assert rep["total_iterations"] == sum(sum(c["iterations"]) for c in rep["calls"])
