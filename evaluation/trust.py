@@ -86,7 +86,7 @@ def relabel(im: dict, fit_factor: float, ambiguity_sd: float, threshold: float |
             loss_sd: float | None = None) -> str:
     """An image record's trust label again under other settings, from what its record keeps: the final particles'
     losses, which of them are the best fit's image, the answer's gap and its noise limit (loss_sd: for records older
-    than their `loss_sd` field). For choosing the settings from a study's records: scripts/trust_calibration.py."""
+    than their `loss_sd` field). For choosing the settings from a study's records: scripts/studies/trust_calibration.py."""
     t = im["trust"]
     final = [p for p in im["particles"] if p.get("pruned_at") is None]
     same = {str(k): v for k, v in t["same_as_best_fit"].items()}          # keys are strings once read from JSON

@@ -8,7 +8,7 @@ import torch
 
 # a member's noiseless measurement differs from the image's by at most this many noise sigmas (in norm, per colour
 # channel): the likelihood then cannot tell the two apart (their log-likelihood ratio has sd <= 0.1). Measured by
-# scripts/equivalence_tolerance.py: exact copies differ by round-off (1e-13 sigma), the nearest shift that is not
+# scripts/studies/equivalence_tolerance.py: exact copies differ by round-off (1e-13 sigma), the nearest shift that is not
 # a copy by 0.31 sigma (a digit) or more, so any value in between gives the same classes.
 TOLERANCE = 0.1
 

@@ -29,7 +29,7 @@ from pipeline.stacks import FULL_SIZE, SAMPLERS, STACKS  # noqa: E402
 from pipeline.study import Configuration, Study, check, compose_config, plan, records  # noqa: E402
 
 REFERENCE = "4 independent"
-# the resampling window where the loss tells failing particles apart on decoded truths (scripts/loss_predicts_failure.py
+# the resampling window where the loss tells failing particles apart on decoded truths (scripts/studies/loss_predicts_failure.py
 # on held-out tuning images, docs/resampling.md): natural, within-image AUC 0.6 or below above t = 600 and 0.67 to 0.93
 # from t = 560 down; digits, 0.2 to 0.73 above t = 240 and 0.8 to 0.93 from t = 200 down
 RESAMPLING = {"naturalldm": ("resampling_interval=2", "resampling.start_t=500", "resampling.end_t=200",

@@ -1,4 +1,4 @@
-"""scripts/benchmark.py on the tiny LDM: rows for every scenario, batch = sequential, no wasted network calls, bf16 is real."""
+"""scripts/performance/benchmark.py on the tiny LDM: rows for every scenario, batch = sequential, no wasted network calls, bf16 is real."""
 import importlib.util
 import json
 import subprocess
@@ -16,7 +16,7 @@ K, M, OPT = 10, 1, 2       # 10 steps: t = 200 is step 8, so one step follows pr
 
 @pytest.fixture(scope="module")
 def bm():
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "performance" / "benchmark.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     previous = torch.get_num_threads()
@@ -28,7 +28,7 @@ def bm():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "tiny"
-    r = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--steps", str(K), "--mcmc-steps", str(M),
+    r = subprocess.run([sys.executable, "scripts/performance/benchmark.py", "--tiny", "--steps", str(K), "--mcmc-steps", str(M),
                         "--refine-iters", str(OPT), "--images", "2", "--variants", "fp32", "--threads", "1",
                         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -1,7 +1,7 @@
 """The CUDA paths on the tiny LDM: every stage in fp32, bf16 and channels-last, a torch.compile run, peak memory per
 phase, batch = single-particle runs, and no device sync inside the MCMC loop.
 
-Skipped without a GPU. `scripts/gpu_check.sh` runs them on the device machine; its `--dry-run` sets
+Skipped without a GPU. `scripts/performance/gpu_check.sh` runs them on the device machine; its `--dry-run` sets
 GPU_CHECK_DEVICE=cpu and runs the same tests on the CPU (the CUDA-only ones then skip with a reason).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.conftest import ROOT
 
 DEVICE = torch.device(os.environ.get("GPU_CHECK_DEVICE", "cuda"))
 pytestmark = pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(),
-                                reason="no CUDA device: scripts/gpu_check.sh runs these on a GPU "
+                                reason="no CUDA device: scripts/performance/gpu_check.sh runs these on a GPU "
                                        "(GPU_CHECK_DEVICE=cpu runs them on the CPU)")
 cuda_only = pytest.mark.skipif(DEVICE.type != "cuda", reason="measures CUDA itself (allocator peaks, compilation)")
 
@@ -43,7 +43,7 @@ STAGES = {
 
 @pytest.fixture(scope="module")
 def bm():
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "performance" / "benchmark.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -20,7 +20,7 @@ GATE_RECON_DB = 35.0
 GATE_SAMPLE_SHARE = 0.9
 # the acceptance run (2 test digits, 4 particles): 36.05 dB best-of-4 trained, 7.87 dB with random weights
 ACCEPT_MARGIN_DB = 15.0
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts" / "training"))
 
 
 def test_split_by_index_range_and_rotation():

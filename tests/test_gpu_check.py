@@ -1,4 +1,4 @@
-"""scripts/gpu_check.sh --dry-run: the device check's whole plan on the CPU with the tiny model, and its report."""
+"""scripts/performance/gpu_check.sh --dry-run: the device check's whole plan on the CPU with the tiny model, and its report."""
 import json
 import os
 import subprocess
@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 def dry_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(out))
-    r = subprocess.run(["bash", "scripts/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+    r = subprocess.run(["bash", "scripts/performance/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     return r, out
 
@@ -69,7 +69,7 @@ def test_goals_are_judged_on_a_gpu_result():
     """A made-up H200 result: each goal met or not by the issue's thresholds."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "performance" / "benchmark.py")
     bm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bm)
 

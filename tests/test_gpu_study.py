@@ -1,4 +1,4 @@
-"""scripts/gpu_study.sh --dry-run: the GPU study's plan scaled down on the CPU (the natural mini LDM, the six
+"""scripts/studies/gpu_study.sh --dry-run: the GPU study's plan scaled down on the CPU (the natural mini LDM, the six
 configurations and their report, 2 images, one seed, 5 annealing steps)."""
 import json
 import os
@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 def test_the_gpu_study_dry_run_reports_every_named_comparison_of_both_models(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path))
-    r = subprocess.run(["bash", "scripts/gpu_study.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
+    r = subprocess.run(["bash", "scripts/studies/gpu_study.sh", "--dry-run"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     sys.path.insert(0, str(ROOT / "scripts"))

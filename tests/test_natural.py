@@ -16,7 +16,7 @@ from data.natural import (MIN_TEST_STD, RESOLUTION, TEST_SOURCES, TRAIN_SOURCES,
 
 WEIGHTS = ROOT / "weights" / "naturalldm"
 ACCEPT_MARGIN_DB = 5.0
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts" / "training"))
 
 
 def test_held_out_by_source_and_no_benchmark_image_among_the_tests():

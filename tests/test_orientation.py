@@ -68,7 +68,7 @@ def test_elbo_on_the_tiny_ldm_is_batched_and_counted():
     import importlib.util
     from tests.conftest import ROOT
 
-    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+    spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "performance" / "benchmark.py")
     bm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bm)
     cfg = bm.base_config(bm.parse_args(["--tiny", "--steps", "3", "--mcmc-steps", "1"]), "tiny")

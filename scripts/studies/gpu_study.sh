@@ -4,12 +4,12 @@
 # all under $OUT. Sized to end within 8 minutes on an H200: each model has its own time limit, every finished shard
 # is kept (a cut-off run reports what finished, and the same command continues it).
 #
-#   bash scripts/gpu_check.sh --prepare   # here: copy the pure-Python packages the device lacks into .pydeps/
-#   bash scripts/gpu_study.sh             # on the device: carry .pydeps; OUT=... names the output folder
-#   bash scripts/gpu_study.sh --dry-run   # the same plan on the CPU, scaled down: the natural model only, 2 images
+#   bash scripts/performance/gpu_check.sh --prepare   # here: copy the pure-Python packages the device lacks into .pydeps/
+#   bash scripts/studies/gpu_study.sh             # on the device: carry .pydeps; OUT=... names the output folder
+#   bash scripts/studies/gpu_study.sh --dry-run   # the same plan on the CPU, scaled down: the natural model only, 2 images
 #                                         # x 1 seed, 5 annealing steps, one worker
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 
 OUT=${OUT:-results/gpu_study}
@@ -30,7 +30,7 @@ case "${1:-}" in
     DIGITS=(--device cuda --seeds $(seq 0 9) --shard 100 --images-per-batch 100 --workers 4)
     MODELS=(naturalldm digits32ldm)
     T_NATURAL=270 T_DIGITS=150 ;;
-  *) echo "usage: bash scripts/gpu_study.sh [--dry-run]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/studies/gpu_study.sh [--dry-run]" >&2; exit 2 ;;
 esac
 
 "$PY" -c 'import hydra, omegaconf, piq, submitit, torch; print("torch", torch.__version__, "cuda",

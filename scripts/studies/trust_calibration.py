@@ -2,7 +2,7 @@
 factor it rests on, chosen on half the seeds and judged on the other half (the ambiguity rule's one standard
 deviation of the noise's ||n||^2 is fixed beforehand, not fitted).
 
-    python scripts/trust_calibration.py --model naturalldm digits32ldm
+    python scripts/studies/trust_calibration.py --model naturalldm digits32ldm
 
 The fit factor: the smallest f (in steps of 0.005) for which at least 97.5 % of the final particles that are the image
 (up to the symmetries) have a loss within f x the noise margin, on the tuning seeds (the first half of each model's
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 

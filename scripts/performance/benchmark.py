@@ -8,9 +8,9 @@ Scenarios (P particles, default 4; t = 200 for pruning and optimisation):
   d  P/2 particles
 Variants are '+'-joined levers: fp32 (none), tf32, bf16 (decoder autocast), cl (channels_last), compile.
 
-  python scripts/benchmark.py                       # full-size ffhq256ldm (real weights if present), preset steps
-  python scripts/benchmark.py --steps 10 --mcmc-steps 5          # the short version
-  python scripts/benchmark.py --tiny --steps 10 --mcmc-steps 2   # tiny LDM on the CPU (CI smoke test)
+  python scripts/performance/benchmark.py                       # full-size ffhq256ldm (real weights if present), preset steps
+  python scripts/performance/benchmark.py --steps 10 --mcmc-steps 5          # the short version
+  python scripts/performance/benchmark.py --tiny --steps 10 --mcmc-steps 2   # tiny LDM on the CPU (CI smoke test)
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.build import model_and_operator, resolve_device  # noqa: E402
@@ -558,7 +558,7 @@ def main(argv=None) -> dict:
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": device_name(device), "device_type": device.type, "host": host(), "torch": torch.__version__, "git_commit": git_commit(),
-        "command": " ".join(["python scripts/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python scripts/performance/benchmark.py", *(argv if argv is not None else sys.argv[1:])]),
         "settings": {**{k: v for k, v in vars(args).items()}, "model": model, "model_label": label,
                      "weights": weights, "annealing_steps": K, "mcmc_steps": M,
                      "ode_steps": base.sampler.ode.num_steps, "cpu_threads": torch.get_num_threads(),

@@ -5,12 +5,12 @@
 # particles, 4 -> 2 at t = 200, 1 particle: metric.json with per-phase time and memory), all written under $OUT.
 # Sized to end within 8 minutes on an H200; each part has its own time limit and saves what it measured as it goes.
 #
-#   bash scripts/gpu_check.sh --prepare   # here, after `pip install -r requirements.txt`: copy the pure-Python
+#   bash scripts/performance/gpu_check.sh --prepare   # here, after `pip install -r requirements.txt`: copy the pure-Python
 #                                         # packages the device lacks into .pydeps/ (git-ignored)
-#   bash scripts/gpu_check.sh             # on the device: carry .pydeps; OUT=... names the output folder
-#   bash scripts/gpu_check.sh --dry-run   # the same plan on the CPU with the tiny model and the digits mini LDM
+#   bash scripts/performance/gpu_check.sh             # on the device: carry .pydeps; OUT=... names the output folder
+#   bash scripts/performance/gpu_check.sh --dry-run   # the same plan on the CPU with the tiny model and the digits mini LDM
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 DEPS=(antlr4 hydra omegaconf piq lpips)      # hydra-core and its grammar runtime, omegaconf, piq, lpips
 
@@ -26,7 +26,7 @@ case "${1:-}" in
     exit 0 ;;
   --dry-run) mode=dry ;;
   "") ;;
-  *) echo "usage: bash scripts/gpu_check.sh [--prepare | --dry-run]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/performance/gpu_check.sh [--prepare | --dry-run]" >&2; exit 2 ;;
 esac
 
 OUT=${OUT:-results/gpu_check}
@@ -65,13 +65,13 @@ timeout "$T_TESTS" "$PY" -m pytest -q -rs -p no:cacheprovider -o addopts="" test
 rc_tests=${PIPESTATUS[0]}
 
 echo "== profile of one MCMC gradient: ${PROFILE[*]}"
-timeout "$T_PROFILE" "$PY" scripts/profile_gradient.py "${PROFILE[@]}" --variants tf32,bf16 --out "$OUT/profile" \
+timeout "$T_PROFILE" "$PY" scripts/performance/profile_gradient.py "${PROFILE[@]}" --variants tf32,bf16 --out "$OUT/profile" \
   > "$OUT/profile.log" 2>&1
 rc_profile=$?
 [ -f "$OUT/profile.md" ] && grep '^## ' "$OUT/profile.md"
 
 echo "== benchmark: ${BENCH[*]}"
-timeout "$T_BENCH" "$PY" scripts/benchmark.py "${BENCH[@]}" --scenarios bcd --variants tf32 --out "$OUT/bench" \
+timeout "$T_BENCH" "$PY" scripts/performance/benchmark.py "${BENCH[@]}" --scenarios bcd --variants tf32 --out "$OUT/bench" \
   2>&1 | tee "$OUT/bench.log"
 rc_bench=${PIPESTATUS[0]}
 

@@ -2,7 +2,7 @@
 same measurements, on tuning images held out from the study's (the study harness: pipeline/study.py,
 analysis/paired.py; docs/resampling.md).
 
-    OMP_NUM_THREADS=1 python scripts/sweep_resampling.py --model naturalldm --start 50 --images 14 \\
+    OMP_NUM_THREADS=1 python scripts/studies/sweep_resampling.py --model naturalldm --start 50 --images 14 \\
         --temperature 0.05,0.2 --interval 2 --window 500:200,900:200
 
 Prints the paired table against independent particles (95 % intervals, exact McNemar p) and the share of events that
@@ -15,7 +15,7 @@ import itertools
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from analysis.paired import compare, rates_table  # noqa: E402

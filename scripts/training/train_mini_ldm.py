@@ -1,9 +1,9 @@
 """Train a mini LDM (models/ldm at the widths of configs/model/<name>.yaml) on data that ship inside installed packages:
 the VQ-f4 autoencoder, then the UNet on its latents; write a Lightning-format checkpoint and its model card.
 
-    python scripts/train_mini_ldm.py                      # the shipped weights/digits32ldm (47 min, 2 cores)
-    python scripts/train_mini_ldm.py --data natural --ae-steps 2000 --unet-steps 6000   # the shipped naturalldm
-    python scripts/train_mini_ldm.py --out /tmp/mini --ae-steps 20 --unet-steps 20 --gate-samples 16   # a smoke run
+    python scripts/training/train_mini_ldm.py                      # the shipped weights/digits32ldm (47 min, 2 cores)
+    python scripts/training/train_mini_ldm.py --data natural --ae-steps 2000 --unet-steps 6000   # the shipped naturalldm
+    python scripts/training/train_mini_ldm.py --out /tmp/mini --ae-steps 20 --unet-steps 20 --gate-samples 16   # a smoke run
 
 Data: `digits` (scikit-learn's digits, train split, data/digits.py) or `natural` (fresh random 32 px crops of six
 skimage photographs every step, left-right flips only, data/natural.py; the UNet trains on a fixed pool of them).
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from data.digits import TRAIN_SIZE, digits  # noqa: E402
@@ -219,7 +219,7 @@ def model_card(card: dict) -> str:
     ae, un, name = card["autoencoder"], card["unet"], card["name"]
     return f"""# {name}: {title}
 
-Written by `scripts/train_mini_ldm.py` ({card['command']}) on {card['date']}, commit {card['commit']},
+Written by `scripts/training/train_mini_ldm.py` ({card['command']}) on {card['date']}, commit {card['commit']},
 {card['machine']}; {card['wall_minutes']:.1f} min in all.
 
 - **Data**: {data}

@@ -3,9 +3,9 @@ the prior's choice are in the 0° mode. On the two-mode benchmarks with a symmet
 often the ELBO estimate's sign agrees with the exact log-ratio against its number of evaluations; on the mini LDM
 (no exact density) per digit class, and whether the ELBO prefers the upright one of every clean test digit.
 
-    python scripts/study_orientation.py                           # 20 images x 3 seeds x 4 particles, both models
-    python scripts/study_orientation.py --seeds 11 --weights 0.5 --models two_mode --evals 128   # a held-out check
-    python scripts/study_orientation.py --models digits32ldm --images 30 --evals 32,128,512   # the learned prior
+    python scripts/studies/study_orientation.py                           # 20 images x 3 seeds x 4 particles, both models
+    python scripts/studies/study_orientation.py --seeds 11 --weights 0.5 --models two_mode --evals 128   # a held-out check
+    python scripts/studies/study_orientation.py --models digits32ldm --images 30 --evals 32,128,512   # the learned prior
 
 Prints Markdown tables and writes every per-image number to JSON. Runs on one CPU thread.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

@@ -3,8 +3,8 @@ particles of the full-size FFHQ LDM (random weights cost what real ones do), per
 by device time and each kind's share (convolutions, GroupNorm, SiLU and other elementwise, casts, the VQ code
 search, the FFT of the loss, the rest) and the launch gaps (wall time the device spent idle between kernels).
 
-    python scripts/profile_gradient.py --device cuda --variants tf32,bf16          # on the GPU (gpu_check.sh)
-    python scripts/profile_gradient.py --tiny --device cpu --variants fp32,bf16     # the dry run: CPU, tiny model
+    python scripts/performance/profile_gradient.py --device cuda --variants tf32,bf16          # on the GPU (gpu_check.sh)
+    python scripts/performance/profile_gradient.py --tiny --device cpu --variants fp32,bf16     # the dry run: CPU, tiny model
 
 Writes OUT.md and OUT.json (default benchmarks/DATE_DEVICE_profile). docs/performance.md reads it.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.build import resolve_device  # noqa: E402
@@ -29,7 +29,7 @@ from sampler.mcmc import measurement_loss_and_grad  # noqa: E402
 from sampler.precision import decoder_autocast_dtype  # noqa: E402
 from tracking.provenance import device_name, git_commit  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+_spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "performance" / "benchmark.py")
 benchmark = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(benchmark)          # its model set-up and variants, so both measure the same thing
 
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
     device = resolve_device(args.device)
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     result = {"date": date, "device": device_name(device), "torch": torch.__version__, "git_commit": git_commit(),
-              "command": " ".join(["python scripts/profile_gradient.py", *(argv if argv is not None else sys.argv[1:])]),
+              "command": " ".join(["python scripts/performance/profile_gradient.py", *(argv if argv is not None else sys.argv[1:])]),
               "model": "tiny LDM (32 px)" if args.tiny else "ffhq256ldm (random weights)", "particles": args.particles,
               "iters": args.iters, "warmup": args.warmup, "variants": []}
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "_".join(

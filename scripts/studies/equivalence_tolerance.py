@@ -3,7 +3,7 @@
 Exact copies (the dropped part is exactly the padding's value) differ by round-off; the tolerance
 must sit in the gap above them and below the nearest shift that is not a copy.
 
-    python scripts/equivalence_tolerance.py --data digits,natural,two_mode
+    python scripts/studies/equivalence_tolerance.py --data digits,natural,two_mode
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.tensors import rot180  # noqa: E402

@@ -2,8 +2,8 @@
 whether its reconstruction D(E(x)) fits the image's measurement within the noise margin (evaluation/failures.py,
 the `representability` record of every run), without sampling anything.
 
-    python scripts/first_stage_reach.py --model naturalldm        # the 64 held-out crops
-    python scripts/first_stage_reach.py --model digits32ldm --images 297
+    python scripts/studies/first_stage_reach.py --model naturalldm        # the 64 held-out crops
+    python scripts/studies/first_stage_reach.py --model digits32ldm --images 297
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from evaluation.failures import representability, truths  # noqa: E402

@@ -1,7 +1,7 @@
 """How well does a particle's measurement loss at step k predict whether it ends as a failure? The measurement
 behind the resampling window (docs/resampling.md), from the per-step losses every metric.json already holds.
 
-    python scripts/loss_predicts_failure.py results/natural_p4/metric.json [more metric.json ...]
+    python scripts/studies/loss_predicts_failure.py results/natural_p4/metric.json [more metric.json ...]
 
 Per step: the within-image AUC (over pairs of one image's final particles, one that succeeds and one that fails
 up to the measurement's symmetries: how often the success has the lower loss at that step; 0.5 = no better than a

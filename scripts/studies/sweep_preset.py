@@ -1,7 +1,7 @@
 """Step-size sweep for a model's sampler preset: every setting on the same measurements, compared with the first by
 95 % intervals and the exact McNemar test (the study harness: pipeline/study.py, analysis/paired.py).
 
-    OMP_NUM_THREADS=1 python scripts/sweep_preset.py --model two_mode_latent --lr 5e-5,1e-4,2e-4 --mcmc-steps 20,50
+    OMP_NUM_THREADS=1 python scripts/studies/sweep_preset.py --model two_mode_latent --lr 5e-5,1e-4,2e-4 --mcmc-steps 20,50
 
 Each setting runs `--images` images x `--particles` independent particles per seed, as an ordinary run folder
 under --out (an interrupted sweep continues); the preset is the setting with the highest particle success (ties:
@@ -14,7 +14,7 @@ import itertools
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from analysis.paired import compare, rates_table  # noqa: E402

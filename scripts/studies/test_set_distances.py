@@ -1,8 +1,8 @@
 """PSNRs between the test images of a bundled data set, the basis of its data.fail_psnr: a particle above the
 threshold against an image's class has found that image, not another one (docs/digits32ldm.md, docs/naturalldm.md).
 
-    python scripts/test_set_distances.py --data digits     # per class, and each digit against its own rotation
-    python scripts/test_set_distances.py --data natural    # two different crops, the other one in either orientation
+    python scripts/studies/test_set_distances.py --data digits     # per class, and each digit against its own rotation
+    python scripts/studies/test_set_distances.py --data natural    # two different crops, the other one in either orientation
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from core.tensors import rot180  # noqa: E402
 

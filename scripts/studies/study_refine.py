@@ -1,8 +1,8 @@
 """Study of the refine stage on a CPU model (the two-mode benchmarks or the mini LDM): the same runs with and
 without latent optimisation, and ReSample's options (docs/refine.md, docs/digits32ldm.md).
 
-    python scripts/study_refine.py --model two_mode_latent --seeds 0,1,2   # 10 images x 4 particles x 3 seeds
-    python scripts/study_refine.py --images 2 --max_iters 50               # a quick look
+    python scripts/studies/study_refine.py --model two_mode_latent --seeds 0,1,2   # 10 images x 4 particles x 3 seeds
+    python scripts/studies/study_refine.py --images 2 --max_iters 50               # a quick look
 
 Every variant uses the same seed, so up to the refine trigger the particles are identical across variants.
 Prints Markdown tables and writes every per-particle number to JSON. Runs on one CPU thread.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
