@@ -94,10 +94,9 @@ SETTINGS = {
 }
 
 
-def check_config(cfg) -> None:
-    """The `data:` block against the model: the benchmarks run on their own data, image folders at the model's
-    size, and each bundled set's own keys."""
-    data, model = cfg.data, cfg.model
+def check_config(data, model) -> None:
+    """The `data:` block against the `model:` block: the benchmarks run on their own data, image folders at the
+    model's size, and each bundled set's own keys."""
     if model.name in BENCHMARKS or data.name in BENCHMARKS:
         check(data.name == model.name,
               f"data={data.name} does not go with this model (the benchmarks run on their own data): use "

@@ -27,12 +27,11 @@ SETTINGS = {
 }
 
 
-def check_config(cfg) -> None:
+def check_config(o, model_name: str) -> None:
     """The `orientation:` block against the model (exact needs a model with a closed-form density)."""
     from core.errors import check
 
-    o = cfg.orientation
-    check(o.method != "exact" or cfg.model.name in ("two_mode", "two_mode_latent"),
+    check(o.method != "exact" or model_name in ("two_mode", "two_mode_latent"),
           "orientation.method=exact needs a model with an exact density (the two-mode benchmarks): use auto or elbo")
     check(o.sigma_min < o.sigma_max, f"orientation.sigma_min={o.sigma_min}, sigma_max={o.sigma_max}: must have "
                                      f"min < max")

@@ -27,6 +27,21 @@ def step_facts() -> dict:
     return {**STEP_FACTS, **{k: v for stage in ordered() for k, v in stage.step_facts.items()}}
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """What evaluating and recording an image read of a run's config (the rest of it never reaches evaluation/):
+    the seed (of the orientation scores' noise), the data's fail_psnr, the `orientation` and `trust` blocks."""
+
+    seed: int
+    fail_psnr: float
+    orientation: object
+    trust: object
+
+    @staticmethod
+    def of(cfg) -> "EvalSettings":
+        return EvalSettings(int(cfg.seed), float(cfg.data.fail_psnr), cfg.orientation, cfg.trust)
+
+
 def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, alive, pruned=None) -> list[dict]:
     """Metrics, best match in the equivalence class eq, mode label and final measurement loss of each decoded
     particle x (B, C, H, W)."""
@@ -39,7 +54,7 @@ def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, 
     return rows
 
 
-def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, operator) -> dict:
+def orient(model, z, x, gt, settings: EvalSettings, lpips_model, eq, index, rows, counter, operator) -> dict:
     """Each final particle's prior_log_ratio, its oriented image's metrics (x, or rot x where the prior prefers it and
     the operator cannot tell the two apart) and its estimated log-posterior (-loss / 2 sigma^2 plus the oriented
     image's log prior), written into its row; returns the rows the orientation cost its networks. An operator that
@@ -55,12 +70,12 @@ def orient(model, z, x, gt, cfg, lpips_model, eq, index, rows, counter, operator
             if row["failed"]:
                 row["oriented"]["mode"] = "fail"
         return counter.take()
-    lp_x, lp_rot, se = prior_scores(model, z, cfg.orientation, orientation_generator(cfg.seed, index), x)
+    lp_x, lp_rot, se = prior_scores(model, z, settings.orientation, orientation_generator(settings.seed, index), x)
     cost = counter.take()
-    ratio = log_ratio(lp_x, lp_rot, method_of(model, cfg.orientation))
+    ratio = log_ratio(lp_x, lp_rot, method_of(model, settings.orientation))
     flip = (ratio < 0) & operator.rotation_ambiguous
     oriented = evaluate_particles(torch.where(rows_of(flip.to(x.device), x), rot180(x), x), gt, eq,
-                                  cfg.data.fail_psnr, lpips_model)
+                                  settings.fail_psnr, lpips_model)
     log_prior = torch.where(flip, lp_rot, lp_x).tolist()
     sigma = operator.sigma
     for row, r, e, f, o, lp in zip(rows, ratio.tolist(), se.tolist(), flip.tolist(), oriented, log_prior):
@@ -97,7 +112,7 @@ class Evaluated:
 
 
 @torch.no_grad()
-def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: dict | None,
+def evaluate_image(model, operator, result, gt, settings: EvalSettings, lpips_model, counter, rep: dict | None,
                    check: dict | None) -> Evaluated:
     """Every particle of one image result, final and pruned, against the ground truth gt (1, C, H, W); rep: whether
     the model can make gt (evaluation/failures.representability; None: no first stage, or not known); check: the
@@ -109,24 +124,24 @@ def evaluate_image(model, operator, result, gt, cfg, lpips_model, counter, rep: 
     counter.take()
     x = model.decode(result.z)
     answer_rows = counter.take()                # the final particles decoded: the answer costs them, as its scores
-    particles = particle_rows(x, gt, result.y, operator, cfg.data.fail_psnr, lpips_model, eq, result.particle_ids,
+    particles = particle_rows(x, gt, result.y, operator, settings.fail_psnr, lpips_model, eq, result.particle_ids,
                               result.alive)
-    orientation_rows = orient(model, result.z, x, gt, cfg, lpips_model, eq, result.index, particles, counter,
+    orientation_rows = orient(model, result.z, x, gt, settings, lpips_model, eq, result.index, particles, counter,
                               operator)
     # how far to trust the answer: from the final particles' losses, images and prior scores, never the ground truth
     alive = [p for p in particles if not p["failed"]] or particles
     m = result.y[0].numel()
-    trust = assess(x, particles, choose(alive, cfg.orientation.choose), operator, m, cfg.data.fail_psnr, check,
-                   cfg.trust, SUBGRIDS)
+    trust = assess(x, particles, choose(alive, settings.orientation.choose), operator, m, settings.fail_psnr, check,
+                   settings.trust, SUBGRIDS)
     dropped_images = []
     for (k, t), group in _by_decision(result.dropped):
         pids = [d["particle"] for d in group]
         xd = model.decode(torch.stack([d["z0"] for d in group]))
-        particles += particle_rows(xd, gt, result.y, operator, cfg.data.fail_psnr, lpips_model, eq, pids,
+        particles += particle_rows(xd, gt, result.y, operator, settings.fail_psnr, lpips_model, eq, pids,
                                    [True] * len(pids), {"k": k, "t": t})
         dropped_images.append((pids, xd))
     particles.sort(key=lambda p: p["particle"])
-    label_failures(particles, cfg.data.fail_psnr, operator.loss_margin(m), rep)
+    label_failures(particles, settings.fail_psnr, operator.loss_margin(m), rep)
     return Evaluated(particles, orientation_rows, answer_rows, x, dropped_images, eq, rep, trust)
 
 
@@ -179,9 +194,11 @@ def steps_record(trace) -> list[dict]:
     return [{"k": k, **steps[k]} for k in sorted(steps)]
 
 
-def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mode_weights=None) -> dict:
+def image_record(result, name: str, evaluated: Evaluated, settings: EvalSettings, stage_records: dict, cost_per_row,
+                 mode_weights=None) -> dict:
     """metric.json's entry for one image result and its evaluated particles (pure: no model, no files);
-    mode_weights: the exact posterior weights of 0° and 180° where the model knows them (the benchmarks)."""
+    stage_records: each stage that ran -> its section (stage_records below); mode_weights: the exact posterior
+    weights of 0° and 180° where the model knows them (the benchmarks)."""
     particles = evaluated.particles
     final = [p for p in particles if p["pruned_at"] is None]
     alive = [p for p in final if not p["failed"]] or final
@@ -193,10 +210,10 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
         "best_of_n": best_of_n(final),
         "best_oracle": max(final, key=lambda p: p["psnr"]),
         "best_by_loss": min(alive, key=lambda p: p["measurement_loss"]),
-        "best_by_prior": choose(alive, cfg.orientation.choose),
+        "best_by_prior": choose(alive, settings.orientation.choose),
         "choices": {rule: choose(alive, rule) for rule in CHOICES},
         # the prior's orientation step: none where the operator tells an image from its rotation (no network call)
-        "orientation": {"method": cfg.orientation.method if operator_rotation(evaluated) else None,
+        "orientation": {"method": settings.orientation.method if operator_rotation(evaluated) else None,
                         **compute_record(evaluated.orientation_rows, cost_per_row)},
         "equivalence": evaluated.eq.record(),
         "representability": evaluated.representability,
@@ -221,7 +238,11 @@ def image_record(result, name: str, evaluated: Evaluated, cfg, cost_per_row, mod
         "boundaries": result.boundaries,
         "steps": steps_record(result.trace),
     }
-    for stage in ordered():                          # each stage that ran adds its own section
-        if stage.record is not None and stage.on(cfg):
-            record[stage.name] = stage.record(result.trace, cfg)
+    record.update(stage_records)                     # each stage that ran adds its own section
     return record
+
+
+def stage_records(trace, cfg) -> dict:
+    """Each stage that ran -> its section of the image's record, from the image's slice of the trace (a stage's
+    declaration reads the run's flags, so it takes the whole config)."""
+    return {stage.name: stage.record(trace, cfg) for stage in ordered() if stage.record is not None and stage.on(cfg)}

@@ -33,12 +33,12 @@ def validate(cfg, machine: bool = True) -> None:
         raise ConfigError(f"the sampler preset is tuned for model {want!r} but model.name={cfg.model.name!r}: "
                           f"use {cfg.model.goes_with} (this model's), or {' or '.join(combinations(want))} (this "
                           f"sampler's)")
-    data.check_config(cfg)
+    data.check_config(cfg.data, cfg.model)
     if machine:
         models.check_config(cfg.model)
         check_memory(cfg)
     evaluation.perceptual.check_config(cfg.eval)
-    evaluation.orientation.check_config(cfg)
+    evaluation.orientation.check_config(cfg.orientation, cfg.model.name)
     for stage in ordered():
         stage.check(cfg)
 

@@ -13,7 +13,7 @@ from evaluation.failures import representability, truths
 from evaluation.orientation import method_of
 from evaluation.trust import orientation_check
 from evaluation.perceptual import load_lpips
-from evaluation.record import evaluate_image, image_record
+from evaluation.record import EvalSettings, evaluate_image, image_record, stage_records
 from evaluation.summary import summarize
 from models import mode_weights
 from pipeline.build import dataset_of, model_and_operator, prepare
@@ -55,12 +55,13 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
 
     sampled = sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, progress)
     bar.close()
-    records = []
+    records, settings = [], EvalSettings.of(cfg)
     for i, ((index, name, _), gt, result) in enumerate(zip(items, gts, split(sampled))):
         rep = representability(operator, gt[None], None if recs is None else recs[i:i + 1], result.y,
                                first_stage_psnr[i])
-        evaluated = evaluate_image(model, operator, result, gt[None], cfg, lpips_model, counter, rep, check)
-        record = image_record(result, name, evaluated, cfg, cost_per_row(cfg.model), mode_weights(cfg.model))
+        evaluated = evaluate_image(model, operator, result, gt[None], settings, lpips_model, counter, rep, check)
+        record = image_record(result, name, evaluated, settings, stage_records(result.trace, cfg),
+                              cost_per_row(cfg.model), mode_weights(cfg.model))
         if out_dir is not None and cfg.save_images:
             from tracking.images import save_image_outputs
             final = [p for p in evaluated.particles if p["pruned_at"] is None]

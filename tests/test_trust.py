@@ -103,7 +103,7 @@ def test_the_gap_noise_is_the_spread_of_interleaved_sub_grids():
 def test_the_label_never_reads_the_ground_truth():
     """The same sampled particles evaluated against the true image and against another: the trust block is the
     same, while the particles' labels against the truth change."""
-    from evaluation.record import evaluate_image
+    from evaluation.record import EvalSettings, evaluate_image
     from pipeline.build import build
     from pipeline.sampling import sample_batch, split
     from pipeline.config import validate
@@ -115,7 +115,7 @@ def test_the_label_never_reads_the_ground_truth():
     gt, other = dataset[0][1][None].float(), dataset[1][1][None].float()
     with NetworkCounter(model) as counter:
         result = split(sample_batch(model, operator, gt, [0], cfg, torch.device("cpu"), torch.float32, counter))[0]
-        true = evaluate_image(model, operator, result, gt, cfg, None, counter, None, None)
-        swapped = evaluate_image(model, operator, result, other, cfg, None, counter, None, None)
+        true = evaluate_image(model, operator, result, gt, EvalSettings.of(cfg), None, counter, None, None)
+        swapped = evaluate_image(model, operator, result, other, EvalSettings.of(cfg), None, counter, None, None)
     assert true.trust == swapped.trust
     assert [p["mode"] for p in true.particles] != [p["mode"] for p in swapped.particles]

@@ -29,7 +29,7 @@ from pipeline.build import build  # noqa: E402
 from pipeline.config import validate  # noqa: E402
 from pipeline.schema import compose  # noqa: E402
 from pipeline.stacks import stack  # noqa: E402
-from evaluation.record import evaluate_image, image_record  # noqa: E402
+from evaluation.record import EvalSettings, evaluate_image, image_record, stage_records  # noqa: E402
 from pipeline.sampling import sample_batch, split  # noqa: E402
 from tracking.compute import NetworkCounter  # noqa: E402
 
@@ -57,8 +57,9 @@ def run(model_name: str, weight: float | None, args, exact: bool = True) -> list
             with NetworkCounter(model) as counter:
                 (result,) = split(sample_batch(model, operator, gt[None].float(), [index], cfg, dev, torch.float32,
                                                counter))
-                evaluated = evaluate_image(model, operator, result, gt[None].float(), cfg, None, counter)
-            rec = image_record(result, name, evaluated, cfg, None)
+                evaluated = evaluate_image(model, operator, result, gt[None].float(), EvalSettings.of(cfg), None,
+                                           counter, None, None)
+            rec = image_record(result, name, evaluated, EvalSettings.of(cfg), stage_records(result.trace, cfg), None)
             latents = result.z
             final = [p for p in rec["particles"] if p["pruned_at"] is None]
             found = torch.tensor([p["mode"] != "fail" for p in final])
