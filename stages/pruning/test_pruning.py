@@ -176,6 +176,9 @@ def test_pruning_config_validation():
                           ("pruning_step=[300,100]", "pruning_keep"), ("pruning_step=1001", "pruning_step")]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.") + "=.* is invalid"):
             validate(compose("pruning_step=300", "particle_num=4", override))
+    # a t below every annealing step's (t_49 = 20 of 50 steps) would never prune: one line, before any work
+    with pytest.raises(ConfigError, match="pruning_step=10 is below the last annealing step's t = 20"):
+        validate(compose("pruning_step=[600,10]", "pruning_keep=[2,1]"))
 
 
 # ---------------------------------------------------------------- in the sampler loop

@@ -8,7 +8,7 @@ from collections import Counter
 from core.errors import ConfigError, is_number
 from core.settings import Setting, boolean, choice, integer, number
 from .hook import RefineHook
-from sampler.schedule import trigger_step
+from sampler.schedule import step_time, trigger_step
 from sampler.stages import Stage, register
 
 
@@ -24,6 +24,10 @@ def check_stage(cfg) -> None:
     """With refine_step set, some optimisation must run."""
     K = cfg.sampler.annealing.num_steps
     k0 = refine_k(cfg)
+    if cfg.refine_step >= 0 and k0 is None:
+        raise ConfigError(f"refine_step={cfg.refine_step} is below the last annealing step's t = "
+                          f"{step_time(K - 1, K)} ({K} steps): refine would never begin; use refine_step >= "
+                          f"{step_time(K - 1, K)} or more annealing steps")
     if k0 is not None and not any(hook(cfg).runs_at(k, K) for k in range(k0, K)):
         raise ConfigError(f"refine_step={cfg.refine_step} leaves {K - k0} refine step(s), none of them "
                           "the last with optimization.final=false: no optimisation would run")

@@ -185,6 +185,10 @@ def test_validation_raises_config_error():
     cfg = compose("refine_step=200", "refine.every=0", "refine.final=false")
     with pytest.raises(ConfigError, match="no optimisation would run"):
         validate(cfg)
+    # a t below every annealing step's (t_49 = 20 of 50 steps) never begins: one line, not a crash in the loop
+    validate(compose("refine_step=20"))
+    with pytest.raises(ConfigError, match="refine_step=19 is below the last annealing step's t = 20"):
+        validate(compose("refine_step=19"))
 
 
 def test_schedule():
