@@ -48,3 +48,35 @@ def declared(stage: str, *leave_out: str) -> dict:
     from sampler.stages import STAGES
 
     return {k: v for k, v in defaults(STAGES[stage].block).items() if k not in leave_out}
+
+
+def ctx_at(k, model=None, operator=None, K=50):
+    """A step context at annealing step k of K (the stages' tests)."""
+    from sampler import StepContext
+
+    return StepContext(k=k, t=round(1000 * (1 - k / K)), sigma=1.0, sigma_next=0.5, num_steps=K, model=model,
+                       operator=operator)
+
+
+def make_state(z0, groups=None, seed=0):
+    """A float64 particle state whose every per-particle field is distinguishable by particle (the stages' tests)."""
+    import torch
+
+    from sampler import ParticleState, particle_generator
+
+    B = z0.shape[0]
+    groups = torch.zeros(B, dtype=torch.long) if groups is None else groups
+    rows = torch.arange(B, dtype=torch.float64).view(B, *[1] * (z0.ndim - 1))
+    return ParticleState(
+        z=z0 + 100 * rows, y=rows.expand_as(z0).clone() * 3, generators=[
+            particle_generator(seed, int(groups[i]), i, "cpu") for i in range(B)],
+        particle_ids=torch.arange(B), image_ids=groups, alive=torch.tensor([True] * B),
+        loss=torch.arange(B, dtype=torch.float64) + 0.5, z0=z0.clone(), z0_hat=z0 - 7 * rows,
+    )
+
+
+class Identity:
+    """A model stub whose decoder is the identity (the stages' tests)."""
+
+    def decode(self, z):
+        return z

@@ -11,40 +11,14 @@ import torch.nn.functional as F
 from core.errors import ConfigError
 from evaluation.record import steps_record
 from pipeline.config import validate
-from sampler import ParticleState, StepContext, particle_generator, trigger_step
+from sampler import trigger_step
 from sampler.stages import STAGES
 from stages.repulsion.force import RepulsionHook, rbf_repulsion
-from tests.conftest import compose, declared
+from tests.conftest import Identity, compose, ctx_at, declared, make_state
 
 REP = declared("repulsion", "end_t")          # the repulsion block as declared: a hand-built hook's defaults
 
 D64 = torch.float64
-
-
-def ctx_at(k, model=None, operator=None, K=50):
-    return StepContext(k=k, t=round(1000 * (1 - k / K)), sigma=1.0, sigma_next=0.5, num_steps=K, model=model,
-                       operator=operator)
-
-
-def make_state(z0, groups=None, seed=0):
-    """A state whose every per-particle field is distinguishable by particle."""
-    B = z0.shape[0]
-    groups = torch.zeros(B, dtype=torch.long) if groups is None else groups
-    rows = torch.arange(B, dtype=D64).view(B, *[1] * (z0.ndim - 1))
-    return ParticleState(
-        z=z0 + 100 * rows, y=rows.expand_as(z0).clone() * 3, generators=[
-            particle_generator(seed, int(groups[i]), i, "cpu") for i in range(B)],
-        particle_ids=torch.arange(B), image_ids=groups, alive=torch.tensor([True] * B),
-        loss=torch.arange(B, dtype=D64) + 0.5, z0=z0.clone(), z0_hat=z0 - 7 * rows,
-    )
-
-
-
-
-class Identity:
-    def decode(self, z):
-        return z
-
 
 
 # ---------------------------------------------------------------- repulsion force
