@@ -1,2 +1,13 @@
-"""pytest's shared fixtures for every test folder: tests/, and the tests beside each stage in stages/<name>/."""
+"""pytest's shared fixtures for every test folder (tests/, and the tests beside each stage in stages/<name>/), and the
+order the suite's files go out to the workers in."""
 from tests.conftest import one_thread, shared  # noqa: F401
+
+# the files that take longest (--durations, 2026-12-05) go out first: with one file per worker at a time
+# (--dist loadfile) a long file handed out last would leave one core idle at the end
+FIRST = ("test_gpu_check.py", "test_gpu_study.py", "test_user_path.py", "test_workflow.py", "test_natural.py",
+         "test_digits.py", "test_ldm_pipeline.py", "test_safety.py", "test_study.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))      # stable: the rest keep their order
