@@ -2,10 +2,10 @@
 order the suite's files go out to the workers in."""
 from tests.conftest import one_thread, shared  # noqa: F401
 
-# the files that take longest (--durations, 2026-12-05) go out first: with one file per worker at a time
-# (--dist loadfile) a long file handed out last would leave one core idle at the end
-FIRST = ("test_gpu_check.py", "test_gpu_study.py", "test_user_path.py", "test_workflow.py", "test_natural.py",
-         "test_digits.py", "test_ldm_pipeline.py", "test_safety.py", "test_study.py")
+# the files that take longest (--durations=0 summed per file, 2026-12-05: 82 s down to 26 s) go out first: with one
+# file per worker at a time (--dist loadfile) a long file handed out last would leave one core idle at the end
+FIRST = ("test_user_path.py", "test_gpu_check.py", "test_safety.py", "test_digits.py", "test_natural.py",
+         "test_newcomer.py", "test_gpu_study.py", "test_study.py", "test_workflow.py", "test_ldm_pipeline.py")
 
 
 def pytest_collection_modifyitems(items):
