@@ -91,6 +91,11 @@ COMPARISONS = [
 ]
 
 
+def study_name(args) -> str:
+    """The study's name: its default folder under results/frontier/ and its archive's under docs/frontier/."""
+    return args.model + (f"_{args.sampler}" if args.sampler else "")
+
+
 def build_study(args) -> Study:
     images, seeds = DESIGN[args.model]
     configs = configurations(args.model, args.configs)
@@ -102,7 +107,7 @@ def build_study(args) -> Study:
         configs = [c for c in configs if c.label in args.only or c.slug in args.only]
     if args.sampler is not None and args.model not in FULL_SIZE:
         raise ConfigError(f"--sampler is for the full-size models ({', '.join(FULL_SIZE)}); {args.model} has its own")
-    out = args.out or ROOT / "results" / "frontier" / (args.model + (f"_{args.sampler}" if args.sampler else ""))
+    out = args.out or ROOT / "results" / "frontier" / study_name(args)
     study = Study(args.model, tuple(configs), tuple(args.seeds or seeds), args.start, args.images or images,
                   args.shard or (10 if args.model in FULL_SIZE else 16), Path(out), args.sampler,
                   args.images_per_batch or 4, tuple(args.overrides), args.device)
@@ -167,7 +172,10 @@ def main(argv=None) -> None:
         if args.what in ("archive", "restore"):
             from pipeline.study import archive, restore
 
-            path = args.archive_file or ROOT / "docs" / "frontier" / f"{study.out.name}_shards.json.gz"
+            # named by the study, not by --out: a study restored into another folder finds its archive
+            path = args.archive_file or ROOT / "docs" / "frontier" / f"{study_name(args)}_shards.json.gz"
+            if args.what == "restore" and not Path(path).is_file():
+                raise ConfigError(f"no archive at {path}: pass --archive-file FILE (one that `archive` wrote)")
             if args.what == "archive":
                 print(f"archived {archive(study, path)} finished shard(s) in {path}")
             else:

@@ -175,3 +175,21 @@ def test_the_full_size_plan_needs_no_gpu_and_refuses_a_big_launch(tmp_path, caps
         sf.main(["run", *args])
     assert e.value.code == 2 and "add --yes" in capsys.readouterr().err
     assert not (tmp_path / "ffhq").exists()
+
+
+def test_the_committed_study_restores_into_any_folder_and_reports_the_same(tmp_path, capsys):
+    """The digits power study's archive, restored with --out elsewhere (the archive is named by the study, not the
+    folder), reports the committed tables exactly; a study without an archive is one line, exit 2."""
+    import study_frontier as sf
+    from tests.conftest import ROOT
+
+    sf.main(["--model", "digits32ldm", "--out", str(tmp_path / "elsewhere"), "restore"])
+    assert "restored 84 shard(s)" in capsys.readouterr().out
+    sf.main(["--model", "digits32ldm", "--out", str(tmp_path / "elsewhere"), "report",
+             "--save", str(tmp_path / "r.json")])
+    committed = json.loads((ROOT / "docs" / "frontier" / "digits32ldm.json").read_text())
+    again = json.loads((tmp_path / "r.json").read_text())
+    assert again["outcomes"] == committed["outcomes"] and again["named"] == committed["named"]
+    with pytest.raises(SystemExit) as e:
+        sf.main(["--model", "ffhq256ldm", "--out", str(tmp_path / "none"), "restore"])
+    assert e.value.code == 2 and "no archive at" in capsys.readouterr().err
