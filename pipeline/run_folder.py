@@ -84,10 +84,9 @@ def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | 
         raise ConfigError(f"{metric_path} is not a run's metric.json (no list of image records); move it away or pass "
                           f"overwrite=true")
     images = old.get("images", [])
-    old["config"] = renamed_config(old.get("config", {}))          # a run made before a stage's rename continues
+    old_config = renamed_config(old.get("config", {}))          # a run made before a stage's rename continues
     keep = lambda c: {k: v for k, v in c.items() if k not in RESUMABLE}  # noqa: E731
-    diff = [k for k in config_diff(keep(old.get("config", {})), keep(resolved))
-            if not added_at_default(k, old.get("config", {}), resolved)]
+    diff = [k for k in config_diff(keep(old_config), keep(resolved)) if not added_at_default(k, old_config, resolved)]
     if diff and images:
         shown = ", ".join(diff[:5]) + (f" (+{len(diff) - 5} more)" if len(diff) > 5 else "")
         raise ConfigError(f"{metric_path} holds {len(images)} image(s) run with other settings ({shown}): use the "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.errors import ConfigError
 from core.settings import integer, number
 
 SETTINGS = {
@@ -53,6 +54,15 @@ def trigger_step(t: int, num_steps: int) -> int | None:
         if step_time(k, num_steps) <= t:
             return k
     return None
+
+
+def check_trigger(key: str, t: int, num_steps: int, what: str) -> None:
+    """A ConfigError of one line when a stage's trigger t (>= 0) falls below the last annealing step's t, so the
+    stage would never act (`what` says so in the stage's words)."""
+    if t >= 0 and trigger_step(t, num_steps) is None:
+        last = step_time(num_steps - 1, num_steps)
+        raise ConfigError(f"{key}={t} is below the last annealing step's t = {last} ({num_steps} steps): {what}; use "
+                          f"a t >= {last} or more annealing steps")
 
 
 def lr_ratio(k: int, num_steps: int) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.errors import check, is_int
 from core.settings import choice, integer_list, number
 from .choose import MODES, PruningHook
-from sampler.schedule import step_time, trigger_step
+from sampler.schedule import check_trigger, trigger_step
 from sampler.stages import Stage, register
 
 
@@ -46,11 +46,8 @@ def check_stage(cfg) -> None:
         top = n - 1 if steps >= 0 else max(n - 1, 2)
         check(is_int(keeps) and 1 <= keeps <= top, f"pruning_keep={keeps} is invalid with particle_num={n}: must be "
                                                     f"in 1 … {top}")
-    K = cfg.sampler.annealing.num_steps
-    late = [t for t, _ in schedule_of(cfg) if trigger_step(t, K) is None]
-    check(not late, f"pruning_step={late[0] if late else ''} is below the last annealing step's t = "
-                    f"{step_time(K - 1, K)} ({K} steps): that pruning would never happen; use a t >= "
-                    f"{step_time(K - 1, K)} or more annealing steps")
+    for t, _ in schedule_of(cfg):
+        check_trigger("pruning_step", t, cfg.sampler.annealing.num_steps, "that pruning would never happen")
 
 
 def hook(cfg) -> PruningHook:

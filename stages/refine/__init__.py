@@ -8,7 +8,7 @@ from collections import Counter
 from core.errors import ConfigError, is_number
 from core.settings import Setting, boolean, choice, integer, number
 from .hook import RefineHook
-from sampler.schedule import step_time, trigger_step
+from sampler.schedule import check_trigger, trigger_step
 from sampler.stages import Stage, register
 
 
@@ -24,13 +24,10 @@ def check_stage(cfg) -> None:
     """With refine_step set, some optimisation must run."""
     K = cfg.sampler.annealing.num_steps
     k0 = refine_k(cfg)
-    if cfg.refine_step >= 0 and k0 is None:
-        raise ConfigError(f"refine_step={cfg.refine_step} is below the last annealing step's t = "
-                          f"{step_time(K - 1, K)} ({K} steps): refine would never begin; use refine_step >= "
-                          f"{step_time(K - 1, K)} or more annealing steps")
+    check_trigger("refine_step", cfg.refine_step, K, "refine would never begin")
     if k0 is not None and not any(hook(cfg).runs_at(k, K) for k in range(k0, K)):
         raise ConfigError(f"refine_step={cfg.refine_step} leaves {K - k0} refine step(s), none of them "
-                          "the last with optimization.final=false: no optimisation would run")
+                          "the last with refine.final=false: no optimisation would run")
 
 
 def record(trace, cfg) -> dict:
@@ -82,7 +79,8 @@ register(Stage(
         "gamma": number(0, default=40.0, low_open=True, help="ReSample's gamma in the stochastic resample's variance"),
     },
     on=lambda cfg: cfg.refine_step >= 0, check=check_stage, hook=hook, record=record, summary=summary,
-    columns=[("refine_iterations_per_image", "refine iters/image", "1f"), ("refine_time_s_per_image", "refine time/image s", "2f")],
+    columns=[("refine_iterations_per_image", "refine iters/image", "1f"),
+             ("refine_time_s_per_image", "refine time/image s", "2f")],
     step_facts={"refine_iters": [("refine_iters_mean", "mean"), ("refine_iters_max", "max")],
                 "refine_accepted": [("refine_accepted", "sum")]},
     phases=lambda cfg: {"refine": refine_k(cfg)}, boundaries=lambda cfg: {"refine_k": refine_k(cfg)},

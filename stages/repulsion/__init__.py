@@ -5,13 +5,8 @@ from __future__ import annotations
 from core.errors import ConfigError, check
 from core.settings import choice, integer, number, optional
 from .force import DEFAULT_END_T, FEATURES, MODES, SCHEDULES, RepulsionHook, end_step
-from sampler.schedule import trigger_step
 from sampler.stages import Stage, register
-
-
-def refine_k(cfg):
-    """The refine stage's first step (the repulsion ends there at the latest)."""
-    return trigger_step(cfg.refine_step, cfg.sampler.annealing.num_steps)
+from stages.refine import refine_k          # the repulsion ends where refine begins, at the latest
 
 
 def check_stage(cfg) -> None:
