@@ -310,29 +310,39 @@ def format_headline(experiments) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_paired(experiments, reference: dict) -> str:
+def format_paired(experiments, reference: dict, margin: float | None = None) -> str:
     """Each experiment against the reference on the measurements they share (same seed and image: the same y): its
     paired differences in found, the lowest-loss particle in the class, chosen right and the best PSNR up to
-    symmetry, with 95 % intervals and exact tests clustered by image (analysis/paired.py, as the studies); an
-    experiment that shares none is named as such."""
-    from analysis.paired import compare, differences_table, relative_cost
+    symmetry, with 95 % intervals and tests clustered by image (analysis/paired.py, as the studies); margin: the
+    binary endpoints' equivalence margin in points, declared before measuring (None: no verdict is `equivalent`).
+    An experiment that shares none is named as such, one whose records come from code versions that give other
+    results than the reference's is not compared."""
+    from analysis.paired import BINARY, compare, differences_table, relative_cost
+    from analysis.study_report import incomparable
 
-    rows, apart = [], []
+    margins = None if margin is None else {k: margin / 100 for k in BINARY}
+    rows, apart, refused = [], [], []
     ref_cost = relative_cost(reference["images"])
     for e in experiments:
         if e is reference:
             continue
-        c = compare(e["images"], reference["images"])
+        why = incomparable(e["images"], reference["images"])
+        if why:
+            refused.append(f"{e['label']}: {why}")
+            continue
+        c = compare(e["images"], reference["images"], margins)
         if not c.n:
             apart.append(e["label"])
             continue
         rows.append((e["label"], c, relative_cost(e["images"]) / ref_cost))
     text = f"Paired against {reference['label']} (configuration − reference; † = not on every measurement of " \
-           f"the reference):\n\n"
+           f"the reference; equivalence margin: {'none declared' if margin is None else f'±{margin:g} points'}):\n\n"
     text += differences_table(rows) + "\n" if rows else "(no experiment shares a measurement with it)\n"
     if apart:
         text += (f"\nno measurement shared with the reference (other images or seeds, so no paired comparison): "
                  f"{', '.join(apart)}\n")
+    if refused:
+        text += "\nnot compared: " + "; ".join(refused) + "\n"
     return text
 
 
@@ -693,7 +703,13 @@ def main(argv=None) -> int:
                     help="another dotted config key that may differ between shards of one experiment (repeatable)")
     ap.add_argument("--reference", metavar="RUN_DIR", default=None,
                     help="compare every experiment with this one, paired on their shared measurements")
+    ap.add_argument("--margin", type=float, default=None, metavar="POINTS",
+                    help="--reference: the equivalence margin of the binary endpoints, declared before measuring; a "
+                         "difference whose whole interval lies within +-POINTS reads `equivalent` (default: none)")
     args = ap.parse_args(argv)
+    if args.margin is not None and not (0 < args.margin < 100):
+        print(f"error: --margin is a number of points between 0 and 100, not {args.margin:g}", file=sys.stderr)
+        return 2
     try:
         experiments = load_experiments(args.run_dirs + ([args.reference] if args.reference else []), args.group,
                                        args.ignore_key)
@@ -712,7 +728,7 @@ def main(argv=None) -> int:
     if args.format == "md":
         text += format_trust(experiments)
         if reference is not None:
-            text += "\n" + format_paired(experiments, reference)
+            text += "\n" + format_paired(experiments, reference, args.margin)
     sys.stdout.write(text)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

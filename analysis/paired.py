@@ -1,8 +1,10 @@
 """Comparing configurations run on the same measurements (images x seeds, the same y): the endpoints named before
 measuring, their rates and paired differences with 95 % intervals and exact tests, all clustered by image (two
 seeds of one image share its difficulty, so the image, not the measurement, is the independent unit). scipy.stats
-does the statistics: a cluster bootstrap (BCa over images) where it is well defined, exact intervals and tests
-(Clopper-Pearson, the sign test over images) where it degenerates."""
+does the tests and statsmodels Holm's adjustment; the intervals are Student's t over images (binary endpoints with
+a pseudo-image on each side, whose coverage tests/test_coverage.py measures), with no bootstrap, so no verdict
+depends on a random seed. A verdict is one of better, worse, equivalent (within a margin declared before measuring)
+or unresolved."""
 from __future__ import annotations
 
 import math
@@ -66,6 +68,9 @@ def outcomes(records: list[dict]) -> dict[tuple, dict[str, float]]:
     return {measurement_key(r): {**{k: f(r) for k, _, _, f in ENDPOINTS}, "tflop": tflop(r)} for r in records}
 
 
+Z95, Z80 = 1.959963984540054, 0.8416212335729143     # two-sided 95 %; 80 % power
+
+
 @dataclass
 class Estimate:
     """A mean with its 95 % interval; method: how the interval was made."""
@@ -80,28 +85,45 @@ class Estimate:
         return (self.high - self.low) / 2
 
 
+VERDICTS = ("better", "worse", "equivalent", "unresolved")
+
+
 @dataclass
 class Difference(Estimate):
-    """A paired difference (configuration - reference) with its exact test, clustered by image."""
+    """A paired difference (configuration - reference) with its test, clustered by image.
+
+    margin: the equivalence margin declared before measuring (the endpoint's units; None: no equivalence claim);
+    p_adjusted: Holm's adjustment over the comparisons named before the study (None: not one of them)."""
 
     p: float = 1.0
     test: str = ""
+    margin: float | None = None
+    p_adjusted: float | None = None
+
+    @property
+    def detectable(self) -> float:
+        """The difference this comparison would have resolved with 80 % power: the interval's half-width times
+        (z_0.975 + z_0.8) / z_0.975 (normal approximation; nan where the interval is not defined)."""
+        return self.half_width * (Z95 + Z80) / Z95
 
     @property
     def verdict(self) -> str:
-        """better/worse only where the clustered interval excludes 0 and the exact test agrees (p < 0.05): the two
-        weigh images differently (the interval by their mean difference, the sign test by their count), and a
-        difference one of them does not see is not resolved."""
-        excludes = self.low > 0 or self.high < 0
-        if excludes and self.p < 0.05:
+        """One of VERDICTS. better/worse: the interval excludes 0 and the test agrees (p < 0.05, Holm-adjusted
+        where the comparison was named before the study): the two weigh images differently (the interval by their
+        mean difference, the sign test by their count), and a difference one of them does not see is not resolved.
+        equivalent: the whole interval lies within +-margin. Anything else is unresolved, never "no difference"."""
+        p = self.p if self.p_adjusted is None else self.p_adjusted
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return "unresolved"
+        if (self.low > 0 or self.high < 0) and p < 0.05:
             return "better" if self.low > 0 else "worse"
-        if excludes or self.p < 0.05:
-            return "unresolved (interval and exact test disagree)"
-        return "no difference"
+        if self.margin is not None and -self.margin <= self.low and self.high <= self.margin:
+            return "equivalent"
+        return "unresolved"
 
 
 def by_image(keys: list[tuple], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per image (the cluster): the sum of its measurements' values and their count."""
+    """Per image (the cluster), in the order of the image ids: the sum of its measurements' values and their count."""
     images = sorted({k[1] for k in keys})
     where = {im: i for i, im in enumerate(images)}
     sums, counts = np.zeros(len(images)), np.zeros(len(images))
@@ -111,23 +133,23 @@ def by_image(keys: list[tuple], values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return sums, counts
 
 
-def cluster_bootstrap(sums: np.ndarray, counts: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95 % BCa interval of the mean over measurements, resampling whole images (scipy.stats.bootstrap, paired sums
-    and counts: the ratio estimator of a cluster sample); nan where it is not defined."""
-    import warnings
+def per_image(keys: list[tuple], values: np.ndarray) -> np.ndarray:
+    """Each image's mean over its measurements (the cluster's value), in the order of the image ids."""
+    sums, counts = by_image(keys, values)
+    return sums / np.maximum(counts, 1)
 
-    from scipy.stats import bootstrap
 
-    if len(sums) < 2:
-        return math.nan, math.nan
+def student(values: np.ndarray) -> tuple:
+    """95 % Student t interval of the mean of independent values along the last axis (unbounded with fewer than
+    two)."""
+    from scipy.stats import t
 
-    def ratio(s, n, axis=-1):
-        return s.sum(axis=axis) / n.sum(axis=axis)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")              # a degenerate sample gives nan, handled by the caller
-        res = bootstrap((sums, counts), ratio, paired=True, vectorized=True, n_resamples=10_000, method="BCa",
-                        confidence_level=0.95, random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    n = values.shape[-1]
+    if n < 2:
+        return np.full(values.shape[:-1], -math.inf)[()], np.full(values.shape[:-1], math.inf)[()]
+    mean = values.mean(-1)
+    half = float(t.ppf(0.975, n - 1)) * values.std(-1, ddof=1) / math.sqrt(n)
+    return mean - half, mean + half
 
 
 def wilson(successes: int, n: int) -> tuple[float, float]:
@@ -140,81 +162,86 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    from scipy.stats import binomtest
+def adjusted_interval(values: np.ndarray, low_pseudo, high_pseudo) -> tuple:
+    """Student's t over the clusters (the last axis) with one pseudo-cluster at each of low_pseudo and high_pseudo:
+    the clustered analogue of Agresti and Min's (2005) added discordant pairs for matched proportions, which keeps
+    the interval from collapsing where the outcomes rarely differ or differ one way."""
+    shape = values.shape[:-1] + (1,)
+    lo, hi = np.broadcast_to(np.asarray(low_pseudo, float)[..., None], shape), \
+        np.broadcast_to(np.asarray(high_pseudo, float)[..., None], shape)
+    return student(np.concatenate([values, lo, hi], axis=-1))
 
-    if n == 0:
-        return 0.0, 1.0
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return float(ci.low), float(ci.high)
 
-
-def _degenerate(low: float, high: float) -> bool:
-    return not (math.isfinite(low) and math.isfinite(high)) or high - low <= 1e-12
+def binary_interval(d: np.ndarray) -> tuple:
+    """The 95 % interval of the mean of per-image differences of a binary endpoint (d: (..., images), each in
+    [-1, 1]): adjusted_interval with a pseudo-image at each of +-a, where a is the range's end (1) shrunk toward the
+    largest |difference| seen, L, as more images differ: a = L + (1 - L) / (k + 1) with k images that differ (a = 1
+    where none does; the largest seen says little of how far a rare difference can go).
+    tests/test_coverage.py measures its coverage on clustered paired binaries."""
+    k = (np.abs(d) > 1e-12).sum(-1)
+    largest = np.abs(d).max(-1) if d.shape[-1] else np.zeros(d.shape[:-1])
+    a = largest + (1 - largest) / (k + 1)
+    return adjusted_interval(d, -a, a)
 
 
 def rate(keys: list[tuple], values: np.ndarray) -> Estimate:
-    """A binary endpoint's rate over measurements, its interval clustered by image; where every image has the same
-    rate (all found, say) the bootstrap has nothing to resample and the exact Clopper-Pearson interval over images
-    is used instead (each image's outcome its rate, so k = rate x images)."""
+    """A binary endpoint's rate over measurements (the ratio estimator: successes over measurements, so an image with
+    more measurements weighs more), its 95 % interval clustered by image: Student's t with the ratio's linearised
+    variance over images, after one pseudo-image of the mean size that always succeeds and one that never does (so
+    all found is not a point), clipped to [0, 1]."""
+    from scipy.stats import t
+
     sums, counts = by_image(keys, values)
-    value = float(sums.sum() / counts.sum()) if len(sums) else math.nan
-    low, high = cluster_bootstrap(sums, counts)
-    per_image = sums / np.maximum(counts, 1)
-    if _degenerate(low, high) or len(set(np.round(per_image, 12))) < 2:
-        low, high = clopper_pearson(int(round(value * len(sums))), len(sums))
-        return Estimate(value, low, high, "Clopper-Pearson over images")
-    return Estimate(value, low, high, "cluster bootstrap (BCa over images)")
+    if not len(sums):
+        return Estimate(math.nan, math.nan, math.nan, "no measurement")
+    value = float(sums.sum() / counts.sum())
+    size = float(counts.mean())
+    y, m = np.r_[sums, 0.0, size], np.r_[counts, size, size]
+    n, ratio = len(y), float(y.sum() / m.sum())
+    se = math.sqrt(n / (n - 1) * float(((y - ratio * m) ** 2).sum())) / float(m.sum())
+    half = float(t.ppf(0.975, n - 1)) * se
+    return Estimate(value, max(ratio - half, 0.0), min(ratio + half, 1.0),
+                    "Student t over images (ratio estimator), a pseudo-image at 0 and at 1")
 
 
-# fewer images than this with a non-zero paired difference, or all of them one way: the bootstrap's interval is not
-# to be trusted (it can exclude 0 where the exact test does not), so the exact interval is used
-MIN_DISCORDANT = 10
+def difference(keys: list[tuple], a: np.ndarray, b: np.ndarray, binary: bool, margin: float | None = None) \
+        -> Difference:
+    """The mean paired difference a - b, clustered by image: each image's mean difference over its measurements
+    (its seeds) is one observation, the estimate their mean, and no bootstrap (nothing depends on a random seed).
 
+    Binary: the interval is Student's t over the images with a pseudo-image on each side (binary_interval); the
+    test, the exact sign test over images (a binomial test of the images where a did better against those where b did; with one seed it is the exact McNemar test).
+    Continuous: Student's t over the images, interval and test (they cannot disagree)."""
+    from scipy.stats import binomtest, ttest_1samp
 
-def difference(keys: list[tuple], a: np.ndarray, b: np.ndarray, binary: bool) -> Difference:
-    """The mean paired difference a - b over measurements, clustered by image.
-
-    Test: binary, the exact sign test over images (a binomial test of the images where a did better against those
-    where b did; with one seed per image it is the exact McNemar test); continuous, the Wilcoxon signed-rank test of
-    the per-image mean differences. Interval: the cluster bootstrap; for a binary endpoint with fewer than
-    MIN_DISCORDANT discordant images, or all of them one way, the exact conditional interval instead: Clopper-
-    Pearson for the share pi of discordant images where a did better, times the mean absolute per-image difference
-    (with one seed: ((b + c) / n) (2 pi - 1), the exact interval for paired proportions); with no discordant image,
-    +- the Clopper-Pearson upper bound of the discordant share."""
-    from scipy.stats import binomtest, wilcoxon
-
-    d = a - b
-    sums, counts = by_image(keys, d)
+    d = per_image(keys, a - b)
     value = float(d.mean()) if len(d) else math.nan
-    per_image = sums / np.maximum(counts, 1)
-    up, down = int((per_image > 1e-12).sum()), int((per_image < -1e-12).sum())
     if binary:
+        up, down = int((d > 1e-12).sum()), int((d < -1e-12).sum())
         p = 1.0 if up + down == 0 else float(binomtest(up, up + down, 0.5).pvalue)
-        test = "exact sign test over images"
-    else:
-        nonzero = per_image[np.abs(per_image) > 1e-12]
-        p = 1.0 if len(nonzero) == 0 else float(wilcoxon(nonzero).pvalue)
-        test = "Wilcoxon signed-rank over images"
-    low, high = cluster_bootstrap(sums, counts)
-    if binary and (up + down < MIN_DISCORDANT or up == 0 or down == 0 or _degenerate(low, high)):
-        n = len(per_image)
-        if up + down == 0:
-            bound = clopper_pearson(0, n)[1]
-            return Difference(value, -bound, bound, "exact: no discordant image", p, test)
-        scale = float(np.abs(per_image).sum() / n)
-        lo, hi = clopper_pearson(up, up + down)
-        return Difference(value, scale * (2 * lo - 1), scale * (2 * hi - 1), "exact conditional over images", p,
-                          test)
-    if not binary and len(per_image) < MIN_DISCORDANT:  # too few images for a bootstrap: Student's t over images
-        from scipy.stats import ttest_1samp
-
-        if np.ptp(per_image) > 0:
-            ci = ttest_1samp(per_image, 0.0).confidence_interval(0.95)
-            return Difference(value, float(ci.low), float(ci.high), "Student t over images", p, test)
-    if _degenerate(low, high):                         # a continuous difference that never varies
+        low, high = binary_interval(d)
+        return Difference(value, float(low), float(high), "Student t over images, a pseudo-image on each side", p, "exact sign test over images", margin)
+    if len(d) >= 2 and np.ptp(d) > 0:
+        res = ttest_1samp(d, 0.0)
+        ci = res.confidence_interval(0.95)
+        low, high, p = float(ci.low), float(ci.high), float(res.pvalue)
+    elif len(d) >= 2:                                 # the same difference on every image
         low = high = value
-    return Difference(value, low, high, "cluster bootstrap (BCa over images)", p, test)
+        p = 1.0 if value == 0 else 0.0
+    else:
+        low, high, p = -math.inf, math.inf, 1.0
+    return Difference(value, low, high, "Student t over images", p, "t-test over images", margin)
+
+
+def holm(diffs: list[Difference]) -> None:
+    """Holm's adjusted p-values (statsmodels) over a family of comparisons named before the study, written into
+    each difference's p_adjusted."""
+    from statsmodels.stats.multitest import multipletests
+
+    if diffs:
+        adjusted = multipletests([d.p for d in diffs], alpha=0.05, method="holm")[1]
+        for d, q in zip(diffs, adjusted):
+            d.p_adjusted = float(q)
 
 
 @dataclass
@@ -229,8 +256,9 @@ class Comparison:
     diffs: dict[str, Difference]             # endpoint -> configuration - reference
 
 
-def compare(records: list[dict], reference: list[dict]) -> Comparison:
-    """records against reference on their shared measurements."""
+def compare(records: list[dict], reference: list[dict], margins: dict[str, float] | None = None) -> Comparison:
+    """records against reference on their shared measurements; margins: endpoint -> its equivalence margin, declared
+    before measuring (in the endpoint's units: a share for the binary ones, dB for the PSNR)."""
     mine, ref = outcomes(records), outcomes(reference)
     keys = sorted(k for k in mine if k in ref)
     rates, diffs, means = {}, {}, {}
@@ -240,7 +268,7 @@ def compare(records: list[dict], reference: list[dict]) -> Comparison:
         if name == "tflop" or not keys:
             continue
         b = np.array([ref[k][name] for k in keys])
-        diffs[name] = difference(keys, a, b, name in BINARY)
+        diffs[name] = difference(keys, a, b, name in BINARY, (margins or {}).get(name))
         if name in BINARY:
             rates[name] = rate(keys, a)
     return Comparison(len(keys), len({k[1] for k in keys}), len(keys) == len(ref), rates, means, diffs)
@@ -250,12 +278,31 @@ def _pct(v: float) -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}"
 
 
-def _points(d: Difference) -> str:
-    return f"{100 * d.value:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}], p = {d.p:.2g}: {d.verdict}"
+def bound(v: float, digits: int) -> str:
+    """A signed number; a bound of exactly 0 prints unsigned ("0.0"), one that rounds to 0 with one more digit,
+    so that no bound reads as excluding 0 when it does not."""
+    if not math.isfinite(v):
+        return "−∞" if v < 0 else "+∞"
+    if v == 0:
+        return f"{0:.{digits}f}"
+    if round(v, digits) == 0:
+        digits += 1
+    return f"{v:+.{digits}f}".replace("-", "−")
 
 
-def _db(d: Difference) -> str:
-    return f"{d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}], p = {d.p:.2g}: {d.verdict}"
+def verdict_text(d: Difference, scale: float, unit: str) -> str:
+    word = d.verdict
+    if word == "equivalent":
+        word += f" within ±{scale * d.margin:g}{unit}"
+    return word
+
+
+def formatted(d: Difference, binary: bool) -> str:
+    """value [low, high], p (Holm-adjusted beside it where there is one): verdict."""
+    scale, digits, unit = (100, 1, " points") if binary else (1, 2, " dB")
+    p = f"p = {d.p:.2g}" + ("" if d.p_adjusted is None else f" (Holm {d.p_adjusted:.2g})")
+    return (f"{bound(scale * d.value, digits)} [{bound(scale * d.low, digits)}, {bound(scale * d.high, digits)}], "
+            f"{p}: {verdict_text(d, scale, unit)}")
 
 
 def rates_table(comparisons: dict[str, Comparison]) -> str:
@@ -276,49 +323,45 @@ def rates_table(comparisons: dict[str, Comparison]) -> str:
 
 
 def differences_table(rows: list[tuple[str, Comparison, float]]) -> str:
-    """A Markdown table of named comparisons (name, comparison, compute ratio): each endpoint's paired difference
-    in points (dB for the PSNR) with its clustered 95 % interval, its exact test's p and the verdict."""
+    """A Markdown table of comparisons (name, comparison, compute ratio): each endpoint's paired difference in points
+    (dB for the PSNR) with its clustered 95 % interval, its test's p (and Holm's where adjusted) and the verdict;
+    then each one's difference detectable with 80 % power."""
     head = ("| comparison | measurements (images) | compute | " + " | ".join(
-        f"{NAMES[k]}, points [95 % CI], p" if k in BINARY else f"{NAMES[k]} [95 % CI], p" for k in NAMES) + " |")
+        f"{NAMES[k]}, points [95 % CI], p" if k in BINARY else f"{NAMES[k]} [95 % CI], p" for k in NAMES)
+        + " | detectable with 80 % power (" + ", ".join(NAMES[k] for k in NAMES) + ") |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, c, ratio in rows:
         mark = "" if c.complete else " †"
         cells = [name + mark, f"{c.n} ({c.images})", "–" if math.isnan(ratio) else f"{100 * ratio:.0f} %"]
-        cells += [_points(c.diffs[k]) if k in BINARY else _db(c.diffs[k]) for k in NAMES]
+        cells += [formatted(c.diffs[k], k in BINARY) for k in NAMES]
+        cells.append(" / ".join(f"{100 * c.diffs[k].detectable:.1f}" if k in BINARY else
+                                f"{c.diffs[k].detectable:.2f} dB" for k in NAMES))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact McNemar p-value (two-sided) of paired binary outcomes a, b: a binomial test of the discordant pairs
-    (each pair its own unit; difference() clusters them by image)."""
-    from scipy.stats import binomtest
-
-    only_a, only_b = int(np.sum((a == 1) & (b == 0))), int(np.sum((a == 0) & (b == 1)))
-    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 def choices_table(records: dict[str, list[dict]]) -> str:
     """A Markdown table of where each configuration's answer is won or lost: its final particles' failure kinds, the
     lowest-loss particle in the class, that particle right as sampled (not turned), the answer right (turned the way
-    the prior prefers) and the exact McNemar p of those two on the same measurements, the posterior rule's answer."""
+    the prior prefers) and the difference of those two on the same measurements, clustered by image (the sign test
+    over images), the posterior rule's answer."""
     from evaluation.failures import KINDS, kind_shares
 
     head = ("| configuration | measurements | failed particles: " + " / ".join(KINDS) + " | lowest-loss particle in "
-            "the class | right as sampled | answer right (turned by the prior) | turned − as sampled, McNemar p | "
-            "answer right by the posterior rule |")
+            "the class | right as sampled | answer right (turned by the prior) | turned − as sampled, points [95 % "
+            "CI], sign test over images | answer right by the posterior rule |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for label, recs in records.items():
         if not recs:
             continue
         finals = [p for im in recs for p in final_particles(im)]
         shares = kind_shares(finals)
+        keys = [measurement_key(im) for im in recs]
         in_class = np.array([im["best_by_loss"]["mode"] != "fail" for im in recs], dtype=float)
         as_sampled = np.array([im["best_by_loss"]["mode"] == "0" for im in recs], dtype=float)
         turned = np.array([im["best_by_prior"]["mode"] == "0" for im in recs], dtype=float)
         posterior = np.array([im["choices"]["posterior"]["mode"] == "0" for im in recs], dtype=float)
         lines.append(f"| {label} | {len(recs)} | {' / '.join(f'{100 * shares[k]:.1f}' for k in KINDS)} % | "
                      f"{_pct(in_class.mean())} % | {_pct(as_sampled.mean())} % | {_pct(turned.mean())} % | "
-                     f"{100 * (turned.mean() - as_sampled.mean()):+.0f}, p = {mcnemar(turned, as_sampled):.2g} | "
-                     f"{_pct(posterior.mean())} % |")
+                     f"{formatted(difference(keys, turned, as_sampled, True), True)} | {_pct(posterior.mean())} % |")
     return "\n".join(lines)

@@ -11,9 +11,44 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.paired import (BINARY, NAMES, Comparison, choices_table, compare, differences_table, outcomes, rate,
-                               rates_table, relative_cost)
+from analysis.paired import (BINARY, NAMES, Comparison, Difference, choices_table, compare, differences_table, holm,
+                             outcomes, rate, rates_table, relative_cost)
 from evaluation.trust import LABELS, SETTINGS, loss_sd_of, relabel
+
+
+def trust_label(im: dict, sigma: float) -> str:
+    """An image's trust label by the one rule at the declared settings (evaluation/trust.relabel), from the fields
+    its record stores, never the label it was written with: records made before a setting changed read as the tool
+    labels now; sigma: the measurement noise (for records without loss_sd)."""
+    settings = {k: v.default for k, v in SETTINGS.items()}
+    return relabel(im, settings["fit_factor"], settings["ambiguity_sd"], settings["threshold"],
+                   loss_sd_of(im["trust"]["margin"], sigma))
+
+
+def version_of(im: dict) -> tuple:
+    """(commit, clean, results version) an image record names; Nones for a record made before they were kept."""
+    v = im.get("provenance") or {}
+    return v.get("commit"), v.get("clean"), v.get("results")
+
+
+def versions_table(recs: dict[str, list[dict]]) -> list[str]:
+    """One line per code version the records came from: commit, clean or modified tree, results version, records."""
+    counts: dict[tuple, int] = {}
+    for rs in recs.values():
+        for im in rs:
+            counts[version_of(im)] = counts.get(version_of(im), 0) + 1
+    lines = []
+    for (commit, clean, results), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        tree = {True: "clean", False: "modified tree"}.get(clean, "tree unrecorded")
+        lines.append(f"- {commit[:12] if commit else 'commit unrecorded'} ({tree}), results version "
+                     f"{results or 'unrecorded'}: {n} records")
+    return lines
+
+
+def incomparable(a: list[dict], b: list[dict]) -> str | None:
+    """Why two sets of records may not be compared (they came from code versions whose results differ), or None."""
+    found = sorted({version_of(im)[2] for im in a + b} - {None})
+    return None if len(found) < 2 else f"records from code versions whose results differ ({', '.join(found)})"
 
 
 def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
@@ -37,12 +72,8 @@ def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
 def calibration(records: dict[str, list[dict]], sigma: float) -> dict[str, dict]:
     """Per trust label over every configuration's measurements: how many, and the share of right answers and of
     found images with clustered 95 % intervals (analysis/paired.rate) - does the label tell right from wrong? The
-    labels are judged again at the declared trust settings (evaluation/trust.relabel), so records made before a
-    setting changed read as the tool labels now; sigma: the measurement noise (for records without loss_sd)."""
-    settings = {k: v.default for k, v in SETTINGS.items()}
-    labelled = [(relabel(im, settings["fit_factor"], settings["ambiguity_sd"], settings["threshold"],
-                         loss_sd_of(im["trust"]["margin"], sigma)), im)
-                for rs in records.values() for im in rs if im.get("trust")]
+    labels are those of trust_label (the one rule at the declared settings)."""
+    labelled = [(trust_label(im, sigma), im) for rs in records.values() for im in rs if im.get("trust")]
     out = {}
     for lab in LABELS:
         recs = [im for lb, im in labelled if lb == lab]
@@ -100,8 +131,11 @@ def plot(comparisons: dict[str, Comparison], families: dict[str, str], path: Pat
 
 
 def _plain(v):
-    if isinstance(v, float) and math.isnan(v):
+    if isinstance(v, float) and not math.isfinite(v):
         return None
+    if isinstance(v, Difference):                  # with what it concludes: the verdict and the power it had
+        return {**{k: _plain(x) for k, x in v.__dict__.items()}, "verdict": v.verdict,
+                "detectable": _plain(v.detectable)}
     if hasattr(v, "__dict__"):
         return {k: _plain(x) for k, x in v.__dict__.items()}
     if isinstance(v, dict):
@@ -111,34 +145,71 @@ def _plain(v):
     return v
 
 
+def named_rows(recs: dict[str, list[dict]], named: list[tuple[str, str, str]], margins: dict[str, float] | None
+               ) -> tuple[list[tuple[str, Comparison, float]], list[str]]:
+    """The comparisons named before the study (row, configuration, its reference) that have records: each with its
+    compute ratio, Holm's adjustment over them per endpoint; and a line for each refused (records of code versions
+    whose results differ)."""
+    rows, refused = [], []
+    for name, mine, against in named:
+        if not (recs.get(mine) and recs.get(against)):
+            continue
+        why = incomparable(recs[mine], recs[against])
+        if why:
+            refused.append(f"{name}: not compared, {why}")
+            continue
+        rows.append((name, compare(recs[mine], recs[against], margins),
+                     relative_cost(recs[mine]) / relative_cost(recs[against])))
+    for k in NAMES:
+        holm([c.diffs[k] for _, c, _ in rows])
+    return rows, refused
+
+
 def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]], reference: str, sigma: float,
-           plot_path: str | None = None, save: str | None = None) -> str:
+           margins: dict[str, float] | None = None, plot_path: str | None = None, save: str | None = None) -> str:
     """Print the study's report and write it (frontier.json in the study's folder, or `save`); `sigma` is the
-    measurement noise of the study's task (the calibration relabels with it)."""
+    measurement noise of the study's task (the trust labels are judged again with it); margins: each endpoint's
+    equivalence margin, declared in the study's design."""
     missing = [label for label, r in recs.items() if not r]
     ref = recs.get(reference) or []
-    comparisons = {label: compare(r, ref) for label, r in recs.items() if r and ref}
-    rows = [(name, compare(recs[mine], recs[against]), relative_cost(recs[mine]) / relative_cost(recs[against]))
-            for name, mine, against in named if recs.get(mine) and recs.get(against)]
+    comparisons, refused = {}, []
+    for label, r in recs.items():
+        if r and ref:
+            why = incomparable(r, ref)
+            if why:
+                refused.append(f"{label} against {reference}: not compared, {why}")
+            else:
+                comparisons[label] = compare(r, ref, margins)
+    rows, refused_named = named_rows(recs, named, margins)
     date = time.strftime("%Y-%m-%d")
+    margin_text = ("none declared: no verdict can be `equivalent`" if not margins else ", ".join(
+        f"{NAMES[k]} ±{100 * v:g} points" if k in BINARY else f"{NAMES[k]} ±{v:g} dB" for k, v in margins.items()))
     lines = [f"{study.model}{' ' + study.sampler if study.sampler else ''}, images {study.start}-"
              f"{study.start + study.images - 1} x seeds {list(study.seeds)}; {date}. Endpoints named before measuring: "
              f"found (the seeds' success: the image or its rotation among the final particles), the lowest-loss "
              f"particle in the class (the choice), chosen right (the answer, no ground truth). 95 % intervals "
-             f"clustered by image (BCa cluster bootstrap; exact where it degenerates); p: exact sign test over "
-             f"images (Wilcoxon for the PSNR); † = not every measurement of {reference}", "",
+             f"clustered by image (Student's t over images; binary endpoints with a pseudo-image on each side, "
+             f"tests/test_coverage.py); p: exact sign test over images (t-test over images for the PSNR), Holm's "
+             f"adjustment over the named comparisons beside it; verdicts: better, worse, equivalent (the whole "
+             f"interval within the margin), unresolved; equivalence margins: {margin_text}; † = not every "
+             f"measurement of {reference}", "", "Code versions the records came from:", *versions_table(recs), "",
              "Every configuration:", "", rates_table(comparisons) if comparisons else "(no reference yet)", "",
              "The comparisons named before measuring (configuration − its reference):", "",
              differences_table(rows) if rows else "(none finished yet)", ""]
+    lines += refused + refused_named
     if missing:
         lines.append(f"not run yet: {', '.join(missing)}")
     if reference in comparisons:
         lines += targets(comparisons, reference)
-        half = {k: max(c.diffs[k].half_width for c in comparisons.values() if c.n) for k in NAMES}
-        lines.append("largest half-width of a difference's interval: " + ", ".join(
+    itself = {name for name, mine, against in named if mine == against}    # no comparison: left out
+    own = [c for name, c, _ in rows if name not in itself]
+    if own:
+        half = {k: max(c.diffs[k].half_width for c in own) for k in NAMES}
+        lines.append("largest half-width of a named comparison's interval: " + ", ".join(
             f"{NAMES[k]} {100 * v:.1f} points" if k in BINARY else f"{NAMES[k]} {v:.2f} dB" for k, v in half.items()))
     cal = calibration(recs, sigma)
-    lines += ["", "How far each trust label can be trusted (every configuration's measurements):", "",
+    lines += ["", "How far each trust label can be trusted (every configuration's measurements, labels judged again "
+                  "by the one rule at the declared settings):", "",
               calibration_table(cal), "", "Where the answer is won or lost (shares of final particles; rates of "
               "measurements):", "", choices_table(recs)]
     text = "\n".join(lines)
@@ -147,12 +218,14 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_plain({
         "model": study.model, "sampler": study.sampler, "seeds": list(study.seeds), "start": study.start,
-        "images": study.images, "date": date, "table": text,
+        "images": study.images, "date": date, "table": text, "margins": margins, "versions": versions_table(recs),
         "comparisons": {k: c for k, c in comparisons.items()},
         "named": {name: c for name, c, _ in rows}, "calibration": cal,
-        # every measurement's endpoints, TFLOP and trust label: the study analysed again without its run folders
+        # every measurement's endpoints, TFLOP and trust label (judged again): the study analysed again without
+        # its run folders
         "outcomes": {label: [{"seed": im["seed"], "index": im["index"], **outcomes([im])[(im["seed"], im["index"])],
-                              "trust": (im.get("trust") or {}).get("label")} for im in r] for label, r in recs.items()},
+                              "trust": trust_label(im, sigma) if im.get("trust") else None} for im in r]
+                     for label, r in recs.items()},
     }), indent=None, separators=(",", ":")))
     if plot_path:
         n = comparisons[reference].n if reference in comparisons else 0

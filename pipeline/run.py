@@ -23,7 +23,7 @@ from pipeline.run_folder import clear_outputs, default_name, previous_run
 from pipeline.sampling import sample_batch, split
 from tracking.compute import NetworkCounter, tflop_per_row
 from tracking.metric_file import write_json_atomic
-from tracking.provenance import provenance
+from tracking.provenance import provenance, version
 
 
 _COST = {}
@@ -118,6 +118,7 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     # written before the first image too, so no stale metric.json of another config survives an early interrupt
     write_json_atomic(metric_path, metric)
     pending = [i for i in range(len(dataset)) if dataset.indices[i] not in done]
+    stamp = version()                                # every new image names the code that made it
     report.echo(report.header(cfg.particle_num))
     for im in images:                                # the images an earlier run finished, then each new one
         report.echo(report.row(im))
@@ -125,6 +126,8 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
         for start in range(0, len(pending), cfg.images_per_batch):
             items = [(dataset.indices[i], *dataset[i]) for i in pending[start:start + cfg.images_per_batch]]
             new = run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model, out_dir, check)
+            for im in new:
+                im["provenance"] = stamp
             images.extend(new)
             images.sort(key=lambda im: im["index"])
             metric["summary"] = summarize(images)

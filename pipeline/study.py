@@ -175,7 +175,7 @@ def records(study: Study) -> dict[str, list[dict]]:
 # what the report, the statistics and the trust labels read of each image record (analysis/paired.py,
 # analysis/study_report.py): an archive keeps these, not the per-step records
 KEPT = ("index", "name", "found", "modes", "failures", "best_by_loss", "best_by_prior", "choices", "trust", "compute",
-        "compute_total", "total_time_s", "best_of_n", "representability")
+        "compute_total", "total_time_s", "best_of_n", "representability", "provenance")
 PARTICLE_KEPT = ("particle", "mode", "psnr", "class_psnr", "measurement_loss", "failure", "pruned_at", "failed",
                  "prior_log_ratio", "prior_log_ratio_se")
 

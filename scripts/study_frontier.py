@@ -8,6 +8,7 @@ endpoints, named before measuring, are compared with their reference by interval
     python scripts/study_frontier.py --model naturalldm run               # one worker per core, waits for them
     python scripts/study_frontier.py --model ffhq256ldm --sampler hmc run --launcher slurm --slurm partition=gpu
     python scripts/study_frontier.py --model naturalldm report --plot docs/naturalldm_frontier.png
+    python scripts/study_frontier.py --model ffhq256ldm plan --halfwidth 3 --pilot docs/frontier/naturalldm.json
 
 A finished shard is never redone and an interrupted study continues where it stopped (each job is an ordinary run
 folder under --out, default results/frontier/<model>); `report` reads whatever has finished.
@@ -40,6 +41,10 @@ RESAMPLING = {"naturalldm": ("resampling_interval=2", "resampling.start_t=500", 
 # digits x 2; DAPS's 100-image test sets x 4 seeds for the full-size models; the benchmarks' 20 images x 2
 DESIGN = {"naturalldm": (64, (0, 1, 2, 3)), "digits32ldm": (100, (0, 1)), "ffhq256ldm": (100, (0, 1, 2, 3)),
           "imagenet256ldm": (100, (0, 1, 2, 3)), "two_mode": (20, (0, 1)), "two_mode_latent": (20, (0, 1))}
+# the equivalence margins (the endpoint's units: a share for the binary ones, dB for the PSNR): a difference whose
+# whole 95 % interval lies within +-margin reads "equivalent". Declared 2026-12-06 (issue 43), after the power study
+# of 2026-12-04/05 had been run: for that study an "equivalent" is judged against a margin set after measuring.
+MARGINS = {"found": 0.03, "in_class": 0.03, "chosen_right": 0.03, "best_psnr": 0.5}
 MAX_HOURS = 10.0            # a launch above this many device-hours needs --yes
 
 
@@ -133,6 +138,39 @@ def cost_of(study: Study, p) -> dict:
     return {c: by_label[c.label] for c in study.configurations}
 
 
+def halfwidth_plan(args, study: Study, p) -> list[str]:
+    """plan --halfwidth: the images each named comparison needs, from the pilot's outcomes (--pilot, else the model's
+    committed report), costed with this study's plan (device-hours per measurement of each configuration)."""
+    from analysis.power import plan_lines
+
+    if args.halfwidth <= 0:
+        raise ConfigError(f"--halfwidth must be a positive number of points, not {args.halfwidth:g}")
+    source = args.pilot or ROOT / "docs" / "frontier" / f"{study_name(args)}.json"
+    if source.is_dir():
+        source = source / "frontier.json"
+    if not source.is_file():
+        raise ConfigError(f"no report at {source} to plan from: pass --pilot with a finished study's frontier.json "
+                          f"(python scripts/study_frontier.py --model M report writes it)")
+    try:
+        pilot = json.loads(source.read_text())["outcomes"]
+    except (ValueError, KeyError):
+        raise ConfigError(f"{source} is no study report (it has no `outcomes`)") from None
+    cost = {r["label"]: r["tflop"] / p.rate / 3600 for r in p.rows}
+    return plan_lines(pilot, COMPARISONS, args.halfwidth, cost, p.unit, str(source), data_set_size(study))
+
+
+def data_set_size(study: Study) -> int | None:
+    """The images the study's data set holds (None where it cannot be read here, e.g. FFHQ on a login node)."""
+    from pipeline.build import dataset_of
+
+    cfg = compose_config(study, [])
+    cfg.num_eval_images, cfg.data.start_index = None, 0
+    try:
+        return len(dataset_of(cfg))
+    except (ToolError, OSError):
+        return None
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=("plan", "run", "report", "archive", "restore"),
@@ -158,6 +196,11 @@ def parser() -> argparse.ArgumentParser:
                                                                       "(default: this machine's GPU, else 80)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every configuration (another folder: --out)")
     ap.add_argument("--yes", action="store_true", help=f"launch even above {MAX_HOURS:g} device-hours")
+    ap.add_argument("--halfwidth", type=float, default=None, metavar="POINTS",
+                    help="plan: the images (and seeds) each named comparison needs for this half-width of its 95 %% "
+                         "interval, and their cost, from the model's committed report or --pilot")
+    ap.add_argument("--pilot", type=Path, default=None, help="plan --halfwidth: a finished study's report "
+                                                             "(frontier.json, or the study folder holding it)")
     ap.add_argument("--plot", default=None, help="report: the plot's path")
     ap.add_argument("--save", default=None, help="report: the JSON's path (default: frontier.json in --out)")
     ap.add_argument("--archive-file", type=Path, default=None,
@@ -184,7 +227,7 @@ def main(argv=None) -> None:
         if args.what == "report":
             from analysis.study_report import report
             sigma = float(compose_config(study, []).task.operator.sigma)
-            report(study, records(study), COMPARISONS, REFERENCE, sigma, args.plot, args.save)
+            report(study, records(study), COMPARISONS, REFERENCE, sigma, MARGINS, args.plot, args.save)
             return
         from pipeline.cluster import launch, workers_here
 
@@ -192,6 +235,8 @@ def main(argv=None) -> None:
         workers = args.workers or (p.pending_jobs if args.launcher == "slurm" else workers_here(study.gpu))
         print(p.text(study, workers), flush=True)
         if args.what == "plan":
+            if args.halfwidth is not None:
+                print("\n" + "\n".join(halfwidth_plan(args, study, p)))
             return
         if p.hours > MAX_HOURS and not args.yes:
             raise ConfigError(f"this study needs about {p.hours:.1f} {p.unit} (over {MAX_HOURS:g}): add --yes to "

@@ -33,3 +33,28 @@ def test_records_equal_the_golden_file():
     golden = json.loads(FILE.read_text())
     diff = differences(records(), golden)
     assert not diff, f"{len(diff)} differences, e.g. " + "; ".join(diff[:8])
+
+
+def test_the_results_version_is_that_of_the_golden_records():
+    """Records name their results version (tracking.provenance.RESULTS) so that a study compares only records of
+    code that samples alike; it must be the digest of the golden records as committed. A deliberate change of the
+    records that changes results (python tests/golden/make.py) must update RESULTS in the same commit."""
+    from tracking.provenance import RESULTS, results_digest
+
+    digest = results_digest(json.loads(FILE.read_text()))
+    assert digest == RESULTS, f"the golden records' results changed: set tracking.provenance.RESULTS = {digest!r}"
+
+
+def test_the_results_digest_ignores_layout_and_labels_but_not_results():
+    from tracking.provenance import results_digest
+
+    golden = json.loads(FILE.read_text())
+    base = results_digest(golden)
+    relabelled = json.loads(FILE.read_text())
+    for im in relabelled["prune"]:
+        im["trust"]["label"] = "no fit"
+        im["renamed_section"] = im.pop("refine", None)
+    assert results_digest(relabelled) == base
+    moved = json.loads(FILE.read_text())
+    moved["prune"][0]["particles"][0]["measurement_loss"] *= 1.001
+    assert results_digest(moved) != base

@@ -23,6 +23,9 @@ def test_schema_of_a_run(tmp_path):
     assert [im["index"] for im in m["images"]] == [0, 1]
     im = m["images"][0]
     assert len(im["particles"]) == 3
+    from tracking.provenance import RESULTS, git_state
+    commit, clean = git_state()                     # each image names the code that made it
+    assert all(x["provenance"] == {"commit": commit, "clean": clean, "results": RESULTS} for x in m["images"])
     for p in im["particles"]:
         for key in ("psnr", "ssim", "lpips", "psnr_180", "ssim_180", "lpips_180", "mode", "measurement_loss",
                     "pruned_at", "particle", "failed"):

@@ -201,7 +201,9 @@ def test_parse_metrics_pairs_runs_on_their_shared_measurements(tmp_path):
     ref = json.loads((tmp_path / "ref" / "p4" / "metric.json").read_text())["images"]
     mine = json.loads((tmp_path / "mine" / "p2" / "metric.json").read_text())["images"]
     found = sum(a["found"] for a in mine) - sum(b["found"] for b in ref)
-    assert row.split(" | ")[3].startswith(f"{100 * found / 3:+.1f} [")
+    from analysis.paired import bound
+    assert row.split(" | ")[3].startswith(f"{bound(100 * found / 3, 1)} [")
+    assert row.split(" | ")[3].endswith(("better", "worse", "unresolved"))     # no margin declared: no equivalence
     assert "no measurement shared with the reference (other images or seeds, so no paired comparison): other/p2" \
         in text
 

@@ -1,14 +1,15 @@
 """How far each trust label can be trusted, measured on a frontier study's records (evaluation/trust.py), and the fit
-factor it rests on, chosen on half the seeds and judged on the other half (the ambiguity rule's one standard
-deviation of the noise's ||n||^2 is fixed beforehand, not fitted).
+factor it rests on, chosen on half the images and judged on the other half (the ambiguity rule's one standard
+deviation of the noise's ||n||^2 is fixed beforehand, not fitted). The split is by image, the independent unit: the
+even-numbered images (every seed) tune, the odd-numbered ones are held out.
 
     python scripts/studies/trust_calibration.py --model naturalldm digits32ldm
 
 The fit factor: the smallest f (in steps of 0.005) for which at least 97.5 % of the final particles that are the image
-(up to the symmetries) have a loss within f x the noise margin, on the tuning seeds (the first half of each model's
-seeds), pooled over the models: a right particle then almost always fits, so `no fit` means the search failed. Then,
-on the held-out seeds, per label: measurements, the answer right and the image found, with 95 % intervals clustered
-by image (analysis/paired.rate). Prints Markdown; docs/orientation.md reports its output.
+(up to the symmetries) have a loss within f x the noise margin, on the tuning images, pooled over the models: a right
+particle then almost always fits, so `no fit` means the search failed. Then, on the held-out images, per label:
+measurements, the answer right and the image found, with 95 % intervals clustered by image (analysis/paired.rate).
+Prints Markdown; docs/orientation.md reports its output.
 """
 from __future__ import annotations
 
@@ -68,17 +69,15 @@ def main(argv=None) -> None:
     ap.add_argument("--model", nargs="+", default=["naturalldm", "digits32ldm"])
     args = ap.parse_args(argv)
     data = {m: loaded(m) for m in args.model}
-    split = {m: (set(seeds[: len(seeds) // 2 or 1]), set(seeds[len(seeds) // 2 or 1:])) for m, (_, seeds) in
-             data.items()}
-    tuning = {m: [im for im in images if im["seed"] in split[m][0]] for m, (images, _) in data.items()}
-    held = {m: [im for im in images if im["seed"] in split[m][1]] for m, (images, _) in data.items()}
+    tuning = {m: [im for im in images if im["index"] % 2 == 0] for m, (images, _) in data.items()}
+    held = {m: [im for im in images if im["index"] % 2 == 1] for m, (images, _) in data.items()}
     r = np.concatenate([ratios(v) for v in tuning.values()])
     factor = next(f for f in np.arange(1.0, 2.0, 0.005) if (r <= f + 1e-12).mean() >= COVER)
     print(f"fit factor: {factor:.3f} (the smallest f with >= {100 * COVER:.1f} % of {len(r)} right final particles "
-          f"within f x the noise margin on the tuning seeds; at f = 1: {100 * (r <= 1).mean():.1f} %)\n")
+          f"within f x the noise margin on the tuning images (even-numbered); at f = 1: {100 * (r <= 1).mean():.1f} %)\n")
     amb = SETTINGS["ambiguity_sd"].default
     for m in args.model:
-        print(f"### {m}: held-out seeds {sorted(split[m][1])} ({len(held[m])} measurements), fit factor "
+        print(f"### {m}: held-out images (odd-numbered, every seed: {len(held[m])} measurements), fit factor "
               f"{factor:.3f}, ambiguity within {amb:g} sd; then at the factor 1 with any two different fits "
               f"ambiguous (the first rule) for comparison\n")
         print("\n".join(table(held[m], factor, amb)))
