@@ -4,7 +4,7 @@
 [--group config|none]`
 
 By default a short headline table: the settings that differ between the experiments, how often the tool's answer
-is right and how often some particle found the image (95 % Wilson intervals), DAPS's best-of-N PSNR and the
+is right and how often some particle found the image (95 % intervals clustered by image), DAPS's best-of-N PSNR and the
 compute; `--all` adds every other column (failure kinds, mode coverage, PSNR up to symmetry, phases, memory, each
 stage's own) and the independent success curve. `--out DIR` also writes images.csv (every measurement's modes,
 answer and trust label) and the plots. Then every image whose
@@ -26,14 +26,17 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import stages  # noqa: F401  (registers every stage: each may add columns)
 from evaluation.failures import KINDS
-from analysis.paired import wilson
+from analysis.paired import rate
 from evaluation.summary import summarize
 from evaluation.trajectory import committed_fraction
 from sampler.stages import ordered
@@ -284,10 +287,12 @@ def differing_settings(experiments, most: int = 4) -> list[str]:
 
 
 def rate_with_interval(images: list[dict], hit) -> tuple[float | None, float, float]:
-    """The share of images where hit(image), with its 95 % Wilson interval."""
-    n = len(images)
-    k = sum(bool(hit(im)) for im in images)
-    return (k / n if n else None, *wilson(k, n))
+    """The share of measurements where hit(image), with its 95 % interval clustered by image (several seeds of one
+    image are not independent: analysis/paired.rate)."""
+    if not images:
+        return None, math.nan, math.nan
+    e = rate([(im.get("seed"), im["index"]) for im in images], np.array([float(bool(hit(im))) for im in images]))
+    return e.value, e.low, e.high
 
 
 HEADLINE = (("chosen right", lambda im: im["best_by_prior"]["mode"] == "0"), ("found", lambda im: im["found"]))
@@ -556,7 +561,7 @@ def plot_all(experiments, out: Path) -> list[Path]:
         legend_outside(ax)
         save(fig, "memory_per_phase.png")
 
-    # the headline: how often the tool's answer is right and some particle found the image, 95 % Wilson intervals
+    # the headline: how often the tool's answer is right and some particle found the image, 95 % intervals clustered by image
     settings = differing_settings(experiments)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels)), 4))
     for j, (name, hit) in enumerate(HEADLINE):
@@ -567,7 +572,7 @@ def plot_all(experiments, out: Path) -> list[Path]:
         ax.bar(x, y, width=0.3, yerr=err, capsize=3, label=name)
     ax.set_xticks(range(len(labels)), settings, rotation=30, ha="right", fontsize=7)
     ax.set_ylim(0, 105)
-    ax.set_ylabel("% of images (95 % Wilson interval)")
+    ax.set_ylabel("% of images (95 % interval clustered by image)")
     ax.set_title("chosen right (no ground truth) and found, per experiment")
     legend_outside(ax)
     save(fig, "headline.png")

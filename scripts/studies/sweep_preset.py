@@ -1,5 +1,5 @@
 """Step-size sweep for a model's sampler preset: every setting on the same measurements, compared with the first by
-95 % intervals and the exact McNemar test (the study harness: pipeline/study.py, analysis/paired.py).
+95 % intervals and the sign test, clustered by image (the study harness: pipeline/study.py, analysis/paired.py).
 
     OMP_NUM_THREADS=1 python scripts/studies/sweep_preset.py --model two_mode_latent --lr 5e-5,1e-4,2e-4 --mcmc-steps 20,50
 

@@ -5,7 +5,7 @@ analysis/paired.py; docs/resampling.md).
     OMP_NUM_THREADS=1 python scripts/studies/sweep_resampling.py --model naturalldm --start 50 --images 14 \\
         --temperature 0.05,0.2 --interval 2 --window 500:200,900:200
 
-Prints the paired table against independent particles (95 % intervals, exact McNemar p) and the share of events that
+Prints the paired table against independent particles (95 % intervals and sign-test p, clustered by image) and the share of events that
 resampled.
 """
 from __future__ import annotations
