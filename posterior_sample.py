@@ -89,15 +89,24 @@ def print_settings(overrides: list[str]) -> None:
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from pipeline.run import run
+    from pipeline.run_folder import discard_if_nothing_kept
+
+    def discard():                                    # a run that kept nothing leaves no folder
+        if cfg.name is not None:
+            discard_if_nothing_kept(Path(cfg.save_dir) / str(cfg.name))
 
     try:
         metric = run(cfg, sys.argv, dict(HydraConfig.get().runtime.choices))
     except ToolError as e:                            # bad input: the message says what to do
+        discard()
         fail(str(e))
     except KeyboardInterrupt:
-        print(f"interrupted: {interrupted_note(cfg)}", file=sys.stderr)
+        note = interrupted_note(cfg)
+        discard()
+        print(f"interrupted: {note}", file=sys.stderr)
         raise SystemExit(130)
     except Exception as e:                            # a bug, not bad input: one line, the traceback in a file
+        discard()
         fd, path = tempfile.mkstemp(prefix="posterior_sample-", suffix=".log")
         with open(fd, "w") as f:
             traceback.print_exc(file=f)

@@ -170,6 +170,10 @@ def main_argv(config_dir) -> list[str]:
     one."""
     try:
         argv = translate_argv(sys.argv[1:])
+        if any(a in ("--multirun", "-m") for a in argv) and not any(a.startswith("name=") for a in argv):
+            raise ConfigError("--multirun needs name=: every job is a run folder save_dir/NAME, so name the jobs by "
+                              "what they sweep, e.g. 'name=rep${repulsion_scale}' (single quotes keep the shell off "
+                              "the $)")
         if not any(a.split("=")[0] in ("--help", "-h", "--hydra-help", "--version", "--info", "-i",
                                        "--shell-completion", "-sc") for a in argv):
             check_overrides(argv, config_dir)

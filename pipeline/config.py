@@ -117,4 +117,5 @@ def check_writable(save_dir) -> None:
         with tempfile.TemporaryFile(dir=p):
             pass
     except OSError as e:
-        raise ConfigError(f"save_dir={save_dir} cannot be written ({p}: {e.strerror or e})") from None
+        raise ConfigError(f"save_dir={save_dir} cannot be written: {p}, the nearest folder of it that exists, takes no "
+                          f"new file ({e.strerror or e}); choose another save_dir") from None

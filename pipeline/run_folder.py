@@ -70,6 +70,8 @@ def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | 
     so a repeated or interrupted command picks up where it stopped and more images extend the run; a ConfigError
     where continuing would mix settings or starting would destroy results."""
     metric_path = out_dir / "metric.json"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"name={cfg.name}: {out_dir} is a file, not a run folder; pass another name=")
     if cfg.overwrite:
         return [], [], None
     if not metric_path.exists():
@@ -97,6 +99,29 @@ def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | 
     earlier = old.get("provenance", {}).pop("earlier_runs", []) + [old.get("provenance")]
     return images, earlier, (f"continuing {out_dir}: {len(images)} image(s) of the same settings are done there "
                              f"and kept (overwrite=true redoes them)")
+
+
+def discard_if_nothing_kept(out_dir: Path) -> None:
+    """A run that stopped before its first image (bad input found late, Ctrl-C) keeps nothing, so it leaves no
+    folder: this tool's files there (config.yaml, a metric.json without images) are removed, then the folder if
+    that empties it. A folder holding a finished image, or anything else, is left as it is."""
+    if not out_dir.is_dir():
+        return
+    metric = out_dir / "metric.json"
+    try:
+        if metric.exists() and read_json(metric).get("images"):
+            return
+    except (OSError, ValueError, AttributeError):
+        return
+    for name in ("metric.json", "config.yaml"):
+        (out_dir / name).unlink(missing_ok=True)
+    for folder in (out_dir / "images", out_dir):
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:                              # not empty: something else lives there
+            return
 
 
 def clear_outputs(out_dir: Path) -> None:

@@ -108,3 +108,39 @@ def test_workflow_doc_states_the_scripts_defaults():
         data = re.search(r"^DEFAULT_DATA=(\S+)", text, re.M).group(1)
         row = next(line for line in doc.splitlines() if line.startswith(f"| `scripts/{script.name}`"))
         assert row.rstrip(" |").endswith(f"{n} / {data}"), (script.name, row)
+
+
+def test_a_run_that_kept_nothing_leaves_no_folder(tmp_path):
+    """Ctrl-C or bad input found before the first image: the tool's own files go, and the folder if that empties
+    it; a finished image, or a file that is not the tool's, keeps what it is in."""
+    from pipeline.run_folder import discard_if_nothing_kept
+
+    empty = tmp_path / "empty"
+    (empty / "images").mkdir(parents=True)
+    (empty / "config.yaml").write_text("a: 1\n")
+    (empty / "metric.json").write_text(json.dumps({"images": []}))
+    discard_if_nothing_kept(empty)
+    assert not empty.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "metric.json").write_text(json.dumps({"images": [{"index": 0}]}))
+    (kept / "config.yaml").write_text("a: 1\n")
+    discard_if_nothing_kept(kept)
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "metric.json"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    (mine / "config.yaml").write_text("a: 1\n")
+    discard_if_nothing_kept(mine)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_file_for_a_name_and_a_nameless_multirun_are_one_line(tmp_path):
+    (tmp_path / "taken").write_text("not a run")
+    r = entry("name=taken", f"save_dir={tmp_path}", *TINY)
+    assert r.returncode == 2 and r.stderr.strip() == \
+        f"error: name=taken: {tmp_path}/taken is a file, not a run folder; pass another name="
+    r = entry("--multirun", "repulsion_scale=0,0.3", f"save_dir={tmp_path / 'sweep'}", *TINY)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --multirun needs name=")
+    assert not (tmp_path / "sweep").exists()
