@@ -561,6 +561,33 @@ def plot_all(experiments, out: Path) -> list[Path]:
         legend_outside(ax)
         save(fig, "memory_per_phase.png")
 
+    # memory over the steps, for any run: each step's own figure (GPU: the peak allocated within the step; CPU: the
+    # resident size at its end, tracking/tracker.py), averaged over images, against t
+    fig, ax = plt.subplots(figsize=(7, 4))
+    curves = []
+    for e in experiments:
+        per_t: dict[int, list[float]] = {}
+        for im in e["images"]:
+            for st in im.get("steps", []):
+                if st.get("memory_mb") is not None:
+                    per_t.setdefault(st["t"], []).append(st["memory_mb"])
+        ts = sorted(per_t, reverse=True)
+        curves.append((ts, [sum(per_t[t]) / len(per_t[t]) for t in ts]))
+    if any(ts for ts, _ in curves):
+        for i, ((ts, ys), label) in enumerate(zip(curves, curve_labels(labels, [c[1] for c in curves]))):
+            if ts:
+                ax.plot(ts, ys, label=label, **curve_style(i))
+        ax.set_xlim(1000, 0)
+        ax.set_xlabel("diffusion time t")
+        gpu = kinds == {"cuda_max_allocated"}
+        ax.set_ylabel("MB per step: " + ("peak allocated within the step (GPU)" if gpu else
+                                         "resident size at the step's end (CPU)"))
+        ax.set_title("memory over the steps")
+        legend_outside(ax)
+        save(fig, "memory_per_step.png")
+    else:
+        plt.close(fig)
+
     # the headline: how often the tool's answer is right and some particle found the image, 95 % intervals clustered by image
     settings = differing_settings(experiments)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels)), 4))

@@ -82,3 +82,18 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
         write_json_atomic(path, {"a": object()})
     assert json.loads(path.read_text())["a"] == 1
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_step_memory_on_a_cpu_is_the_resident_size_now_not_a_running_peak():
+    """A step's memory_mb falls when memory is given back (the lifetime peak RSS never does)."""
+    import numpy as np
+
+    from tracking.tracker import RunTracker, current_rss_mb, peak_rss_mb
+
+    tracker = RunTracker("cpu", trace=None)
+    big = np.ones(50_000_000)                          # 400 MB, touched
+    during = tracker._step_memory_mb()
+    del big
+    after = tracker._step_memory_mb()
+    assert during - after > 300 and abs(after - current_rss_mb()) < 50
+    assert peak_rss_mb() >= during - 1

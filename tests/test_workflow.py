@@ -239,7 +239,7 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     assert parse_metrics.main([str(script_runs), "--format", "latex", "--out", str(tmp_path)]) == 0
     tex = tmp_path.joinpath("table.tex").read_text()
     assert tex.count("\\\\") == len(EXPERIMENTS) + 1 and "exp0\\_baseline" in tex
-    for name in ("time_per_phase", "pairwise_distance", "psnr_distribution"):
+    for name in ("time_per_phase", "pairwise_distance", "psnr_distribution", "memory_per_step"):
         assert tmp_path.joinpath(f"{name}.png").stat().st_size > 1000
     assert not tmp_path.joinpath("memory_per_phase.png").exists()    # CPU runs: peak RSS is not per phase
     assert len(list(tmp_path.joinpath("grids").rglob("00000.png"))) == len(EXPERIMENTS)
