@@ -250,6 +250,8 @@ def columns(phases, memory_kind: str | None = None) -> list[tuple]:
         ("decoder_vjp_rows_per_image", "decoder VJPs/image", get("decoder_vjp_rows_per_image"), "0f"),
         ("unet_rows_per_image", "UNet rows/image", get("unet_rows_per_image"), "0f"),
         ("tflop_per_image", "TFLOP/image", get("tflop_per_image"), "3g"),
+        ("explore_pairwise_distance_mean", "pairwise latent distance (explore)", get("explore_pairwise_distance_mean"),
+         "3g"),
     ]
     cols += [(f"time_{ph}_s", f"{ph} time s", phase("phase_time_s", ph), "2f") for ph in phases]
     what = MEMORY.get(memory_kind, "peak MB")

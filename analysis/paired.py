@@ -58,6 +58,29 @@ def relative_cost(images: list[dict]) -> float:
     return math.nan
 
 
+def time_s(im: dict) -> float:
+    return float(im["total_time_s"]) if im.get("total_time_s") is not None else math.nan
+
+
+def memory_mb(im: dict) -> float:
+    from evaluation.summary import step_memory_peak
+
+    v = step_memory_peak(im)
+    return math.nan if v is None else float(v)
+
+
+def spread(im: dict) -> float:
+    from evaluation.summary import explore_spread
+
+    v = explore_spread(im)
+    return math.nan if v is None else float(v)
+
+
+# what a configuration costs and how it spreads, beside the endpoints: time per image, its largest step's memory,
+# the particles' mean pairwise latent distance while they explore
+COSTS = (("time_s", time_s), ("memory_mb", memory_mb), ("spread", spread))
+
+
 def measurement_key(record: dict) -> tuple:
     """What makes two records the same measurement: the seed of its noise and the image."""
     return record["seed"], record["index"]
@@ -252,8 +275,9 @@ class Comparison:
     images: int                              # distinct images among them (the clusters)
     complete: bool                           # every measurement of the reference is among them
     rates: dict[str, Estimate]               # binary endpoint -> its rate
-    means: dict[str, float]                  # every endpoint's mean, and tflop
+    means: dict[str, float]                  # every endpoint's mean, tflop and the COSTS
     diffs: dict[str, Difference]             # endpoint -> configuration - reference
+    ref_means: dict[str, float] = None       # the reference's COSTS on the same measurements
 
 
 def compare(records: list[dict], reference: list[dict], margins: dict[str, float] | None = None) -> Comparison:
@@ -271,7 +295,13 @@ def compare(records: list[dict], reference: list[dict], margins: dict[str, float
         diffs[name] = difference(keys, a, b, name in BINARY, (margins or {}).get(name))
         if name in BINARY:
             rates[name] = rate(keys, a)
-    return Comparison(len(keys), len({k[1] for k in keys}), len(keys) == len(ref), rates, means, diffs)
+    by_key = [{measurement_key(r): r for r in rs} for rs in (records, reference)]
+    ref_means = {}
+    for name, f in COSTS:
+        for where, recs in ((means, by_key[0]), (ref_means, by_key[1])):
+            values = [v for v in (f(recs[k]) for k in keys) if not math.isnan(v)]
+            where[name] = float(np.mean(values)) if values else math.nan
+    return Comparison(len(keys), len({k[1] for k in keys}), len(keys) == len(ref), rates, means, diffs, ref_means)
 
 
 def _pct(v: float) -> str:
@@ -322,17 +352,33 @@ def rates_table(comparisons: dict[str, Comparison]) -> str:
     return "\n".join(lines)
 
 
+def versus(mine: float, ref: float, unit: str, digits: int) -> str:
+    """mine − ref in the unit, and mine as a share of ref: "−0.12 s (82 %)"; "–" where either is missing."""
+    if math.isnan(mine) or math.isnan(ref):
+        return "–"
+    share = f" ({100 * mine / ref:.0f} %)" if ref else ""
+    return f"{bound(mine - ref, digits)} {unit}{share}"
+
+
 def differences_table(rows: list[tuple[str, Comparison, float]]) -> str:
-    """A Markdown table of comparisons (name, comparison, compute ratio): each endpoint's paired difference in points
-    (dB for the PSNR) with its clustered 95 % interval, its test's p (and Holm's where adjusted) and the verdict;
-    then each one's difference detectable with 80 % power."""
-    head = ("| comparison | measurements (images) | compute | " + " | ".join(
-        f"{NAMES[k]}, points [95 % CI], p" if k in BINARY else f"{NAMES[k]} [95 % CI], p" for k in NAMES)
-        + " | detectable with 80 % power (" + ", ".join(NAMES[k] for k in NAMES) + ") |")
+    """A Markdown table of comparisons (name, comparison, compute ratio): compute, time per image and the largest
+    step's memory against the reference's on the same measurements, the particles' spread while exploring as a
+    ratio to the reference's; each endpoint's paired difference in points (dB for the PSNR) with its clustered 95 %
+    interval, its test's p (and Holm's where adjusted) and the verdict; then each one's difference detectable with
+    80 % power."""
+    head = ("| comparison | measurements (images) | compute | time / image | peak step memory | pairwise latent "
+            "distance, explore (ratio) | " + " | ".join(
+                f"{NAMES[k]}, points [95 % CI], p" if k in BINARY else f"{NAMES[k]} [95 % CI], p" for k in NAMES)
+            + " | detectable with 80 % power (" + ", ".join(NAMES[k] for k in NAMES) + ") |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, c, ratio in rows:
         mark = "" if c.complete else " †"
-        cells = [name + mark, f"{c.n} ({c.images})", "–" if math.isnan(ratio) else f"{100 * ratio:.0f} %"]
+        ref = c.ref_means or {}
+        spread_ratio = c.means.get("spread", math.nan) / ref.get("spread", math.nan) if ref.get("spread") else math.nan
+        cells = [name + mark, f"{c.n} ({c.images})", "–" if math.isnan(ratio) else f"{100 * ratio:.0f} %",
+                 versus(c.means.get("time_s", math.nan), ref.get("time_s", math.nan), "s", 2),
+                 versus(c.means.get("memory_mb", math.nan), ref.get("memory_mb", math.nan), "MB", 0),
+                 "–" if math.isnan(spread_ratio) else f"{c.means['spread']:.3g} (×{spread_ratio:.2f})"]
         cells += [formatted(c.diffs[k], k in BINARY) for k in NAMES]
         cells.append(" / ".join(f"{100 * c.diffs[k].detectable:.1f}" if k in BINARY else
                                 f"{c.diffs[k].detectable:.2f} dB" for k in NAMES))

@@ -42,6 +42,23 @@ def both_modes_expected(image: dict) -> float | None:
     return 1 - w["0"] ** n - w["180"] ** n
 
 
+def explore_spread(image: dict) -> float | None:
+    """The image's particle spread while they explore: the mean pairwise latent distance between its particles,
+    averaged over the explore phase's steps (None without step records or with fewer than two particles)."""
+    values = [st["mean_pairwise_distance"] for st in image.get("steps", [])
+              if st.get("phase") == "explore" and st.get("mean_pairwise_distance") is not None]
+    return sum(values) / len(values) if values else None
+
+
+def step_memory_peak(image: dict) -> float | None:
+    """The largest memory of any of the image's steps (tracking/tracker.py: each step's own figure), else the
+    largest phase peak; None where neither was recorded."""
+    values = [st["memory_mb"] for st in image.get("steps", []) if st.get("memory_mb") is not None]
+    values = values or [ph["peak_memory_mb"] for ph in (image.get("phases") or {}).values()
+                        if ph.get("peak_memory_mb") is not None]
+    return max(values) if values else None
+
+
 def summarize(images: list[dict]) -> dict:
     """Means over images of the per-image numbers, and rates of mode outcomes. Modes are up to the measurement's
     symmetries (rotation, and shifts where the background is the padding's value): a particle is a success when
@@ -118,6 +135,8 @@ def summarize(images: list[dict]) -> dict:
         "memory_kind": next((ph.get("memory_kind") for im in images for ph in im["phases"].values()), None),
         "phase_peak_memory_mb": {ph: max((im["phases"].get(ph, {}).get("peak_memory_mb") or 0.0) for im in images)
                                  for ph in phases},
+        # how far apart the particles are while they explore (Exp 1's check: repulsion spreads them)
+        "explore_pairwise_distance_mean": _mean([explore_spread(im) for im in images]),
         # each stage's own fields (sampler/stages.py: Stage.summary)
         **{k: v for stage in ordered() for k, v in stage.summary(images).items()},
         # eval.per_step only: the t from which a final particle's mode label no longer changed, median over particles

@@ -202,8 +202,14 @@ def test_parse_metrics_pairs_runs_on_their_shared_measurements(tmp_path):
     mine = json.loads((tmp_path / "mine" / "p2" / "metric.json").read_text())["images"]
     found = sum(a["found"] for a in mine) - sum(b["found"] for b in ref)
     from analysis.paired import bound
-    assert row.split(" | ")[3].startswith(f"{bound(100 * found / 3, 1)} [")
-    assert row.split(" | ")[3].endswith(("better", "worse", "unresolved"))     # no margin declared: no equivalence
+    from evaluation.summary import explore_spread
+    cells = row.split(" | ")
+    assert cells[6].startswith(f"{bound(100 * found / 3, 1)} [")
+    assert cells[6].endswith(("better", "worse", "unresolved"))     # no margin declared: no equivalence
+    # time, memory and spread beside compute: the spread's ratio is the two runs' mean explore-phase distances
+    assert " s (" in cells[3] and " MB (" in cells[4]
+    mean = lambda ims: sum(explore_spread(im) for im in ims) / len(ims)  # noqa: E731
+    assert cells[5] == f"{mean(mine):.3g} (×{mean(mine) / mean(ref):.2f})"
     assert "no measurement shared with the reference (other images or seeds, so no paired comparison): other/p2" \
         in text
 
