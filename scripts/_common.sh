@@ -1,8 +1,8 @@
 # Shared argument parsing and launch for scripts/exp*.sh (sourced, not run).
 # A script sets EXP, SUMMARY, DEFAULT_N, DEFAULT_DATA, SETTINGS (the setting it builds on, as posterior_sample.py
 # flags: `--like RUN_DIR` replaces it by that run's particles and stages), OWN (the flags that make the experiment,
-# applied after SETTINGS and --like), ABLATE (1: also run the setting without pruning and without optimisation, and
-# print the paired table) and NAME_TAGS (Hydra interpolations naming its settings), then calls `exp_main "$@"`.
+# applied after SETTINGS and --like), ABLATE (1: also run the setting without pruning, without optimisation and as
+# four independent particles, and print the paired table) and NAME_TAGS (Hydra interpolations naming its settings), then calls `exp_main "$@"`.
 
 set -euo pipefail
 
@@ -178,12 +178,14 @@ exp_main() {
               "save_dir=$save_dir" "name=$name" "hydra.sweep.dir=$save_dir" "hydra.sweep.subdir=\${name}"
               ${extra[@]+"${extra[@]}"})
         local variants=("") runs=() variant
-        # the ablation: the same setting without pruning, and without optimisation (a variant equal to the setting
-        # names the same folder and is continued, not redone)
-        [[ "${ABLATE:-0}" == 1 && $multirun -eq 0 ]] && variants+=("--pruning_step=-1" "--refine_step=-1")
+        # the ablation: the same setting without pruning, without optimisation, and DAPS's four independent runs (a
+        # variant equal to the setting names the same folder and is continued, not redone)
+        [[ "${ABLATE:-0}" == 1 && $multirun -eq 0 ]] && variants+=("--pruning_step=-1" "--refine_step=-1"
+            "--particle_num=4 --repulsion_scale=0 --resampling_interval=0 --pruning_step=-1 --refine_step=-1")
         for variant in "${variants[@]}"; do
-            local run=("${cmd[@]}")
-            [[ -n "$variant" ]] && run+=("$variant")
+            local run=("${cmd[@]}") extra
+            read -r -a extra <<< "$variant"
+            run+=("${extra[@]}")
             { printf '+'; for arg in "${run[@]}"; do printf ' %s' "$(quote "$arg")"; done; echo; } >&2
             [[ $dry -eq 1 ]] && continue
             if [[ ${#variants[@]} -eq 1 ]]; then "${run[@]}"; continue; fi
@@ -200,7 +202,7 @@ exp_main() {
                 echo "== $set: what pruning and optimisation gave (the setting against each ablation, paired)"
                 "$PYTHON" parse_metrics.py "${distinct[@]:1}" --reference "${distinct[0]}" | sed -n '/^Paired against/,$p'
             else
-                echo "== $set: the setting has neither pruning nor optimisation on: nothing to ablate"
+                echo "== $set: the setting is four independent particles: nothing to ablate"
             fi
         fi
     done

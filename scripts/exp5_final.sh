@@ -4,7 +4,7 @@
 # (docs/refine.md); pass --refine_step 200 to run it anyway.
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 EXP=exp5_final
-SUMMARY="Experiment 5: the setting it is given (--like RUN_DIR; default four independent particles) on DAPS's 100-image ImageNet and FFHQ test sets, then its ablation (without pruning, without optimisation) and a paired table of what each gave."
+SUMMARY="Experiment 5: the setting it is given (--like RUN_DIR; default four independent particles) on DAPS's 100-image ImageNet and FFHQ test sets, then its ablation (without pruning, without optimisation, DAPS's four independent runs) and a paired table of what each gave."
 DEFAULT_N=100
 DEFAULT_DATA=test-imagenet,test-ffhq
 SETTINGS=(--particle_num "${PARTICLE_NUM:-4}" --repulsion_scale 0 --pruning_step "$PRUNING_STEP" --pruning_keep "$PRUNING_KEEP" --refine_step -1)

@@ -93,7 +93,8 @@ def script_runs(tmp_path_factory):
 
 def test_scripts_chain_like_the_plan(script_runs):
     """--like RUN_DIR: exp4 refines the setting of the run it is given (here exp2's: repulsion and pruning), and
-    exp5 runs its setting, then without pruning and without optimisation (the ablation), each a command."""
+    exp5 runs its setting, then without pruning, without optimisation and as four independent particles (the
+    ablation), each a command."""
     (exp2,) = script_runs.joinpath("exp2_pruning").glob("*/config.yaml")
     p = script("exp4_optimization", 1, "--demo", "--like", exp2.parent, "--dry-run")
     assert p.returncode == 0, p.stderr
@@ -105,7 +106,9 @@ def test_scripts_chain_like_the_plan(script_runs):
         args[args.index("--refine_step") + 1] == "200"                       # exp4's own flag comes after
     p = script("exp5_final", 2, "--demo", "--like", exp2.parent, "--dry-run")
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("+ ")]
-    assert len(lines) == 3 and lines[1].endswith("--pruning_step=-1") and lines[2].endswith("--refine_step=-1")
+    assert len(lines) == 4 and lines[1].endswith("--pruning_step=-1") and lines[2].endswith("--refine_step=-1")
+    assert lines[3].endswith("--particle_num=4 --repulsion_scale=0 --resampling_interval=0 --pruning_step=-1 "
+                             "--refine_step=-1")                           # DAPS's four independent runs
     p = script("exp4_optimization", 1, "--demo", "--like", script_runs / "nothing", "--dry-run")
     assert p.returncode == 2 and "no config.yaml there" in p.stderr
 
@@ -133,8 +136,8 @@ def test_scripts_dry_run_settings_and_pass_through(tmp_path):
     assert line.index("--repulsion_scale 0") < line.index("--repulsion_scale 0.7") < line.index("seed=7")
     assert not tmp_path.joinpath("exp2_pruning").exists()  # dry run
     p = script("exp5_final", "--demo", "--dry-run")
-    # both data sets collapse to the demo: the setting, then without pruning and without optimisation
-    assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 3
+    # both data sets collapse to the demo: the setting, then without pruning, without optimisation, four independent
+    assert "--num_eval_images 100" in p.stderr and p.stderr.count("+ ") == 4
     p = script("exp5_final", "--dry-run")                  # the final runs: DAPS's test sets, Langevin
     assert "sampler=langevin data=test-imagenet" in p.stderr and "sampler=langevin data=test-ffhq" in p.stderr
     assert "name=${data.name}_langevin_p" in p.stderr
