@@ -373,9 +373,16 @@ def format_trust(experiments) -> str:
             f"{lab} {', '.join(map(str, ids))}" for lab, ids in by_label.items()))
     if not lines:
         return ""
-    return ("\nAnswers to act on (docs/workflow.md: no fit -> more particles or a restart; ambiguous -> the measurement "
-            "cannot decide, keep both; orientation undetermined -> answer_rotated.png is as likely):\n"
-            + "\n".join(lines) + "\n")
+    return ("\nAnswers to act on (docs/workflow.md: no fit -> more particles, or new particles on the same y with "
+            "--particle_offset N; ambiguous -> the measurement cannot decide, keep both; orientation undetermined -> "
+            "answer_rotated.png is as likely):\n" + "\n".join(lines) + "\n")
+
+
+def format_notes(experiments) -> str:
+    """Each stage's notes on each experiment (sampler/stages.py: Stage.notes), e.g. refine that ran no
+    optimisation."""
+    lines = [f"{e['label']}: {note}" for e in experiments for stage in ordered() for note in stage.notes(e["images"])]
+    return ("\nNotes:\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def _fmt(value, kind, summary, pm="±") -> str:
@@ -760,7 +767,7 @@ def main(argv=None) -> int:
         formatter = format_headline
     text = formatter(experiments)
     if args.format == "md":
-        text += format_trust(experiments)
+        text += format_trust(experiments) + format_notes(experiments)
         if reference is not None:
             text += "\n" + format_paired(experiments, reference, args.margin)
     sys.stdout.write(text)

@@ -51,17 +51,34 @@ def default_name(cfg, choices: dict | None = None) -> str:
     """What ran: model, data (marked `-decoded` when its ground truths are the model's reconstructions), sampler
     (config-group choices where Hydra gives them) and the stage flags that are on, repeated words dropped, e.g.
     `two_mode_p4`, `naturalldm_natural-decoded_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`; each stage
-    that is on adds its fragment (sampler/stages.py)."""
+    that is on adds its fragment (sampler/stages.py) and its block's settings that are not at their defaults."""
     choices = choices or {}
     from core.settings import value
     from data.datasets import SETTINGS
 
     data = cfg.data.name + ("-decoded" if value(cfg.data, SETTINGS, "ground_truth") == "decoded" else "")
     task = choices.get("task", cfg.task.name)
+    from pipeline.schema import flags
+
+    # other particles of the same measurement (a restart: particle_offset), or another measurement (seed)
+    particles = f"p{cfg.particle_num}" + (f"o{cfg.particle_offset}" if cfg.particle_offset else "")
+    seed = [] if cfg.seed == flags()["seed"].default else [f"seed{cfg.seed}"]
     words = [choices.get("model", cfg.model.name), data, *([task] if task != "phase_retrieval" else []),
-             choices.get("sampler", cfg.sampler.mcmc.algo), f"p{cfg.particle_num}"]
-    words += [stage.fragment(cfg) for stage in ordered() if stage.on(cfg)]
+             choices.get("sampler", cfg.sampler.mcmc.algo), particles, *seed]
+    words += [stage.fragment(cfg) + changed_block(stage, cfg) for stage in ordered() if stage.on(cfg)]
     return "_".join(dict.fromkeys(words))
+
+
+def changed_block(stage, cfg) -> str:
+    """A stage's block settings that differ from their declared defaults, `-<key><value>` each (e.g. refine200-eps0.001,
+    prune200k2-modebranch): runs that sample differently never share a default name."""
+    def shown(v):
+        return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
+
+    block = cfg.get(stage.name) if stage.block else None
+    parts = [f"-{key}{shown(block[key])}".replace("/", "_") for key, setting in stage.block.items()
+             if block is not None and key in block and block[key] != setting.default]
+    return "".join(parts)
 
 
 def previous_run(cfg, out_dir: Path, resolved: dict) -> tuple[list, list, str | None]:

@@ -27,7 +27,8 @@ class Stage:
     image's step record shows them, as (key, "list" | "mean" | "max" | "sum") pairs; record(trace, cfg): its section
     of an image's record, under its name (None: none); summary(images): its fields of the run summary;
     phases(cfg): {phase name: first annealing step k} for per-phase time and memory; boundaries(cfg): the step
-    indices the record's `boundaries` block shows; fragment(cfg): its part of the default run name."""
+    indices the record's `boundaries` block shows; fragment(cfg): its part of the default run name; notes(images):
+    lines parse_metrics prints under a run's table (what a reader must know before crediting the stage)."""
 
     name: str
     flag: str
@@ -44,6 +45,7 @@ class Stage:
     old_names: dict[str, str] = field(default_factory=dict)
     summary: Callable = lambda images: {}
     columns: list = field(default_factory=list)        # parse_metrics --all: (summary key, header, format) of its fields
+    notes: Callable = lambda images: []
     phases: Callable = lambda cfg: {}
     boundaries: Callable = lambda cfg: {}
 

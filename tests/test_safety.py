@@ -133,6 +133,15 @@ def test_default_names_say_what_ran_and_do_not_collide(tmp_path):
     cfg = compose("repulsion_scale=0.3", "pruning_step=200", "refine_step=100")
     assert pipeline_run_folder.default_name(cfg, {"model": "two_mode", "sampler": "two_mode"}) == \
         "two_mode_p4_rep0.3_prune200k2_refine100"
+    # a stage block's setting away from its default is in the name: an eps sweep or branching never collides
+    swept = compose("pruning_step=200", "pruning.mode=branch", "refine_step=100", "refine.eps=0.001",
+                    "refine.final=false")
+    assert pipeline_run_folder.default_name(swept, {"model": "two_mode", "sampler": "two_mode"}) == \
+        "two_mode_p4_prune200k2-modebranch_refine100-finalfalse-eps0.001"
+    # a restart on the same measurement (particle_offset) and another measurement (seed) are other folders
+    again = compose("particle_offset=4", "seed=7")
+    assert pipeline_run_folder.default_name(again, {"model": "two_mode", "sampler": "two_mode"}) == \
+        "two_mode_p4o4_seed7"
     ldm = compose("model=ffhq256ldm", "sampler=hmc", "data=demo-ffhq")
     assert pipeline_run_folder.default_name(ldm, {"model": "ffhq256ldm", "sampler": "hmc"}) == "ffhq256ldm_demo-ffhq_hmc_p4"
     # two plain runs with different stage flags land in different folders

@@ -41,18 +41,45 @@ def record(trace, cfg) -> dict:
                       **{key: [r[key] for r in mine]
                          for key in ("iterations", "stop_reason", "loss_before", "loss_after", "accepted")}})
     iters = [n for c in calls for n in c["iterations"]]
+    # per particle: its iterations and stop reasons over the calls, and its share of the calls' time (a call
+    # optimises the batch together, each iteration costing in proportion to the particles still running, so a
+    # particle's share of a call is its share of the call's iterations)
+    particles: dict[int, dict] = {}
+    for c in calls:
+        total = sum(c["iterations"])
+        for pid, n, why in zip(c["particle_ids"], c["iterations"], c["stop_reason"]):
+            mine = particles.setdefault(pid, {"iterations": 0, "stop_reasons": {}, "time_s": 0.0})
+            mine["iterations"] += n
+            mine["stop_reasons"][why] = mine["stop_reasons"].get(why, 0) + 1
+            mine["time_s"] += c["time_s"] * n / total if total else 0.0
     return {"num_calls": len(calls), "total_iterations": sum(iters),
             "mean_iterations": statistics.fmean(iters) if iters else None,
             "total_time_s": sum(c["time_s"] for c in calls),
-            "stop_reasons": dict(Counter(r for c in calls for r in c["stop_reason"])), "calls": calls}
+            "stop_reasons": dict(Counter(r for c in calls for r in c["stop_reason"])),
+            "particles": {str(pid): v for pid, v in sorted(particles.items())}, "calls": calls}
 
 
 def summary(images: list[dict]) -> dict:
-    """Per optimised image, the optimiser's iterations and time (None when no image was optimised)."""
+    """Per optimised image, the optimiser's iterations and time; per particle and call, the share that ran at least
+    one iteration (None when no image was refined)."""
     done = [im["refine"] for im in images if im.get("refine")]
     mean = lambda v: statistics.fmean(v) if v else None          # noqa: E731
+    per_call = [n for o in done for c in o["calls"] for n in c["iterations"]]
     return {"refine_iterations_per_image": mean([o["total_iterations"] for o in done]),
-            "refine_time_s_per_image": mean([o["total_time_s"] for o in done])}
+            "refine_time_s_per_image": mean([o["total_time_s"] for o in done]),
+            "refine_optimised_share": mean([float(n > 0) for n in per_call]),
+            "refine_stop_reasons": dict(Counter(r for o in done for r, k in o["stop_reasons"].items()
+                                                for _ in range(k))) if done else None}
+
+
+def notes(images: list[dict]) -> list[str]:
+    """What a reader must know before crediting refine with a difference: where it ran no optimisation at all."""
+    done = [im["refine"] for im in images if im.get("refine")]
+    if not done or any(o["total_iterations"] for o in done):
+        return []
+    reasons = dict(Counter(r for o in done for r, k in o["stop_reasons"].items() for _ in range(k)))
+    return [f"refine ran no optimisation iteration on any particle (stop reasons {reasons}): any difference it "
+            f"made comes from its re-noise (refine.resample), not from the optimiser"]
 
 
 register(Stage(
@@ -80,7 +107,9 @@ register(Stage(
     },
     on=lambda cfg: cfg.refine_step >= 0, check=check_stage, hook=hook, record=record, summary=summary,
     columns=[("refine_iterations_per_image", "refine iters/image", "1f"),
-             ("refine_time_s_per_image", "refine time/image s", "2f")],
+             ("refine_time_s_per_image", "refine time/image s", "2f"),
+             ("refine_optimised_share", "refine: particles optimised", "pct")],
+    notes=notes,
     step_facts={"refine_iters": [("refine_iters_mean", "mean"), ("refine_iters_max", "max")],
                 "refine_accepted": [("refine_accepted", "sum")]},
     phases=lambda cfg: {"refine": refine_k(cfg)}, boundaries=lambda cfg: {"refine_k": refine_k(cfg)},

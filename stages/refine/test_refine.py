@@ -313,3 +313,35 @@ def test_refinement_lowers_every_particles_loss():
     assert ref["boundaries"]["refine_k"] == 4 and rep["num_calls"] == 2             # k = 4 and the final k = 5
     assert [s["k"] for s in ref["steps"] if "refine_iters_mean" in s] == [4, 5]
     assert rep["total_iterations"] == sum(sum(c["iterations"]) for c in rep["calls"])
+
+
+def test_the_record_credits_each_particle_and_notes_when_nothing_was_optimised():
+    """Per particle: its iterations and stop reasons over the calls, and its share of each call's time in proportion
+    to its iterations; the summary's share of particle-calls that optimised; a note where no particle ran an
+    iteration (a gain then came from the re-noise, not the optimiser)."""
+    from stages.refine import notes, record, summary
+
+    class Trace:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def of(self, kind):
+            return [r for r in self.rows if r["kind"] == kind]
+
+    def call(k, time_s, per):            # per: particle -> (iterations, stop reason)
+        rows = [{"kind": "refine", "k": k, "t": 100 - k, "sigma": 0.1, "time_s": time_s, "resample_weight": 0.5}]
+        rows += [{"kind": "refine", "k": k, "particle": pid, "iterations": n, "stop_reason": why,
+                  "loss_before": 2.0, "loss_after": 1.0, "accepted": True} for pid, (n, why) in per.items()]
+        return rows
+
+    rec = record(Trace(call(8, 3.0, {0: (10, "threshold"), 1: (20, "max_iters")}) +
+                       call(9, 1.0, {0: (0, "threshold"), 1: (5, "plateau")})), None)
+    assert rec["total_iterations"] == 35
+    assert rec["particles"]["0"] == {"iterations": 10, "stop_reasons": {"threshold": 2}, "time_s": pytest.approx(1.0)}
+    assert rec["particles"]["1"]["iterations"] == 25 and rec["particles"]["1"]["time_s"] == pytest.approx(3.0)
+    assert rec["particles"]["1"]["stop_reasons"] == {"max_iters": 1, "plateau": 1}
+    assert summary([{"refine": rec}])["refine_optimised_share"] == pytest.approx(3 / 4)
+    assert notes([{"refine": rec}]) == []
+    idle = record(Trace(call(8, 0.5, {0: (0, "threshold"), 1: (0, "threshold")})), None)
+    (line,) = notes([{"refine": idle}, {"refine": idle}])
+    assert "no optimisation iteration" in line and "{'threshold': 4}" in line
