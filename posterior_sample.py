@@ -54,7 +54,10 @@ def print_help() -> None:
     print("\n".join(help_lines()) + "\n")
     print("Experiment flags (--flag value, --flag=value, or flag=value):")
     for flag, setting in flags().items():
-        print(f"  --{flag:<18} {setting.help}")
+        default = "null" if setting.default is None else str(setting.default).lower() \
+            if isinstance(setting.default, bool) else setting.default
+        shown = "" if "default" in setting.help else f" (default {default})"
+        print(f"  --{flag:<18} {setting.help}{shown}")
     print("\nAny other setting is an override, e.g. refine.lr=1e-3: --settings lists them all with their valid "
           "values,\n--cfg job prints the whole resolved config (with the overrides given), --hydra-help Hydra's own "
           "options.")
@@ -65,7 +68,8 @@ def print_settings(overrides: list[str]) -> None:
     it), valid values and help (pipeline/schema.py)."""
     from omegaconf import OmegaConf
 
-    from core.settings import help_lines
+    import operators
+    from core.settings import choice, help_lines
     from pipeline.schema import compose, schema
 
     cfg = OmegaConf.to_container(compose(*[o for o in overrides if not o.startswith("-")]), resolve=True)
@@ -81,7 +85,11 @@ def print_settings(overrides: list[str]) -> None:
 
     print("Settings (key = value with the choices given, default otherwise: valid values; what it does). The model, "
           "task, sampler and data blocks come from the config groups' YAML files.\n")
-    for key, what, text in help_lines(schema()):
+    # the task block: the chosen operator's own settings (operators/<name>.py, SETTINGS)
+    chosen = operators.OPERATORS[cfg["task"]["operator"]["name"]]
+    task = {"task": {"operator": {"name": choice(*operators.OPERATORS, help="the forward operator"),
+                                  **chosen.SETTINGS}}}
+    for key, what, text in help_lines(schema()) + help_lines(task):
         print(f"  {key} = {value(key)}: {what}" + (f"; {text}" if text else ""))
 
 

@@ -87,6 +87,14 @@ def test_help_is_a_short_page_with_examples_and_combinations():
                   "model=ffhq256ldm       sampler=langevin|hmc"):
         assert combo in r.stdout
     assert "--cfg job" in r.stdout
+    from pipeline.schema import flags
+    for flag, setting in flags().items():                 # every flag's line says its default
+        line = next(ln for ln in lines if ln.strip().startswith(f"--{flag} "))
+        assert "default" in line, line
+    assert "--seed               seed of every particle's and measurement's generator (default 42)" in r.stdout
+    settings = entry("--settings", "task=gaussian_deblur")   # the task's operator block too, as chosen
+    assert "  task.operator.kernel_size = 61: an integer >= 1" in settings.stdout
+    assert "  task.operator.name = \"gaussian_blur\"" in settings.stdout
     dump = entry("--cfg", "job", "particle_num=3")
     assert dump.returncode == 0 and "particle_num: 3" in dump.stdout
 
