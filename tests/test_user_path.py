@@ -95,7 +95,10 @@ def test_answer_png_is_the_chosen_particle_turned_as_the_prior_prefers(tmp_path)
         answer = np.asarray(Image.open(folder / "answer.png"))
         particle = np.asarray(Image.open(folder / f"particle_{im['best_by_prior']['particle']}.png"))
         rotated = im["best_by_prior"]["rotated"]
-        assert np.array_equal(answer, particle[::-1, ::-1] if rotated else particle)
+        factor = -(-128 // particle.shape[0])              # the answer is upscaled to >= 128 px, every pixel a square
+        assert answer.shape[0] == factor * particle.shape[0] >= 128
+        expected = particle[::-1, ::-1] if rotated else particle
+        assert np.array_equal(answer, expected.repeat(factor, 0).repeat(factor, 1))
         turned += rotated
     assert turned == 1                     # the prior turned the answer: the comparison above can tell
     assert "answer dB" in r.stdout.splitlines()[0] and "DAPS best-of-4 dB" in r.stdout.splitlines()[0]

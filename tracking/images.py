@@ -42,6 +42,13 @@ def _wrap(line: str, font, width: int) -> list[str]:
     return out + [current]
 
 
+def legible(img: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) upscaled by the smallest whole factor (nearest: every pixel a square) that makes it at least TILE
+    px: the answer is for looking at; the particles' PNGs keep the model's resolution."""
+    factor = -(-TILE // min(img.shape[-2:]))
+    return img if factor <= 1 else img.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+
+
 def measurement_view(y: torch.Tensor) -> torch.Tensor:
     """log(1 + |y|) scaled to [0, 1] per image, for looking at, not for measuring."""
     v = torch.log1p(y.float().clamp_min(0))
@@ -90,10 +97,10 @@ def save_image_outputs(out_dir, index, gt, y, x, particle_ids, rows, dropped=(),
     if answer is not None:
         xa = x[particle_ids.index(answer["particle"])]
         xa = rot180(xa) if answer["rotated"] else xa
-        save_image(to_unit(xa.float().cpu()), out / "answer.png")
+        save_image(legible(to_unit(xa.float().cpu())), out / "answer.png")
         label = trust["label"] if trust else None
         if label == "orientation undetermined":          # the prior's choice is a guess: the other one beside it
-            save_image(to_unit(rot180(xa).float().cpu()), out / "answer_rotated.png")
+            save_image(legible(to_unit(rot180(xa).float().cpu())), out / "answer_rotated.png")
         verdict = "right" if answer["mode"] == "0" else "wrong"
         tiles.append(to_unit(xa.float().cpu()))
         labels.append((f"ANSWER: particle {answer['particle']}", ("turned 180 deg, " if answer["rotated"] else "")
