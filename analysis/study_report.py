@@ -13,16 +13,26 @@ import numpy as np
 
 from analysis.paired import (BINARY, NAMES, Comparison, Difference, choices_table, compare, differences_table, holm,
                              outcomes, rate, rates_table, relative_cost)
+from evaluation.failures import relabel_failures
 from evaluation.trust import LABELS, SETTINGS, loss_sd_of, relabel
 
 
-def trust_label(im: dict, sigma: float) -> str:
-    """An image's trust label by the one rule at the declared settings (evaluation/trust.relabel), from the fields
-    its record stores, never the label it was written with: records made before a setting changed read as the tool
-    labels now; sigma: the measurement noise (for records without loss_sd)."""
+def trust_label(im: dict, sigma: float, fit_factor: float) -> str:
+    """An image's trust label by the one rule at the declared settings (evaluation/trust.relabel) and the operator's
+    fit factor, from the fields its record stores, never the label it was written with: records made before a
+    setting changed read as the tool labels now; sigma: the measurement noise (for records without loss_sd)."""
     settings = {k: v.default for k, v in SETTINGS.items()}
-    return relabel(im, settings["fit_factor"], settings["ambiguity_sd"], settings["threshold"],
+    return relabel(im, fit_factor, settings["ambiguity_sd"], settings["threshold"],
                    loss_sd_of(im["trust"]["margin"], sigma))
+
+
+def judged_again(im: dict, sigma: float, fit_factor: float) -> dict:
+    """A copy of an image record whose derived labels (failure kinds, representability, the trust label) are judged
+    again by the one rule from its stored fields (evaluation/failures.relabel_failures, trust_label)."""
+    out = relabel_failures(im, fit_factor)
+    if out.get("trust"):
+        out = {**out, "trust": {**out["trust"], "label": trust_label(out, sigma, fit_factor)}}
+    return out
 
 
 def version_of(im: dict) -> tuple:
@@ -69,11 +79,11 @@ def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
     return lines or ["no configuration meets either target"]
 
 
-def calibration(records: dict[str, list[dict]], sigma: float) -> dict[str, dict]:
-    """Per trust label over every configuration's measurements: how many, and the share of right answers and of
-    found images with clustered 95 % intervals (analysis/paired.rate) - does the label tell right from wrong? The
-    labels are those of trust_label (the one rule at the declared settings)."""
-    labelled = [(trust_label(im, sigma), im) for rs in records.values() for im in rs if im.get("trust")]
+def calibration(records: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per trust label over every configuration's measurements (judged again: judged_again): how many, and the share
+    of right answers and of found images with clustered 95 % intervals (analysis/paired.rate) - does the label tell
+    right from wrong?"""
+    labelled = [(im["trust"]["label"], im) for rs in records.values() for im in rs if im.get("trust")]
     out = {}
     for lab in LABELS:
         recs = [im for lb, im in labelled if lb == lab]
@@ -166,10 +176,13 @@ def named_rows(recs: dict[str, list[dict]], named: list[tuple[str, str, str]], m
 
 
 def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]], reference: str, sigma: float,
-           margins: dict[str, float] | None = None, plot_path: str | None = None, save: str | None = None) -> str:
-    """Print the study's report and write it (frontier.json in the study's folder, or `save`); `sigma` is the
-    measurement noise of the study's task (the trust labels are judged again with it); margins: each endpoint's
-    equivalence margin, declared in the study's design."""
+           fit_factor: float, margins: dict[str, float] | None = None, plot_path: str | None = None,
+           save: str | None = None) -> str:
+    """Print the study's report and write it (frontier.json in the study's folder, or `save`); `sigma` and
+    `fit_factor` are the measurement noise and the operator's fit factor of the study's task (derived labels are
+    judged again with them: judged_again); margins: each endpoint's equivalence margin, declared in the study's
+    design."""
+    recs = {label: [judged_again(im, sigma, fit_factor) for im in r] for label, r in recs.items()}
     missing = [label for label, r in recs.items() if not r]
     ref = recs.get(reference) or []
     comparisons, refused = {}, []
@@ -207,7 +220,7 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
         half = {k: max(c.diffs[k].half_width for c in own) for k in NAMES}
         lines.append("largest half-width of a named comparison's interval: " + ", ".join(
             f"{NAMES[k]} {100 * v:.1f} points" if k in BINARY else f"{NAMES[k]} {v:.2f} dB" for k, v in half.items()))
-    cal = calibration(recs, sigma)
+    cal = calibration(recs)
     lines += ["", "How far each trust label can be trusted (every configuration's measurements, labels judged again "
                   "by the one rule at the declared settings):", "",
               calibration_table(cal), "", "Where the answer is won or lost (shares of final particles; rates of "
@@ -222,9 +235,10 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
         "comparisons": {k: c for k, c in comparisons.items()},
         "named": {name: c for name, c, _ in rows}, "calibration": cal,
         # every measurement's endpoints, TFLOP and trust label (judged again): the study analysed again without
-        # its run folders
+        # its run folders; the operator's fit factor the labels were judged with
+        "fit_factor": fit_factor,
         "outcomes": {label: [{"seed": im["seed"], "index": im["index"], **outcomes([im])[(im["seed"], im["index"])],
-                              "trust": trust_label(im, sigma) if im.get("trust") else None} for im in r]
+                              "trust": (im.get("trust") or {}).get("label")} for im in r]
                      for label, r in recs.items()},
     }), indent=None, separators=(",", ":")))
     if plot_path:

@@ -50,29 +50,50 @@ def truths(model, images: torch.Tensor, data_cfg) -> tuple[torch.Tensor, torch.T
 def representability(operator, gt: torch.Tensor, rec: torch.Tensor | None, y: torch.Tensor,
                      first_stage_psnr: float | None) -> dict | None:
     """Can the model make the ground truth gt (1, C, H, W)? Its reconstruction rec (1, C, H, W) and gt under the
-    image's measurement y: representable when the reconstruction's loss is within the noise margin
-    (operator.loss_margin), i.e. some latent explains y as well as the truth does. None without a first stage."""
+    image's measurement y: representable when the reconstruction fits y within the noise by the operator's one rule
+    (operator.fit_limit), i.e. some latent explains y as well as the truth does. None without a first stage."""
     if rec is None:
         return None
     losses = operator.loss(torch.cat([gt, rec]), y.expand(2, *y.shape[1:])).tolist()
-    margin = operator.loss_margin(y[0].numel())
+    m = y[0].numel()
     return {"first_stage_psnr": first_stage_psnr, "loss_truth": losses[0], "loss_reconstruction": losses[1],
-            "margin": margin, "representable": losses[1] <= margin}
+            "margin": operator.loss_margin(m), "fit_factor": operator.fit_factor,
+            "representable": losses[1] <= operator.fit_limit(m)}
 
 
-def failure_kind(row: dict, fail_psnr: float, margin: float, representable: bool) -> str | None:
+def failure_kind(row: dict, fail_psnr: float, limit: float, representable: bool) -> str | None:
     """None for a particle in the ground truth's class; else why not, the first that applies:
     twin: it is a measurement-identical image that is not a right answer (channels turned differently);
-    unrepresentable: the model cannot make the truth (its reconstruction does not fit y within the margin);
-    fits: its loss is within the noise margin, so the measurement cannot tell it from the truth: the prior must;
-    search: its loss is above the margin: a better-fitting latent exists (the truth's) and the sampler missed it."""
+    unrepresentable: the model cannot make the truth (its reconstruction does not fit y within the noise);
+    fits: its loss is within the noise (under limit, operator.fit_limit: the rule the trust label uses too), so the
+    measurement cannot tell it from the truth: the prior must;
+    search: its loss is above the limit: a better-fitting latent exists (the truth's) and the sampler missed it."""
     if row["mode"] != "fail":
         return None
     if row.get("twin_psnr") is not None and row["twin_psnr"] >= fail_psnr:
         return "twin"
     if not representable:
         return "unrepresentable"
-    return "fits" if row["measurement_loss"] <= margin else "search"
+    return "fits" if row["measurement_loss"] <= limit else "search"
+
+
+def relabel_failures(im: dict, fit_factor: float) -> dict:
+    """An image record with its particles' failure kinds (and representability) judged again by the one rule at
+    this fit factor, from the fields the record stores: the noise margin, each particle's loss and mode, the first
+    stage's reconstruction loss; a twin stays a twin (that does not depend on the noise). A copy."""
+    rep = im.get("representability")
+    margin = (rep or im.get("trust") or {}).get("margin")
+    if margin is None:
+        return im
+    limit = fit_factor * margin
+    out = {**im, "particles": [dict(p) for p in im["particles"]]}
+    representable = rep is None or rep["loss_reconstruction"] <= limit
+    if rep is not None:
+        out["representability"] = {**rep, "representable": representable, "fit_factor": fit_factor}
+    for p in out["particles"]:
+        if p.get("failure") != "twin":
+            p["failure"] = failure_kind({**p, "twin_psnr": None}, 0.0, limit, representable)
+    return out
 
 
 def kind_shares(particles: list[dict]) -> dict[str, float | None]:

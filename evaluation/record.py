@@ -88,11 +88,11 @@ def orient(model, z, x, gt, settings: EvalSettings, lpips_model, eq, index, rows
     return cost
 
 
-def label_failures(particles: list[dict], fail_psnr: float, margin: float, rep: dict | None) -> None:
+def label_failures(particles: list[dict], fail_psnr: float, limit: float, rep: dict | None) -> None:
     """Each particle's `failure` (evaluation/failures.py), written into its row (and its oriented view's)."""
     representable = rep is None or rep["representable"]
     for p in particles:
-        p["failure"] = failure_kind(p, fail_psnr, margin, representable)
+        p["failure"] = failure_kind(p, fail_psnr, limit, representable)
         if "oriented" in p:
             p["oriented"]["failure"] = p["failure"]
 
@@ -141,7 +141,7 @@ def evaluate_image(model, operator, result, gt, settings: EvalSettings, lpips_mo
                                    [True] * len(pids), {"k": k, "t": t})
         dropped_images.append((pids, xd))
     particles.sort(key=lambda p: p["particle"])
-    label_failures(particles, settings.fail_psnr, operator.loss_margin(m), rep)
+    label_failures(particles, settings.fail_psnr, operator.fit_limit(m), rep)
     return Evaluated(particles, orientation_rows, answer_rows, x, dropped_images, eq, rep, trust)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from core.settings import number
+from core.errors import is_number
+from core.settings import Setting, number
 
 # in the order they are tested: the first that applies is the label
 LABELS = ("no fit", "ambiguous", "orientation undetermined", "determined")
@@ -19,15 +20,19 @@ SETTINGS = {
     "threshold": number(0.5, 1, default=0.8, help="a model whose ELBO prefers its own upright decoded test images "
                                                   "less often than this (orientation_check.json) cannot orient "
                                                   "an answer: every fitting answer is `orientation undetermined`"),
-    # 1.065: the smallest factor within which 97.5 % of the right final particles of the power study's tuning images
-    # fall (the even-numbered images, every seed: 2,845 particles of both mini LDMs; 74.1 % at 1.0),
-    # scripts/studies/trust_calibration.py, 2026-12-06 (split by image; 1.075 when split by seed)
-    "fit_factor": number(1, default=1.065, help="a final particle fits when its loss is within this factor of the "
-                                                "noise margin (operator.loss_margin)"),
+    "fit_factor": Setting("auto", lambda v: v == "auto" or (is_number(v) and v >= 1), "auto or a number >= 1",
+                          "a final particle fits when its loss is within this factor of the noise margin "
+                          "(operator.loss_margin); auto: the operator's own, measured (operator.fit_factor: phase "
+                          "retrieval 1.065), the rule the failure kinds use too"),
     "ambiguity_sd": number(0, default=1.0, help="two fits are ambiguous when they are different images and their losses "
                                                 "differ by at most this many standard deviations of the noise's "
                                                 "||n||^2 (operator.loss_sd): the measurement cannot tell them apart"),
 }
+
+
+def fit_factor_of(setting, operator) -> float:
+    """trust.fit_factor as a number: auto is the operator's own, measured (operator.fit_factor)."""
+    return float(operator.fit_factor if setting == "auto" else setting)
 
 
 def fits(losses: list[float], same: list[bool], margin: float, fit_factor: float, loss_sd: float,
@@ -122,11 +127,12 @@ def assess(x: torch.Tensor, final: list[dict], answer: dict, operator, m: int, f
     number of measurements m, the model's stored check and the `trust` settings: `label` and the evidence it rests
     on. Reads nothing of the ground truth."""
     margin, loss_sd = operator.loss_margin(m), operator.loss_sd(m)
+    factor = fit_factor_of(settings.fit_factor, operator)
     losses = [p["measurement_loss"] for p in final]
     best = min(range(len(final)), key=losses.__getitem__)
     # every final particle against the best fit (kept for each particle, so other settings can be judged later)
     same = same_image(x, best, operator, fail_psnr) if len(final) > 1 else [True]
-    n_fit, distinct = fits(losses, same, margin, settings.fit_factor, loss_sd, settings.ambiguity_sd)
+    n_fit, distinct = fits(losses, same, margin, factor, loss_sd, settings.ambiguity_sd)
     chosen = [p["particle"] for p in final].index(answer["particle"])
     rotation = operator.rotation_ambiguous
     row = final[chosen]
@@ -134,7 +140,7 @@ def assess(x: torch.Tensor, final: list[dict], answer: dict, operator, m: int, f
     limit = None if se is None else (t_quantile(groups) * se if se > 0 else 0.0)
     reliability = None if check is None else check.get("upright")
     out = {"label": label(n_fit, distinct, rotation, reliability, settings.threshold, gap, limit),
-           "fitting": n_fit, "distinct_fits": distinct, "margin": margin, "loss_sd": loss_sd,
+           "fitting": n_fit, "distinct_fits": distinct, "margin": margin, "fit_factor": factor, "loss_sd": loss_sd,
            "same_as_best_fit": dict(zip([p["particle"] for p in final], same))}
     if rotation:
         out.update(orientation_check=reliability, threshold=settings.threshold, gap=gap, gap_limit=limit)

@@ -17,6 +17,9 @@ class Operator:
 
     symmetries: tuple[str, ...] = ()
     SETTINGS: dict = {}              # its task.operator settings besides the name (core.settings declarations)
+    # how far above the noise margin a right particle's loss still lies on this operator (fit_limit); measured per
+    # operator (an operator that has not been measured: the margin itself)
+    fit_factor: float = 1.0
 
     def __init__(self, sigma: float = 0.05, resolution: int | None = None):
         self.sigma = sigma               # resolution: the images' side, which build_operator passes to every operator
@@ -34,6 +37,12 @@ class Operator:
         three standard deviations of its chi-square: m sigma^2 (1 + 3 sqrt(2 / m)); m = measurements per image.
         A fit under it is within the noise (the discrepancy principle)."""
         return self.sigma ** 2 * m * (1 + 3 * math.sqrt(2 / m))
+
+    def fit_limit(self, m: int) -> float:
+        """The one rule for "fits y within the noise", used by the failure kinds (fits or search), whether the
+        model can make the truth, and the trust label: a loss under fit_factor x the noise margin. fit_factor is
+        this operator's, measured: the factor within which 97.5 % of right particles' losses fall."""
+        return self.fit_factor * self.loss_margin(m)
 
     def loss_sd(self, m: int) -> float:
         """The standard deviation of the noise's own ||n||^2, sigma^2 sqrt(2 m): how far two fits' losses may differ by

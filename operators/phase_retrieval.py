@@ -16,6 +16,9 @@ class PhaseRetrieval(Operator):
     """Zero-pad by int(oversample / 8 * H) per side, centred orthonormal 2-D FFT per channel, magnitude."""
 
     name = "phase_retrieval"
+    # 97.5 % of the right final particles of the power study's tuning images (both mini LDMs, 2,845 particles) fit
+    # within 1.065 x the noise margin (scripts/studies/trust_calibration.py, 2026-12-06; docs/orientation.md)
+    fit_factor = 1.065
 
     # |F pad(x_c)| is taken per channel c, and |F u| = |F rot u| = |F shift u| when the shift moves only padding
     symmetries = ("rot180", "shift", "per_channel")

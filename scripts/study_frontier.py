@@ -226,8 +226,10 @@ def main(argv=None) -> None:
             return
         if args.what == "report":
             from analysis.study_report import report
-            sigma = float(compose_config(study, []).task.operator.sigma)
-            report(study, records(study), COMPARISONS, REFERENCE, sigma, MARGINS, args.plot, args.save)
+            import operators
+            task = compose_config(study, []).task.operator
+            report(study, records(study), COMPARISONS, REFERENCE, float(task.sigma),
+                   operators.OPERATORS[task.name].fit_factor, MARGINS, args.plot, args.save)
             return
         from pipeline.cluster import launch, workers_here
 

@@ -93,7 +93,7 @@ def test_help_is_a_short_page_with_examples_and_combinations():
         assert "default" in line, line
     assert "--seed               seed of every particle's and measurement's generator (default 42)" in r.stdout
     settings = entry("--settings", "task=gaussian_deblur")   # the task's operator block too, as chosen
-    assert "  task.operator.kernel_size = 61: an integer >= 1" in settings.stdout
+    assert "  task.operator.kernel_size = \"auto\": auto or an integer >= 1" in settings.stdout
     assert "  task.operator.name = \"gaussian_blur\"" in settings.stdout
     dump = entry("--cfg", "job", "particle_num=3")
     assert dump.returncode == 0 and "particle_num: 3" in dump.stdout

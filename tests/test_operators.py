@@ -105,6 +105,10 @@ def test_gaussian_blur_is_a_normalised_linear_per_channel_map_without_symmetry()
     assert len(op.equivalents(x[0]).rotated) == 1 and not op.rotation_ambiguous
     with pytest.raises(Exception, match="kernel_size=64 is invalid"):
         GaussianBlur(resolution=32, kernel_size=64)
+    # the kernel follows the image side unless set: DAPS's at 256 px, the mini LDMs' at 32 px (declared once)
+    assert (GaussianBlur(resolution=256).kernel_size, GaussianBlur(resolution=256).intensity) == (61, 3.0)
+    assert (GaussianBlur(resolution=32).kernel_size, GaussianBlur(resolution=32).intensity) == (9, 1.5)
+    assert GaussianBlur(resolution=32, intensity=0.5).intensity == 0.5
 
 
 def test_deblurring_runs_through_the_command_line_with_no_orientation_and_no_rotation_metrics(tmp_path):
@@ -131,3 +135,31 @@ def test_deblurring_runs_through_the_command_line_with_no_orientation_and_no_rot
         assert im["trust"]["label"] in ("no fit", "ambiguous", "determined") and "gap" not in im["trust"]
         assert all(not p["oriented"]["rotated"] for p in im["particles"] if p["pruned_at"] is None)
     assert metric["summary"]["mode_shares"].keys() == {"0", "fail"}
+
+
+def test_right_deblurred_particles_fit_by_the_operators_own_rule(tmp_path):
+    """Deblurring a mini-LDM digit (its kernel by default: 9 taps of 1.5 px): right particles' losses lie several
+    times above the noise margin, so the operator's measured fit factor (not phase retrieval's) decides what fits;
+    the failure kinds and the trust label read the same limit, so an answer with right final particles is not
+    `no fit` and a right particle is never a `search` failure."""
+    import json
+    import subprocess
+    import sys
+
+    from operators.gaussian_blur import GaussianBlur
+    from tests.conftest import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "posterior_sample.py"), "model=digits32ldm", "sampler=digits32ldm",
+                        "data=digits", "task=gaussian_deblur", "--num_eval_images", "1", f"save_dir={tmp_path}",
+                        "save_images=false"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (path,) = tmp_path.glob("*/metric.json")
+    im = json.loads(path.read_text())["images"][0]
+    final = [p for p in im["particles"] if p["pruned_at"] is None]
+    right = [p for p in final if p["mode"] == "0"]
+    limit = im["trust"]["fit_factor"] * im["trust"]["margin"]
+    assert im["trust"]["fit_factor"] == GaussianBlur.fit_factor > 1
+    assert right and all(im["trust"]["margin"] < p["measurement_loss"] <= limit for p in right)
+    assert im["trust"]["label"] != "no fit" and im["representability"]["fit_factor"] == GaussianBlur.fit_factor
+    assert all(p["failure"] == ("fits" if p["measurement_loss"] <= limit else "search")
+               for p in final if p["mode"] == "fail")

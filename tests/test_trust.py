@@ -39,7 +39,8 @@ def test_the_symmetric_prior_cannot_orient_and_the_asymmetric_one_can(tmp_path):
     # the record keeps what the label rests on: relabelled from it at the run's own settings, the same label; a
     # generous fit factor lets every particle fit (no `no fit` left)
     for im in metric["images"]:
-        assert relabel(im, SETTINGS["fit_factor"].default, SETTINGS["ambiguity_sd"].default) == im["trust"]["label"]
+        assert relabel(im, im["trust"]["fit_factor"], SETTINGS["ambiguity_sd"].default) == im["trust"]["label"]
+        assert im["trust"]["fit_factor"] == 1.065                       # auto: the operator's own (phase retrieval)
         assert relabel(im, 1e6, 1.0) != "no fit"
         assert im["trust"]["loss_sd"] == pytest.approx(loss_sd_of(im["trust"]["margin"], 0.05))
     assert math.isclose(sum(metric["summary"]["trust_shares"].values()), 1.0)

@@ -1,9 +1,9 @@
 """Bring an archived study (docs/frontier/<study>_shards.json.gz) to one code version: its records were written
 before image records named their commit, by several commits of one study. Where the golden records of every commit
 that touched them in that span give the same results digest as the code now (tracking.provenance.results_digest),
-those commits sample and evaluate alike, so each record is stamped with today's results version (its commit left
-unrecorded) and its trust label is judged again by the one rule at the declared settings; otherwise nothing is
-written and the shards must be run again.
+those commits sample and evaluate alike, so each record without a commit is stamped with today's results version
+and its derived labels (failure kinds, representability, trust) are judged again by the one rule
+(analysis/study_report.judged_again); otherwise nothing is written and the shards must be run again.
 
     python scripts/studies/stamp_archive.py --model naturalldm --since adf029a
 """
@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
-from analysis.study_report import trust_label  # noqa: E402
+import operators  # noqa: E402
+from analysis.study_report import judged_again  # noqa: E402
 from evaluation.trust import loss_sd_of  # noqa: E402
 from tracking.provenance import RESULTS, results_digest  # noqa: E402
 
@@ -50,27 +51,30 @@ def main(argv=None) -> None:
     if set(digests.values()) != {RESULTS}:
         raise SystemExit(f"error: the results changed since {args.since}: run the affected shards again")
     study = sf.build_study(sf.parser().parse_intermixed_args(["report", "--model", args.model]))
-    sigma = float(compose_config(study, []).task.operator.sigma)
+    task = compose_config(study, []).task.operator
+    sigma, fit_factor = float(task.sigma), operators.OPERATORS[task.name].fit_factor
     path = ROOT / "docs" / "frontier" / f"{args.model}_shards.json.gz"
     with gzip.open(path, "rt") as f:
         shards = json.load(f)
-    stamped = relabelled = 0
+    stamped = relabelled = rekinded = 0
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
     note = f"written by commits {args.since}..{head}, whose golden records all give results {RESULTS}"
     for shard in shards.values():
-        for im in shard["images"]:
-            if "provenance" not in im:
+        for i, im in enumerate(shard["images"]):
+            if (im.get("provenance") or {}).get("commit") is None:
+                stamped += (im.get("provenance") or {}).get("results") != RESULTS
                 im["provenance"] = {"commit": None, "clean": None, "results": RESULTS, "note": note}
-                stamped += 1
-            t = im["trust"]
-            t.setdefault("loss_sd", loss_sd_of(t["margin"], sigma))
-            label = trust_label(im, sigma)
-            relabelled += label != t["label"]
-            t["label"] = label
+            im["trust"].setdefault("loss_sd", loss_sd_of(im["trust"]["margin"], sigma))
+            again = judged_again(im, sigma, fit_factor)
+            relabelled += again["trust"]["label"] != im["trust"]["label"]
+            rekinded += sum(a.get("failure") != b.get("failure") for a, b in zip(again["particles"], im["particles"]))
+            again["trust"]["fit_factor"] = fit_factor
+            shard["images"][i] = again
     with gzip.open(path, "wt") as f:
         json.dump(shards, f, separators=(",", ":"))
-    print(f"{path}: {stamped} records stamped with results {RESULTS}, {relabelled} trust labels changed")
+    print(f"{path}: {stamped} records stamped with results {RESULTS}; judged again at fit factor {fit_factor:g}: "
+          f"{relabelled} trust labels and {rekinded} particles' failure kinds changed")
 
 
 if __name__ == "__main__":
