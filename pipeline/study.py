@@ -121,6 +121,8 @@ def check(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
     SLURM array submitted, from a machine that will not run it; checkpoint: the model's checkpoint file exists (a
     cluster's filesystem is shared)."""
     import models
+    from core.errors import ConfigError, ToolError
+    from pipeline.build import dataset_of
     from pipeline.config import validate
 
     for c in study.configurations:
@@ -128,6 +130,17 @@ def check(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
         validate(cfg, machine)
         if checkpoint and not machine:
             models.check_config(cfg.model)
+    whole = compose_config(study, [])                  # the data range, before any worker meets its end
+    whole.num_eval_images, whole.data.start_index = None, 0
+    try:
+        size = len(dataset_of(whole))
+    except ToolError:
+        if machine:                                    # its data must be here; a login node may not hold it
+            raise
+        return
+    if study.start + study.images > size:
+        raise ConfigError(f"images {study.start}-{study.start + study.images - 1} are not all in the data set, which "
+                          f"holds {size} (0-{size - 1}): use --start and --images within it")
 
 
 def finished(study: Study, job: Job) -> int:
@@ -311,11 +324,13 @@ class Plan:
     def pending_jobs(self) -> int:
         return sum(r["pending_jobs"] for r in self.rows)
 
-    def text(self, study: Study, workers: int) -> str:
+    def text(self, study: Study, workers: int, who: str = "worker(s)") -> str:
         head = (f"plan: {study.model} ({' '.join(stack(study.model, study.sampler))}), images {study.start}-"
                 f"{study.start + study.images - 1} x seeds {list(study.seeds)} = {study.images * len(study.seeds)} "
-                f"measurements per configuration, shards of {study.shard} images, {study.images_per_batch} image(s) "
-                f"per batch; results in {study.out}")
+                f"measurements per configuration, shards of {study.shard} images, "
+                f"{min(study.images_per_batch, study.shard, study.images)} image(s) per batch; results in {study.out}")
+        if study.common:
+            head += f"; every configuration, the reference included, runs with {' '.join(study.common)}"
         lines = [head, "", f"| configuration | TFLOP / image | jobs | done | images to run | {self.unit} |",
                  "|---|---|---|---|---|---|"]
         for r in self.rows:
@@ -323,7 +338,7 @@ class Plan:
                          f"{r['pending_images']} | {r['hours']:.2f} |")
         lines += ["", f"total: {sum(r['jobs'] for r in self.rows)} jobs, {self.pending_jobs} to run; "
                       f"{self.hours:.2f} {self.unit} at {self.rate:.3g} TFLOP/s ({self.rate_source}); about "
-                      f"{self.hours / max(workers, 1):.2f} h of wall time on {workers} worker(s)"]
+                      f"{self.hours / max(workers, 1):.2f} h of wall time on {workers} {who}"]
         return "\n".join(lines)
 
 
@@ -335,7 +350,9 @@ def plan(study: Study) -> Plan:
     source = "measured on this study's finished images"
     if rate is None:
         kind = "cuda" if study.gpu else "cpu"
-        rate, source = RATES[kind], f"the documented {kind} rate, docs/performance.md"
+        rate, source = RATES[kind], ("an H200 in TF32, measured on the full-size FFHQ LDM (docs/performance.md): "
+                                     "other GPUs and precisions differ" if kind == "cuda" else
+                                     "one core of the 2-core development machine (docs/performance.md)")
     rows = []
     jobs = study.jobs()
     for c in study.configurations:

@@ -9,6 +9,7 @@ endpoints, named before measuring, are compared with their reference by interval
     python scripts/study_frontier.py --model ffhq256ldm --sampler hmc run --launcher slurm --slurm partition=gpu
     python scripts/study_frontier.py --model naturalldm report --plot docs/naturalldm_frontier.png
     python scripts/study_frontier.py --model ffhq256ldm plan --halfwidth 3 --pilot docs/frontier/naturalldm.json
+    python scripts/study_frontier.py plan --model digits32ldm --configs-file mine.yaml   # your own configurations
 
 A finished shard is never redone and an interrupted study continues where it stopped (each job is an ordinary run
 folder under --out, default results/frontier/<model>); `report` reads whatever has finished.
@@ -96,6 +97,38 @@ COMPARISONS = [
 ]
 
 
+VERBS = ("plan", "run", "report", "archive", "restore")
+
+
+def own_configurations(path: Path | None) -> list[Configuration]:
+    """--configs-file: YAML, a list of {label, overrides: [key=value, ...], family (optional)}: configurations a
+    researcher adds to the study, each compared with the study's reference by the same statistics."""
+    if path is None:
+        return []
+    import yaml
+
+    try:
+        entries = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"--configs-file {path} cannot be read as YAML ({str(e).splitlines()[0]})") from None
+    shape = "a list of {label: ..., overrides: [key=value, ...]}"
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"--configs-file {path} must hold {shape}")
+    out = []
+    for i, e in enumerate(entries):
+        if not (isinstance(e, dict) and isinstance(e.get("label"), str) and isinstance(e.get("overrides"), list)
+                and all(isinstance(o, str) and "=" in o for o in e["overrides"])):
+            raise ConfigError(f"--configs-file {path}: entry {i + 1} is not {shape}")
+        out.append(Configuration(e["label"], str(e.get("family", "yours")), tuple(e["overrides"])))
+    return out
+
+
+def named_comparisons(study: Study) -> list[tuple[str, str, str]]:
+    """The comparisons named before measuring, then each of the researcher's configurations against the reference."""
+    mine = {c.label for c in study.configurations} - {c.label for c in configurations(study.model, "all")}
+    return [*COMPARISONS, *[(f"yours: {label} against {REFERENCE}", label, REFERENCE) for label in sorted(mine)]]
+
+
 def study_name(args) -> str:
     """The study's name: its default folder under results/frontier/ and its archive's under docs/frontier/."""
     return args.model + (f"_{args.sampler}" if args.sampler else "")
@@ -104,6 +137,19 @@ def study_name(args) -> str:
 def build_study(args) -> Study:
     images, seeds = DESIGN[args.model]
     configs = configurations(args.model, args.configs)
+    for c in own_configurations(args.configs_file):
+        if any(c.label == o.label or c.slug == o.slug for o in configs):
+            raise ConfigError(f"--configs-file: {c.label!r} is the label of a configuration of the study already; "
+                              f"name yours apart")
+        configs.append(c)
+    if args.overrides:                  # overrides for every configuration: none may contradict one's own settings
+        for c in configs:
+            mine = {o.split("=", 1)[0].lstrip("+~"): o for o in c.overrides}
+            clash = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in mine and o not in c.overrides]
+            if clash:
+                raise ConfigError(f"{clash[0]} would change the configuration {c.label!r}, whose label names its own "
+                                  f"{mine[clash[0].split('=', 1)[0].lstrip('+~')]}: add yours as a configuration "
+                                  f"of its own with --configs-file")
     if args.only:
         unknown = [o for o in args.only if not any(o in (c.label, c.slug) for c in configs)]
         if unknown:
@@ -156,7 +202,8 @@ def halfwidth_plan(args, study: Study, p) -> list[str]:
     except (ValueError, KeyError):
         raise ConfigError(f"{source} is no study report (it has no `outcomes`)") from None
     cost = {r["label"]: r["tflop"] / p.rate / 3600 for r in p.rows}
-    return plan_lines(pilot, COMPARISONS, args.halfwidth, cost, p.unit, str(source), data_set_size(study))
+    return plan_lines(pilot, named_comparisons(study), args.halfwidth, cost, p.unit, str(source),
+                      data_set_size(study))
 
 
 def data_set_size(study: Study) -> int | None:
@@ -172,9 +219,13 @@ def data_set_size(study: Study) -> int | None:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=("plan", "run", "report", "archive", "restore"),
-                    help="archive: the finished shards' compact records into --archive-file; restore: them back")
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
+                                 usage="%(prog)s {plan,run,report,archive,restore} [options] [overrides ...] (in any "
+                                       "order)")
+    ap.add_argument("--what", choices=VERBS, help=argparse.SUPPRESS)
+    ap.add_argument("--configs-file", type=Path, default=None,
+                    help="YAML: a list of {label, overrides: [key=value, ...]}, configurations of your own, each "
+                         "compared with the reference")
     ap.add_argument("--model", default="naturalldm", choices=sorted(STACKS))
     ap.add_argument("--sampler", choices=SAMPLERS, default=None, help="full-size models: langevin (default) or hmc")
     ap.add_argument("--configs", choices=("power", "all"), default="power")
@@ -187,8 +238,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--launcher", choices=("local", "slurm"), default="local")
     ap.add_argument("--workers", type=int, default=None, help="local: default one per GPU or core; slurm: array "
                                                                "tasks (default one per job)")
-    ap.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE", help="sbatch options, e.g. partition=gpu "
-                                                                              "account=abc timeout_min=600")
+    ap.add_argument("--slurm", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="sbatch's long options as sbatch spells them: partition, account, qos, constraint, exclude, "
+                         "nodelist, gres, time (10:00:00), mem (16G), cpus-per-task, gpus-per-node; memory and CPUs "
+                         "are otherwise sized from the plan")
     ap.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda for the full-size "
                                                                              "models, cpu for the others")
     ap.add_argument("--images-per-batch", type=int, default=None, help="default: 4, or what the GPUs' memory holds")
@@ -208,8 +261,24 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> None:
+def parse(argv=None):
+    """The verb may stand anywhere among the options (`--seeds 0 plan` and `plan --seeds 0` alike)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = [a for a in argv if a in VERBS]
+    if not verbs:
+        raise ConfigError(f"say what to do: one of {', '.join(VERBS)} (e.g. `--model naturalldm plan`)")
+    argv.remove(verbs[0])
     args = parser().parse_intermixed_args(argv)
+    args.what = verbs[0]
+    return args
+
+
+def main(argv=None) -> None:
+    try:
+        args = parse(argv)
+    except ToolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         study = build_study(args)
         if args.what in ("archive", "restore"):
@@ -228,25 +297,35 @@ def main(argv=None) -> None:
             from analysis.study_report import report
             import operators
             task = compose_config(study, []).task.operator
-            report(study, records(study), COMPARISONS, REFERENCE, float(task.sigma),
+            from pipeline.cluster import failed_tasks
+            report(study, records(study), named_comparisons(study), REFERENCE, float(task.sigma),
                    operators.OPERATORS[task.name].fit_factor, MARGINS, args.plot, args.save)
+            failed = failed_tasks(study)
+            if failed:
+                print("\nTasks that failed (their shards are not in the tables; `run` again continues them):\n"
+                      + "\n".join(failed))
             return
-        from pipeline.cluster import launch, workers_here
+        from pipeline.cluster import launch, slurm_parameters, workers_here
 
+        slurm_parameters(args.slurm)                   # a bad --slurm option is one line before anything is planned
         p = plan(study)
-        workers = args.workers or (p.pending_jobs if args.launcher == "slurm" else workers_here(study.gpu))
-        print(p.text(study, workers), flush=True)
+        slurm = args.launcher == "slurm"
+        workers = args.workers or (p.pending_jobs if slurm else workers_here(study.gpu))
+        print(p.text(study, workers, "array task(s)" if slurm else "worker(s)"), flush=True)
         if args.what == "plan":
             if args.halfwidth is not None:
                 print("\n" + "\n".join(halfwidth_plan(args, study, p)))
+            return
+        if p.pending_jobs == 0:
+            print(f"every shard of this study is finished: nothing to run (`report` reads them from {study.out})")
             return
         if p.hours > MAX_HOURS and not args.yes:
             raise ConfigError(f"this study needs about {p.hours:.1f} {p.unit} (over {MAX_HOURS:g}): add --yes to "
                               f"launch it")
         if workers < 1:
             raise ConfigError("no GPU is visible for a full-size study: run it on a GPU machine or --launcher slurm")
-        check(study, machine=args.launcher == "local")  # the checkpoint too, before anything is launched
-        launch(study, args.launcher, workers, cost_of(study, p), args.slurm)
+        check(study, machine=not slurm)                # data range and checkpoint too, before anything is launched
+        launch(study, args.launcher, workers, cost_of(study, p), args.slurm, name=study_name(args))
     except ToolError as e:                              # bad input: one line, exit 2, nothing launched
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -184,7 +184,7 @@ def test_the_full_size_plan_needs_no_gpu_and_refuses_a_big_launch(tmp_path, caps
 
     args = ["--model", "ffhq256ldm", "--only", "4 independent", "8 -> 4 -> 2 -> 1 halving at t=600,400,200",
             "--out", str(tmp_path / "ffhq")]
-    study = sf.build_study(sf.parser().parse_intermixed_args(["plan", *args]))
+    study = sf.build_study(sf.parse(["plan", *args]))
     assert [c.label for c in study.configurations] == ["4 independent", "8 -> 4 -> 2 -> 1 halving at t=600,400,200"]
     per_row = cost_per_row(compose_config(study, []).model)
     expected = (4 * (2500 * per_row["decoder_vjp"] + 100 * per_row["unet"]) + 4 * per_row["decoder_forward"]
@@ -262,3 +262,69 @@ def test_parse_metrics_refuses_a_margin_out_of_range(capsys):
 
     assert parse_metrics.main(["results", "--margin", "0"]) == 2
     assert "--margin is a number of points" in capsys.readouterr().err
+
+
+def test_slurm_options_in_sbatchs_spelling_or_one_line():
+    from core.errors import ConfigError
+    from pipeline.cluster import slurm_parameters
+
+    assert slurm_parameters(["partition=debug", "cpus-per-task=4", "mem=7.5G", "time=01:30:00", "gres=gpu:1",
+                             "account=abc"]) == {
+        "slurm_partition": "debug", "slurm_cpus_per_task": 4, "slurm_mem": "7680M", "slurm_time": 90,
+        "slurm_gres": "gpu:1", "slurm_account": "abc"}
+    assert slurm_parameters(["mem_gb=7.5", "timeout_min=600", "time=2-00:00:00"]) == {
+        "slurm_mem": "7680M", "slurm_time": 2880}                    # submitit's names too; the last time wins
+    for bad, words in (("partiton=debug", "partiton is not an option"), ("time=soon", "not a valid time"),
+                       ("mem=lots", "not a valid mem"), ("cpus-per-task=four", "not a valid cpus-per-task"),
+                       ("partition", "give KEY=VALUE")):
+        with pytest.raises(ConfigError, match=words):
+            slurm_parameters([bad])
+
+
+def test_a_failed_task_is_named_with_its_log(tmp_path):
+    import pickle
+
+    from pipeline.cluster import failed_tasks
+    from pipeline.study import Study
+
+    folder = tmp_path / "s" / "submitit" / "7_1"
+    folder.mkdir(parents=True)
+    with open(folder / "7_1_0_result.pkl", "wb") as f:
+        pickle.dump(("error", "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named "
+                              "'pipeline'\n"), f)
+    with open(folder / "7_0_0_result.pkl", "wb") as f:
+        pickle.dump(("success", 2), f)
+    study = Study("two_mode", (), (0,), 0, 1, 1, tmp_path / "s")
+    assert failed_tasks(study) == [f"task 7_1_0 failed: ModuleNotFoundError: No module named 'pipeline' (log: "
+                                   f"{folder / '7_1_0_log.err'})"]
+
+
+def test_the_verb_may_stand_anywhere_and_a_data_range_is_checked_before_launch(capsys):
+    import study_frontier as sf
+
+    args = sf.parse(["--seeds", "0", "plan", "--model", "digits32ldm"])
+    assert args.what == "plan" and args.seeds == [0]
+    with pytest.raises(SystemExit) as e:
+        sf.main(["--model", "digits32ldm", "--start", "296", "--images", "4", "--seeds", "0", "run"])
+    assert e.value.code == 2 and "not all in the data set, which holds 297" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        sf.main(["--model", "naturalldm", "plan", "repulsion_scale=0.5"])
+    assert e.value.code == 2 and "would change the configuration '4 repulsive 0.3" in capsys.readouterr().err
+
+
+def test_your_own_configurations_join_the_study_against_its_reference(tmp_path, capsys):
+    import study_frontier as sf
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text('- label: "4 repulsive 0.5"\n  overrides: [particle_num=4, repulsion_scale=0.5]\n')
+    study = sf.build_study(sf.parse(["--model", "digits32ldm", "--configs-file", str(mine), "plan",
+                                     "--only", "4 repulsive 0.5", "4 independent"]))
+    assert [c.label for c in study.configurations] == ["4 independent", "4 repulsive 0.5"]
+    assert ("yours: 4 repulsive 0.5 against 4 independent", "4 repulsive 0.5", "4 independent") in \
+        sf.named_comparisons(study)
+    for text, words in (("- label: x\n", "entry 1 is not a list"), ("[: bad", "cannot be read as YAML"),
+                        ('- label: "4 independent"\n  overrides: [particle_num=4]\n', "already")):
+        mine.write_text(text)
+        with pytest.raises(SystemExit) as e:
+            sf.main(["--model", "digits32ldm", "--configs-file", str(mine), "plan"])
+        assert e.value.code == 2 and words in capsys.readouterr().err

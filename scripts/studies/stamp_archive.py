@@ -50,7 +50,7 @@ def main(argv=None) -> None:
         print(f"{c}: results {d}")
     if set(digests.values()) != {RESULTS}:
         raise SystemExit(f"error: the results changed since {args.since}: run the affected shards again")
-    study = sf.build_study(sf.parser().parse_intermixed_args(["report", "--model", args.model]))
+    study = sf.build_study(sf.parse(["report", "--model", args.model]))
     task = compose_config(study, []).task.operator
     sigma, fit_factor = float(task.sigma), operators.OPERATORS[task.name].fit_factor
     path = ROOT / "docs" / "frontier" / f"{args.model}_shards.json.gz"

@@ -33,7 +33,7 @@ COVER = 0.975
 def loaded(model: str) -> tuple[list[dict], tuple[int, ...]]:
     import study_frontier as sf
 
-    study = sf.build_study(sf.parser().parse_intermixed_args(["report", "--model", model]))
+    study = sf.build_study(sf.parse(["report", "--model", model]))
     return [im for rs in records(study).values() for im in rs], study.seeds
 
 
