@@ -76,7 +76,7 @@ def test_an_interrupt_says_what_was_kept(tmp_path):
         "no image had finished")
 
 
-def test_help_is_a_short_page_with_examples_and_combinations():
+def test_help_is_a_short_page_with_examples_and_combinations(capsys):
     r = entry("--help")
     assert r.returncode == 0
     lines = r.stdout.splitlines()
@@ -92,9 +92,11 @@ def test_help_is_a_short_page_with_examples_and_combinations():
         line = next(ln for ln in lines if ln.strip().startswith(f"--{flag} "))
         assert "default" in line, line
     assert "--seed               seed of every particle's and measurement's generator (default 42)" in r.stdout
-    settings = entry("--settings", "task=gaussian_deblur")   # the task's operator block too, as chosen
-    assert "  task.operator.kernel_size = \"auto\": auto or an integer >= 1" in settings.stdout
-    assert "  task.operator.name = \"gaussian_blur\"" in settings.stdout
+    import posterior_sample
+    posterior_sample.print_settings(["task=gaussian_deblur"])  # the task's operator block too, as chosen
+    settings = capsys.readouterr().out
+    assert "  task.operator.kernel_size = \"auto\": auto or an integer >= 1" in settings
+    assert "  task.operator.name = \"gaussian_blur\"" in settings
     dump = entry("--cfg", "job", "particle_num=3")
     assert dump.returncode == 0 and "particle_num: 3" in dump.stdout
 
@@ -143,12 +145,21 @@ def test_a_run_that_kept_nothing_leaves_no_folder(tmp_path):
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
-def test_a_file_for_a_name_and_a_nameless_multirun_are_one_line(tmp_path):
+def test_a_file_for_a_name_and_a_nameless_multirun_are_one_line(tmp_path, capsys, monkeypatch):
+    """Both stop before any work (posterior_sample.py turns a ToolError into its one line and exit 2)."""
+    from core.errors import ConfigError
+    from pipeline.cli import main_argv
+    from pipeline.run import run
+    from tests.conftest import compose
+
     (tmp_path / "taken").write_text("not a run")
-    r = entry("name=taken", f"save_dir={tmp_path}", *TINY)
-    assert r.returncode == 2 and r.stderr.strip() == \
-        f"error: name=taken: {tmp_path}/taken is a file, not a run folder; pass another name="
-    r = entry("--multirun", "repulsion_scale=0,0.3", f"save_dir={tmp_path / 'sweep'}", *TINY)
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --multirun needs name=")
+    with pytest.raises(ConfigError) as e:
+        run(compose("name=taken", f"save_dir={tmp_path}", *TINY))
+    assert str(e.value) == f"name=taken: {tmp_path}/taken is a file, not a run folder; pass another name="
+    monkeypatch.setattr(sys, "argv", ["posterior_sample.py", "--multirun", "repulsion_scale=0,0.3",
+                                      f"save_dir={tmp_path / 'sweep'}", *TINY])
+    with pytest.raises(SystemExit) as exit_:
+        main_argv(ROOT / "configs")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: --multirun needs name=")
     assert not (tmp_path / "sweep").exists()

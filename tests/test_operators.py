@@ -142,19 +142,14 @@ def test_right_deblurred_particles_fit_by_the_operators_own_rule(tmp_path):
     times above the noise margin, so the operator's measured fit factor (not phase retrieval's) decides what fits;
     the failure kinds and the trust label read the same limit, so an answer with right final particles is not
     `no fit` and a right particle is never a `search` failure."""
-    import json
-    import subprocess
-    import sys
-
     from operators.gaussian_blur import GaussianBlur
-    from tests.conftest import ROOT
+    from pipeline.run import run
+    from tests.conftest import compose
 
-    r = subprocess.run([sys.executable, str(ROOT / "posterior_sample.py"), "model=digits32ldm", "sampler=digits32ldm",
-                        "data=digits", "task=gaussian_deblur", "--num_eval_images", "1", f"save_dir={tmp_path}",
-                        "save_images=false"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    (path,) = tmp_path.glob("*/metric.json")
-    im = json.loads(path.read_text())["images"][0]
+    metric = run(compose("model=digits32ldm", "sampler=digits32ldm", "data=digits", "task=gaussian_deblur",
+                         "num_eval_images=1", "sampler.annealing.num_steps=25", f"save_dir={tmp_path}", "name=d",
+                         "save_images=false", "device=cpu"))
+    im = metric["images"][0]
     final = [p for p in im["particles"] if p["pruned_at"] is None]
     right = [p for p in final if p["mode"] == "0"]
     limit = im["trust"]["fit_factor"] * im["trust"]["margin"]
