@@ -87,3 +87,10 @@ def test_a_cluster_study_from_any_folder_redoes_nothing_and_equals_a_local_run(t
     assert records(tmp_path / "slurm") == records(tmp_path / "local") and len(records(tmp_path / "local")) == 2
     rerun = study("--out", str(tmp_path / "slurm"), "run", "--launcher", "slurm", cwd=elsewhere)
     assert rerun.returncode == 0 and "every shard of this study is finished: nothing to run" in rerun.stdout
+
+
+def test_sbatchs_refusal_is_one_line(tmp_path):
+    r = study("--out", str(tmp_path / "s"), "run", "--launcher", "slurm", "--slurm", "partition=nope", cwd=tmp_path)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[-1].startswith("error: sbatch refused the array:") and "Traceback" not in r.stderr
+    assert "partition" in lines[-1].lower()
