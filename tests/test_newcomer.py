@@ -36,7 +36,7 @@ def test_the_readme_path_works_as_written(tmp_path):
     assert other.returncode == 2 and other.stderr.count("\n") == 1 and "(particle_num)" in other.stderr
 
 
-@pytest.mark.parametrize("args, named", [
+BAD = [
     (["frobnicate=3"], "unknown key frobnicate"),
     (["data.root=/x"], "unknown key data.root: not a setting of data=two_mode"),
     (["sampler.mcmc.nope=1"], "unknown key sampler.mcmc.nope"),
@@ -46,11 +46,32 @@ def test_the_readme_path_works_as_written(tmp_path):
     (["--pruning_keep", "9", "--particle_num", "4"], "pruning_keep=9 is invalid with particle_num=4"),
     (["--particle_num", "0"], "particle_num=0 is invalid: must be an integer >= 1"),
     (["--bogus", "1"], "unknown flag --bogus"),
-])
-def test_every_unknown_key_and_bad_value_is_one_line_and_exit_2(args, named, tmp_path):
-    r = entry(*args, f"save_dir={tmp_path}")
+]
+
+
+@pytest.mark.parametrize("args, named", BAD)
+def test_every_unknown_key_and_bad_value_is_one_line_and_exit_2(args, named, tmp_path, capsys, monkeypatch):
+    """The command line's own check (pipeline/cli.main_argv, before Hydra starts) stops most of them, in this
+    process; the rest, and one of those, through the whole command line (below)."""
+    from pipeline.cli import main_argv
+
+    monkeypatch.setattr(sys, "argv", ["posterior_sample.py", *args, f"save_dir={tmp_path}"])
+    try:
+        main_argv(ROOT / "configs")
+    except SystemExit as e:
+        err = capsys.readouterr().err
+        assert e.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and named in err, err
+        assert not list(tmp_path.iterdir())
+        return
+    r = entry(*args, f"save_dir={tmp_path}")          # checked after Hydra composed it: the whole command line
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr[-2000:]
     assert named in r.stderr and not list(tmp_path.iterdir())
+
+
+def test_a_bad_key_is_one_line_through_the_whole_command_line(tmp_path):
+    r = entry("frobnicate=3", f"save_dir={tmp_path}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown key frobnicate" in r.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_resume_on_a_new_folder_says_so(tmp_path):
