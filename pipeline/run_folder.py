@@ -66,7 +66,55 @@ def default_name(cfg, choices: dict | None = None) -> str:
     words = [choices.get("model", cfg.model.name), data, *([task] if task != "phase_retrieval" else []),
              choices.get("sampler", cfg.sampler.mcmc.algo), particles, *seed]
     words += [stage.fragment(cfg) + changed_block(stage, cfg) for stage in ordered() if stage.on(cfg)]
+    words += changed_groups(cfg, choices)
     return "_".join(dict.fromkeys(words))
+
+
+# the config groups and blocks whose settings change what a run samples or answers, and the keys among them that do
+# not (where the images come from, how many threads, which image first) or are named already
+NAMED_GROUPS = ("model", "task", "sampler", "data", "orientation")
+NOT_NAMED = ("data.root", "data.start_index", "data.ground_truth", "data.name", "model.cpu_threads", "model.goes_with",
+             "model.name", "task.name", "sampler.for_model")
+
+
+def _shown(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, bool) or v is None:
+        return str(v).lower()
+    return Path(str(v)).name if "/" in str(v) else str(v)
+
+
+def changed_groups(cfg, choices: dict | None) -> list[str]:
+    """The settings of the chosen model, task, sampler and data groups (and the orientation block, and dtype) that
+    the command line moved away from their files' values, `<key><value>` each without the group (e.g.
+    `mcmc.lr0.0001`, `annealing.num_steps20`): a run that samples differently never shares a default name. Only where
+    Hydra named the groups (the command line); none when a script composes its config."""
+    if not choices or not all(g in choices for g in ("model", "sampler", "data")):
+        return []
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from pipeline.schema import compose
+
+    groups = [f"{g}={choices[g]}" for g in ("model", "task", "sampler", "data") if g in choices]
+    if GlobalHydra.instance().is_initialized():      # inside the command line's Hydra app: its own compose
+        from hydra import compose as hydra_compose
+        files = hydra_compose("default", overrides=groups)
+    else:
+        files = compose(*groups)
+    base = OmegaConf.to_container(files, resolve=True)
+    now = OmegaConf.to_container(cfg, resolve=True)
+    words = [] if now.get("dtype") == base.get("dtype") else [f"{now.get('dtype')}"]
+    for group in NAMED_GROUPS:
+        for key in config_diff(base.get(group, {}), now.get(group, {}), f"{group}."):
+            if key in NOT_NAMED:
+                continue
+            node = now
+            for part in key.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            words.append(f"{key.split('.', 1)[1]}{_shown(node)}".replace("/", "_"))
+    return words
 
 
 def changed_block(stage, cfg) -> str:

@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import ROOT
 
 TINY = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2"]
+TINY_NAME = "two_mode_p4_annealing.num_steps5_mcmc.num_steps2"        # the default name of a TINY run
 
 
 def entry(*args, cwd=ROOT):
@@ -22,17 +23,18 @@ def test_the_readme_path_works_as_written(tmp_path):
     settings) instead of being refused, and says so in one line."""
     first = entry(*TINY, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
-    assert "results: results/two_mode_p4" in first.stdout
+    # the default name says what ran: the TINY steps too (README's plain command: results/two_mode_p4)
+    assert f"results: results/{TINY_NAME}" in first.stdout
     example = entry("--num_eval_images", 3, *TINY, cwd=tmp_path)
     assert example.returncode == 0, example.stderr[-2000:]
     notes = [line for line in example.stderr.splitlines() if line.startswith("note: continuing")]
     assert len(notes) == 1 and "1 image(s)" in notes[0]
     rows = [line for line in example.stdout.splitlines() if re.match(r"\s+\d+ ", line)]
     assert [int(r.split()[0]) for r in rows] == [0, 1, 2]
-    metric = json.loads((tmp_path / "results" / "two_mode_p4" / "metric.json").read_text())
+    metric = json.loads((tmp_path / "results" / TINY_NAME / "metric.json").read_text())
     assert len(metric["images"]) == 3 and len(metric["provenance"]["earlier_runs"]) == 1
     # other settings in the same folder are still refused, in one line
-    other = entry("--num_eval_images", 3, "--particle_num", 2, "name=two_mode_p4", *TINY, cwd=tmp_path)
+    other = entry("--num_eval_images", 3, "--particle_num", 2, f"name={TINY_NAME}", *TINY, cwd=tmp_path)
     assert other.returncode == 2 and other.stderr.count("\n") == 1 and "(particle_num)" in other.stderr
 
 

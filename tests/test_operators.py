@@ -121,12 +121,12 @@ def test_deblurring_runs_through_the_command_line_with_no_orientation_and_no_rot
     from tests.conftest import ROOT
 
     r = subprocess.run([sys.executable, str(ROOT / "posterior_sample.py"), "task=gaussian_deblur",
-                        "task.operator.kernel_size=9", "task.operator.intensity=1.5", "--num_eval_images", "2",
+                        "--num_eval_images", "2",
                         "sampler.annealing.num_steps=10", f"save_dir={tmp_path}", "save_images=false"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     (path,) = tmp_path.glob("*/metric.json")
-    assert path.parent.name == "two_mode_gaussian_deblur_p4"
+    assert path.parent.name == "two_mode_gaussian_deblur_p4_annealing.num_steps10"        # the kernel: auto, 9/1.5
     metric = json.loads(path.read_text())
     for im in metric["images"]:
         text = json.dumps(im)

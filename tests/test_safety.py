@@ -138,6 +138,10 @@ def test_default_names_say_what_ran_and_do_not_collide(tmp_path):
                     "refine.final=false")
     assert pipeline_run_folder.default_name(swept, {"model": "two_mode", "sampler": "two_mode"}) == \
         "two_mode_p4_prune200k2-modebranch_refine100-finalfalse-eps0.001"
+    # a setting of the chosen groups moved on the command line is in the name too (where Hydra named the groups)
+    groups = {"model": "two_mode", "task": "phase_retrieval", "sampler": "two_mode", "data": "two_mode"}
+    moved = compose("sampler.mcmc.lr=1e-4", "task.operator.sigma=0.1", "data.start_index=3", "model.cpu_threads=2")
+    assert pipeline_run_folder.default_name(moved, groups) == "two_mode_p4_operator.sigma0.1_mcmc.lr0.0001"
     # a restart on the same measurement (particle_offset) and another measurement (seed) are other folders
     again = compose("particle_offset=4", "seed=7")
     assert pipeline_run_folder.default_name(again, {"model": "two_mode", "sampler": "two_mode"}) == \
@@ -147,7 +151,8 @@ def test_default_names_say_what_ran_and_do_not_collide(tmp_path):
     # two plain runs with different stage flags land in different folders
     assert entry(f"save_dir={tmp_path}").returncode == 0
     assert entry(f"save_dir={tmp_path}", "--repulsion_scale", 0.3).returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["two_mode_p4", "two_mode_p4_rep0.3"]
+    tiny = "annealing.num_steps5_mcmc.num_steps2"       # the TINY steps every entry() passes, in the name too
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"two_mode_p4_{tiny}", f"two_mode_p4_rep0.3_{tiny}"]
 
 
 def test_overwrite_clears_the_old_outputs_and_resume_extends(tmp_path):

@@ -61,7 +61,8 @@ def entry(*args, cwd):
 def test_a_toy_stage_runs_from_the_command_line_with_its_flag_record_and_name(tmp_path):
     r = entry("--restart_step", "500", *TINY, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    run = tmp_path / "results" / "two_mode_p4_restart500"                 # its fragment in the default name
+    # its fragment in the default name (then the TINY steps)
+    run = tmp_path / "results" / "two_mode_p4_restart500_annealing.num_steps6_mcmc.num_steps2"
     metric = json.loads((run / "metric.json").read_text())
     assert metric["config"]["restart_step"] == 500 and metric["config"]["restart"] == {"which": "worst"}
     for im in metric["images"]:
