@@ -233,8 +233,9 @@ def difference(keys: list[tuple], a: np.ndarray, b: np.ndarray, binary: bool, ma
     (its seeds) is one observation, the estimate their mean, and no bootstrap (nothing depends on a random seed).
 
     Binary: the interval is Student's t over the images with a pseudo-image on each side (binary_interval); the
-    test, the exact sign test over images (a binomial test of the images where a did better against those where b did; with one seed it is the exact McNemar test).
-    Continuous: Student's t over the images, interval and test (they cannot disagree)."""
+    test, the exact sign test over images (a binomial test of the images where a did better against those where b
+    did; with one seed it is the exact McNemar test). Continuous: Student's t over the images, interval and test
+    (they cannot disagree)."""
     from scipy.stats import binomtest, ttest_1samp
 
     d = per_image(keys, a - b)
