@@ -597,7 +597,8 @@ def plot_all(experiments, out: Path) -> list[Path]:
     else:
         plt.close(fig)
 
-    # the headline: how often the tool's answer is right and some particle found the image, 95 % intervals clustered by image
+    # the headline: how often the tool's answer is right and some particle found the image, 95 % intervals clustered
+    # by image
     settings = differing_settings(experiments)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels)), 4))
     for j, (name, hit) in enumerate(HEADLINE):

@@ -244,7 +244,8 @@ def difference(keys: list[tuple], a: np.ndarray, b: np.ndarray, binary: bool, ma
         up, down = int((d > 1e-12).sum()), int((d < -1e-12).sum())
         p = 1.0 if up + down == 0 else float(binomtest(up, up + down, 0.5).pvalue)
         low, high = binary_interval(d)
-        return Difference(value, float(low), float(high), "Student t over images, a pseudo-image on each side", p, "exact sign test over images", margin)
+        return Difference(value, float(low), float(high), "Student t over images, a pseudo-image on each side", p,
+                          "exact sign test over images", margin)
     if len(d) >= 2 and np.ptp(d) > 0:
         res = ttest_1samp(d, 0.0)
         ci = res.confidence_interval(0.95)

@@ -92,5 +92,6 @@ def test_a_cluster_study_from_any_folder_redoes_nothing_and_equals_a_local_run(t
 def test_sbatchs_refusal_is_one_line(tmp_path):
     r = study("--out", str(tmp_path / "s"), "run", "--launcher", "slurm", "--slurm", "partition=nope", cwd=tmp_path)
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and lines[-1].startswith("error: sbatch refused the array:") and "Traceback" not in r.stderr
+    assert r.returncode == 2 and lines[-1].startswith("error: sbatch refused the array:")
+    assert "Traceback" not in r.stderr
     assert "partition" in lines[-1].lower()
