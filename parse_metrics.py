@@ -324,8 +324,8 @@ def format_paired(experiments, reference: dict, margin: float | None = None) -> 
     binary endpoints' equivalence margin in points, declared before measuring (None: no verdict is `equivalent`).
     An experiment that shares none is named as such, one whose records come from code versions that give other
     results than the reference's is not compared."""
-    from analysis.paired import BINARY, compare, differences_table, relative_cost
-    from analysis.study_report import incomparable
+    from analysis.paired import BINARY, differences_table, relative_cost
+    from analysis.study_report import compared
 
     margins = None if margin is None else {k: margin / 100 for k in BINARY}
     rows, apart, refused = [], [], []
@@ -333,11 +333,10 @@ def format_paired(experiments, reference: dict, margin: float | None = None) -> 
     for e in experiments:
         if e is reference:
             continue
-        why = incomparable(e["images"], reference["images"])
+        c, why = compared(e["images"], reference["images"], margins)
         if why:
             refused.append(f"{e['label']}: {why}")
             continue
-        c = compare(e["images"], reference["images"], margins)
         if not c.n:
             apart.append(e["label"])
             continue
@@ -504,6 +503,17 @@ def curve_labels(labels: list[str], series: list[list[float]]) -> list[str]:
     return out
 
 
+def over_t(images: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """A step fact against t, averaged over the images that record it: (t from 1000 down, means)."""
+    per_t: dict[int, list[float]] = {}
+    for im in images:
+        for st in im.get("steps", []):
+            if st.get(key) is not None:
+                per_t.setdefault(st["t"], []).append(st[key])
+    ts = sorted(per_t, reverse=True)
+    return ts, [sum(per_t[t]) / len(per_t[t]) for t in ts]
+
+
 def plot_all(experiments, out: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
@@ -573,15 +583,7 @@ def plot_all(experiments, out: Path) -> list[Path]:
     # memory over the steps, for any run: each step's own figure (GPU: the peak allocated within the step; CPU: the
     # resident size at its end, tracking/tracker.py), averaged over images, against t
     fig, ax = plt.subplots(figsize=(7, 4))
-    curves = []
-    for e in experiments:
-        per_t: dict[int, list[float]] = {}
-        for im in e["images"]:
-            for st in im.get("steps", []):
-                if st.get("memory_mb") is not None:
-                    per_t.setdefault(st["t"], []).append(st["memory_mb"])
-        ts = sorted(per_t, reverse=True)
-        curves.append((ts, [sum(per_t[t]) / len(per_t[t]) for t in ts]))
+    curves = [over_t(e["images"], "memory_mb") for e in experiments]
     if any(ts for ts, _ in curves):
         for i, ((ts, ys), label) in enumerate(zip(curves, curve_labels(labels, [c[1] for c in curves]))):
             if ts:
@@ -622,15 +624,7 @@ def plot_all(experiments, out: Path) -> list[Path]:
         spaces.setdefault(json.dumps(model, sort_keys=True), []).append(i)
     fig, axes = plt.subplots(1, len(spaces), figsize=(6 * len(spaces), 4), squeeze=False)
     for ax, (space, members) in zip(axes[0], spaces.items()):
-        spreads = []
-        for i in members:
-            per_t: dict[int, list[float]] = {}
-            for im in experiments[i]["images"]:
-                for s in im.get("steps", []):
-                    if s.get("mean_pairwise_distance") is not None:
-                        per_t.setdefault(s["t"], []).append(s["mean_pairwise_distance"])
-            ts = sorted(per_t, reverse=True)
-            spreads.append((ts, [sum(per_t[t]) / len(per_t[t]) for t in ts]))
+        spreads = [over_t(experiments[i]["images"], "mean_pairwise_distance") for i in members]
         names = curve_labels([labels[i] for i in members], [sp[1] for sp in spreads])
         for i, ((ts, ys), label) in enumerate(zip(spreads, names)):
             if ts:

@@ -58,27 +58,13 @@ def relative_cost(images: list[dict]) -> float:
     return math.nan
 
 
-def time_s(im: dict) -> float:
-    return float(im["total_time_s"]) if im.get("total_time_s") is not None else math.nan
+def costs() -> tuple:
+    """What a configuration costs and how it spreads, beside the endpoints, per image record (None: not recorded):
+    its time, its largest step's memory, the particles' mean pairwise latent distance while they explore."""
+    from evaluation.summary import explore_spread, step_memory_peak
 
-
-def memory_mb(im: dict) -> float:
-    from evaluation.summary import step_memory_peak
-
-    v = step_memory_peak(im)
-    return math.nan if v is None else float(v)
-
-
-def spread(im: dict) -> float:
-    from evaluation.summary import explore_spread
-
-    v = explore_spread(im)
-    return math.nan if v is None else float(v)
-
-
-# what a configuration costs and how it spreads, beside the endpoints: time per image, its largest step's memory,
-# the particles' mean pairwise latent distance while they explore
-COSTS = (("time_s", time_s), ("memory_mb", memory_mb), ("spread", spread))
+    return (("time_s", lambda im: im.get("total_time_s")), ("memory_mb", step_memory_peak),
+            ("spread", explore_spread))
 
 
 def measurement_key(record: dict) -> tuple:
@@ -277,9 +263,9 @@ class Comparison:
     images: int                              # distinct images among them (the clusters)
     complete: bool                           # every measurement of the reference is among them
     rates: dict[str, Estimate]               # binary endpoint -> its rate
-    means: dict[str, float]                  # every endpoint's mean, tflop and the COSTS
+    means: dict[str, float]                  # every endpoint's mean, tflop and the costs()
     diffs: dict[str, Difference]             # endpoint -> configuration - reference
-    ref_means: dict[str, float] = None       # the reference's COSTS on the same measurements
+    ref_means: dict[str, float]              # the reference's costs() on the same measurements
 
 
 def compare(records: list[dict], reference: list[dict], margins: dict[str, float] | None = None) -> Comparison:
@@ -299,9 +285,9 @@ def compare(records: list[dict], reference: list[dict], margins: dict[str, float
             rates[name] = rate(keys, a)
     by_key = [{measurement_key(r): r for r in rs} for rs in (records, reference)]
     ref_means = {}
-    for name, f in COSTS:
+    for name, f in costs():
         for where, recs in ((means, by_key[0]), (ref_means, by_key[1])):
-            values = [v for v in (f(recs[k]) for k in keys) if not math.isnan(v)]
+            values = [v for v in (f(recs[k]) for k in keys) if v is not None]
             where[name] = float(np.mean(values)) if values else math.nan
     return Comparison(len(keys), len({k[1] for k in keys}), len(keys) == len(ref), rates, means, diffs, ref_means)
 
@@ -375,12 +361,11 @@ def differences_table(rows: list[tuple[str, Comparison, float]]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, c, ratio in rows:
         mark = "" if c.complete else " †"
-        ref = c.ref_means or {}
-        spread_ratio = c.means.get("spread", math.nan) / ref.get("spread", math.nan) if ref.get("spread") else math.nan
+        mine, ref = c.means, c.ref_means
+        spread_ratio = mine["spread"] / ref["spread"] if ref["spread"] else math.nan
         cells = [name + mark, f"{c.n} ({c.images})", "–" if math.isnan(ratio) else f"{100 * ratio:.0f} %",
-                 versus(c.means.get("time_s", math.nan), ref.get("time_s", math.nan), "s", 2),
-                 versus(c.means.get("memory_mb", math.nan), ref.get("memory_mb", math.nan), "MB", 0),
-                 "–" if math.isnan(spread_ratio) else f"{c.means['spread']:.3g} (×{spread_ratio:.2f})"]
+                 versus(mine["time_s"], ref["time_s"], "s", 2), versus(mine["memory_mb"], ref["memory_mb"], "MB", 0),
+                 "–" if math.isnan(spread_ratio) else f"{mine['spread']:.3g} (×{spread_ratio:.2f})"]
         cells += [formatted(c.diffs[k], k in BINARY) for k in NAMES]
         cells.append(" / ".join(f"{100 * c.diffs[k].detectable:.1f}" if k in BINARY else
                                 f"{c.diffs[k].detectable:.2f} dB" for k in NAMES))

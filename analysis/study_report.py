@@ -61,6 +61,12 @@ def incomparable(a: list[dict], b: list[dict]) -> str | None:
     return None if len(found) < 2 else f"records from code versions whose results differ ({', '.join(found)})"
 
 
+def compared(a: list[dict], b: list[dict], margins: dict[str, float] | None) -> tuple[Comparison | None, str | None]:
+    """a against b (analysis/paired.compare), or None and why they may not be compared."""
+    why = incomparable(a, b)
+    return (None, why) if why else (compare(a, b, margins), None)
+
+
 def targets(comparisons: dict[str, Comparison], reference: str) -> list[str]:
     """The targets stated before measuring (issue 31), judged by the clustered intervals: four runs' answers for at
     most 60 % of their compute, every binary endpoint's interval reaching no lower than 3 points below; or chosen
@@ -164,12 +170,11 @@ def named_rows(recs: dict[str, list[dict]], named: list[tuple[str, str, str]], m
     for name, mine, against in named:
         if not (recs.get(mine) and recs.get(against)):
             continue
-        why = incomparable(recs[mine], recs[against])
+        c, why = compared(recs[mine], recs[against], margins)
         if why:
             refused.append(f"{name}: not compared, {why}")
             continue
-        rows.append((name, compare(recs[mine], recs[against], margins),
-                     relative_cost(recs[mine]) / relative_cost(recs[against])))
+        rows.append((name, c, relative_cost(recs[mine]) / relative_cost(recs[against])))
     for k in NAMES:
         holm([c.diffs[k] for _, c, _ in rows])
     return rows, refused
@@ -188,13 +193,14 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
     comparisons, refused = {}, []
     for label, r in recs.items():
         if r and ref:
-            why = incomparable(r, ref)
+            c, why = compared(r, ref, margins)
             if why:
                 refused.append(f"{label} against {reference}: not compared, {why}")
             else:
-                comparisons[label] = compare(r, ref, margins)
+                comparisons[label] = c
     rows, refused_named = named_rows(recs, named, margins)
     date = time.strftime("%Y-%m-%d")
+    versions = versions_table(recs)
     margin_text = ("none declared: no verdict can be `equivalent`" if not margins else ", ".join(
         f"{NAMES[k]} ±{100 * v:g} points" if k in BINARY else f"{NAMES[k]} ±{v:g} dB" for k, v in margins.items()))
     lines = [f"{study.model}{' ' + study.sampler if study.sampler else ''}, images {study.start}-"
@@ -205,7 +211,7 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
              f"tests/test_coverage.py); p: exact sign test over images (t-test over images for the PSNR), Holm's "
              f"adjustment over the named comparisons beside it; verdicts: better, worse, equivalent (the whole "
              f"interval within the margin), unresolved; equivalence margins: {margin_text}; † = not every "
-             f"measurement of {reference}", "", "Code versions the records came from:", *versions_table(recs), "",
+             f"measurement of {reference}", "", "Code versions the records came from:", *versions, "",
              "Every configuration:", "", rates_table(comparisons) if comparisons else "(no reference yet)", "",
              "The comparisons named before measuring (configuration − its reference):", "",
              differences_table(rows) if rows else "(none finished yet)", ""]
@@ -231,7 +237,7 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(_plain({
         "model": study.model, "sampler": study.sampler, "seeds": list(study.seeds), "start": study.start,
-        "images": study.images, "date": date, "table": text, "margins": margins, "versions": versions_table(recs),
+        "images": study.images, "date": date, "table": text, "margins": margins, "versions": versions,
         "comparisons": {k: c for k, c in comparisons.items()},
         "named": {name: c for name, c, _ in rows}, "calibration": cal,
         # every measurement's endpoints, TFLOP and trust label (judged again): the study analysed again without

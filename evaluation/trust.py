@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core.errors import is_number
@@ -28,6 +29,22 @@ SETTINGS = {
                                                 "differ by at most this many standard deviations of the noise's "
                                                 "||n||^2 (operator.loss_sd): the measurement cannot tell them apart"),
 }
+
+
+# the share of right final particles an operator's fit factor must hold (scripts/studies/trust_calibration.py,
+# scripts/studies/fit_factor.py)
+COVER = 0.975
+
+
+def right_loss_ratios(images: list[dict]) -> np.ndarray:
+    """Each right final particle's loss over its image's noise margin (the records' trust.margin)."""
+    return np.array([p["measurement_loss"] / im["trust"]["margin"] for im in images for p in im["particles"]
+                     if p.get("pruned_at") is None and p["mode"] != "fail"])
+
+
+def smallest_factor(ratios: np.ndarray, cover: float = COVER, most: float = 10.0) -> float:
+    """The smallest fit factor, in steps of 0.005 from 1, within which at least `cover` of these ratios fall."""
+    return next(f for f in np.arange(1.0, most, 0.005) if (ratios <= f + 1e-12).mean() >= cover)
 
 
 def fit_factor_of(setting, operator) -> float:

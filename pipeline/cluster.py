@@ -123,16 +123,11 @@ def slurm_parameters(pairs: list[str]) -> dict:
 
 def task_resources(study: Study) -> dict:
     """What one array task asks for, sized from the plan: the GPU study's one GPU and 8 CPUs, a CPU study's one CPU
-    (its workers are the parallelism, one thread each); memory for the largest batch of the study's particles
-    (tracking/memory.py's estimate, 1.5 x) plus 2 GiB for the process, in MB."""
-    from pipeline.study import compose_config
-    from tracking.memory import memory_per_particle
+    (its workers are the parallelism, one thread each); memory for its largest batch (pipeline/study.memory_per_image,
+    1.5 x) plus 2 GiB for the process, in MB."""
+    from pipeline.study import memory_per_image
 
-    particles = max(int(compose_config(study, [*c.overrides, *study.common]).particle_num)
-                    for c in study.configurations)
-    cfg = compose_config(study, [*study.configurations[0].overrides, *study.common])
-    batch = particles * min(study.images_per_batch, study.shard)
-    mb = 1.5 * batch * memory_per_particle(cfg.model) / 2 ** 20 + 2048
+    mb = 1.5 * min(study.images_per_batch, study.shard) * memory_per_image(study) / 2 ** 20 + 2048
     return {"slurm_cpus_per_task": 8 if study.gpu else 1, "slurm_gpus_per_node": 1 if study.gpu else 0,
             "slurm_mem": f"{round(mb)}M"}
 

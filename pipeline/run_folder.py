@@ -78,6 +78,7 @@ NOT_NAMED = ("data.root", "data.start_index", "data.ground_truth", "data.name", 
 
 
 def _shown(v) -> str:
+    """A setting's value in a run's name: numbers short, booleans and null lower-case, a path by its last part."""
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, bool) or v is None:
@@ -120,11 +121,8 @@ def changed_groups(cfg, choices: dict | None) -> list[str]:
 def changed_block(stage, cfg) -> str:
     """A stage's block settings that differ from their declared defaults, `-<key><value>` each (e.g. refine200-eps0.001,
     prune200k2-modebranch): runs that sample differently never share a default name."""
-    def shown(v):
-        return f"{v:g}" if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v)
-
     block = cfg.get(stage.name) if stage.block else None
-    parts = [f"-{key}{shown(block[key])}".replace("/", "_") for key, setting in stage.block.items()
+    parts = [f"-{key}{_shown(block[key])}".replace("/", "_") for key, setting in stage.block.items()
              if block is not None and key in block and block[key] != setting.default]
     return "".join(parts)
 

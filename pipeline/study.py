@@ -122,7 +122,6 @@ def check(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
     cluster's filesystem is shared)."""
     import models
     from core.errors import ConfigError, ToolError
-    from pipeline.build import dataset_of
     from pipeline.config import validate
 
     for c in study.configurations:
@@ -130,10 +129,8 @@ def check(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
         validate(cfg, machine)
         if checkpoint and not machine:
             models.check_config(cfg.model)
-    whole = compose_config(study, [])                  # the data range, before any worker meets its end
-    whole.num_eval_images, whole.data.start_index = None, 0
-    try:
-        size = len(dataset_of(whole))
+    try:                                               # the data range, before any worker meets its end
+        size = data_set_size(study)
     except ToolError:
         if machine:                                    # its data must be here; a login node may not hold it
             raise
@@ -141,6 +138,17 @@ def check(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
     if study.start + study.images > size:
         raise ConfigError(f"images {study.start}-{study.start + study.images - 1} are not all in the data set, which "
                           f"holds {size} (0-{size - 1}): use --start and --images within it")
+
+
+@lru_cache(maxsize=8)
+def data_set_size(study: Study) -> int:
+    """The images the study's data set holds (read once per study: a plan and its checks ask again); a ToolError
+    where the data cannot be read here."""
+    from pipeline.build import dataset_of
+
+    whole = compose_config(study, [])
+    whole.num_eval_images, whole.data.start_index = None, 0
+    return len(dataset_of(whole))
 
 
 def finished(study: Study, job: Job) -> int:
@@ -295,16 +303,20 @@ def measured_rate(study: Study) -> float | None:
     return tflop / seconds if seconds else None
 
 
-def gpu_images_per_batch(study: Study, memory_bytes: float) -> int:
-    """Images per batch that fit a GPU of that memory (the run's own estimate of memory per particle, 80 % of the
-    device), at most MAX_IMAGES_PER_BATCH."""
+def memory_per_image(study: Study) -> float:
+    """Bytes one image's particles need, for the study's configuration with the most (the run's own estimate of
+    memory per particle, tracking/memory.py)."""
     from tracking.memory import memory_per_particle
 
     cfg = compose_config(study, [*study.configurations[0].overrides, *study.common])
     particles = max(int(compose_config(study, [*c.overrides, *study.common]).particle_num)
                     for c in study.configurations)
-    per_image = particles * memory_per_particle(cfg.model)
-    return max(1, min(MAX_IMAGES_PER_BATCH, int(0.8 * memory_bytes // per_image)))
+    return particles * memory_per_particle(cfg.model)
+
+
+def gpu_images_per_batch(study: Study, memory_bytes: float) -> int:
+    """Images per batch that fit a GPU of that memory (80 % of the device), at most MAX_IMAGES_PER_BATCH."""
+    return max(1, min(MAX_IMAGES_PER_BATCH, int(0.8 * memory_bytes // memory_per_image(study))))
 
 
 @dataclass

@@ -142,14 +142,15 @@ def build_study(args) -> Study:
             raise ConfigError(f"--configs-file: {c.label!r} is the label of a configuration of the study already; "
                               f"name yours apart")
         configs.append(c)
-    if args.overrides:                  # overrides for every configuration: none may contradict one's own settings
-        for c in configs:
-            mine = {o.split("=", 1)[0].lstrip("+~"): o for o in c.overrides}
-            clash = [o for o in args.overrides if o.split("=", 1)[0].lstrip("+~") in mine and o not in c.overrides]
-            if clash:
-                raise ConfigError(f"{clash[0]} would change the configuration {c.label!r}, whose label names its own "
-                                  f"{mine[clash[0].split('=', 1)[0].lstrip('+~')]}: add yours as a configuration "
-                                  f"of its own with --configs-file")
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    for c in configs:                   # overrides for every configuration: none may contradict one's own settings
+        mine = {key(o): o for o in c.overrides}
+        clash = [o for o in args.overrides if key(o) in mine and o not in c.overrides]
+        if clash:
+            raise ConfigError(f"{clash[0]} would change the configuration {c.label!r}, whose label names its own "
+                              f"{mine[key(clash[0])]}: add yours as a configuration of its own with --configs-file")
     if args.only:
         unknown = [o for o in args.only if not any(o in (c.label, c.slug) for c in configs)]
         if unknown:
@@ -202,20 +203,13 @@ def halfwidth_plan(args, study: Study, p) -> list[str]:
     except (ValueError, KeyError):
         raise ConfigError(f"{source} is no study report (it has no `outcomes`)") from None
     cost = {r["label"]: r["tflop"] / p.rate / 3600 for r in p.rows}
-    return plan_lines(pilot, named_comparisons(study), args.halfwidth, cost, p.unit, str(source),
-                      data_set_size(study))
+    from pipeline.study import data_set_size
 
-
-def data_set_size(study: Study) -> int | None:
-    """The images the study's data set holds (None where it cannot be read here, e.g. FFHQ on a login node)."""
-    from pipeline.build import dataset_of
-
-    cfg = compose_config(study, [])
-    cfg.num_eval_images, cfg.data.start_index = None, 0
     try:
-        return len(dataset_of(cfg))
-    except (ToolError, OSError):
-        return None
+        available = data_set_size(study)
+    except (ToolError, OSError):                      # e.g. FFHQ on a login node: no count to hold it against
+        available = None
+    return plan_lines(pilot, named_comparisons(study), args.halfwidth, cost, p.unit, str(source), available)
 
 
 def parser() -> argparse.ArgumentParser:

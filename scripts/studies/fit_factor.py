@@ -18,11 +18,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from evaluation.trust import COVER, right_loss_ratios, smallest_factor  # noqa: E402
 from pipeline.schema import compose  # noqa: E402
 from pipeline.stacks import stack  # noqa: E402
 from tracking.metric_file import read_json  # noqa: E402
-
-COVER = 0.975
 
 
 def run_seed(model: str, task: str, images: int, seed: int, out: Path) -> list[dict]:
@@ -39,12 +38,6 @@ def run_seed(model: str, task: str, images: int, seed: int, out: Path) -> list[d
     return read_json(path)["images"]
 
 
-def ratios(images: list[dict]) -> np.ndarray:
-    """Each right final particle's loss over its image's noise margin."""
-    return np.array([p["measurement_loss"] / im["trust"]["margin"] for im in images for p in im["particles"]
-                     if p.get("pruned_at") is None and p["mode"] != "fail"])
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="digits32ldm")
@@ -56,9 +49,9 @@ def main(argv=None) -> None:
     images = [im for s in args.seeds for im in run_seed(args.model, args.task, args.images, s, args.out)]
     tuning = [im for im in images if im["index"] % 2 == 0]
     held = [im for im in images if im["index"] % 2 == 1]
-    r = ratios(tuning)
-    factor = next(f for f in np.arange(1.0, 10.0, 0.005) if (r <= f + 1e-12).mean() >= COVER)
-    h = ratios(held)
+    r = right_loss_ratios(tuning)
+    factor = smallest_factor(r)
+    h = right_loss_ratios(held)
     lost = sum(1 for im in held if any(p["mode"] != "fail" for p in im["particles"] if p.get("pruned_at") is None)
                and not any(p["measurement_loss"] <= factor * im["trust"]["margin"] for p in im["particles"]
                            if p.get("pruned_at") is None))

@@ -24,10 +24,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 from analysis.paired import rate  # noqa: E402
-from evaluation.trust import LABELS, SETTINGS, loss_sd_of, relabel  # noqa: E402
+from evaluation.trust import (COVER, LABELS, SETTINGS, loss_sd_of, relabel, right_loss_ratios,  # noqa: E402
+                              smallest_factor)
 from pipeline.study import records  # noqa: E402
-
-COVER = 0.975
 
 
 def loaded(model: str) -> tuple[list[dict], tuple[int, ...]]:
@@ -35,12 +34,6 @@ def loaded(model: str) -> tuple[list[dict], tuple[int, ...]]:
 
     study = sf.build_study(sf.parse(["report", "--model", model]))
     return [im for rs in records(study).values() for im in rs], study.seeds
-
-
-def ratios(images: list[dict]) -> np.ndarray:
-    """Each final particle in the image's class: its loss over the noise margin."""
-    return np.array([p["measurement_loss"] / im["trust"]["margin"] for im in images for p in im["particles"]
-                     if p.get("pruned_at") is None and p["mode"] != "fail"])
 
 
 def labels_of(images: list[dict], factor: float, ambiguity_sd: float, sigma: float = 0.05) -> list[str]:
@@ -71,8 +64,8 @@ def main(argv=None) -> None:
     data = {m: loaded(m) for m in args.model}
     tuning = {m: [im for im in images if im["index"] % 2 == 0] for m, (images, _) in data.items()}
     held = {m: [im for im in images if im["index"] % 2 == 1] for m, (images, _) in data.items()}
-    r = np.concatenate([ratios(v) for v in tuning.values()])
-    factor = next(f for f in np.arange(1.0, 2.0, 0.005) if (r <= f + 1e-12).mean() >= COVER)
+    r = np.concatenate([right_loss_ratios(v) for v in tuning.values()])
+    factor = smallest_factor(r)
     print(f"fit factor: {factor:.3f} (the smallest f with >= {100 * COVER:.1f} % of {len(r)} right final particles "
           f"within f x the noise margin on the tuning images (even-numbered); at f = 1: {100 * (r <= 1).mean():.1f} %)\n")
     amb = SETTINGS["ambiguity_sd"].default

@@ -59,6 +59,11 @@ def record(trace, cfg) -> dict:
             "particles": {str(pid): v for pid, v in sorted(particles.items())}, "calls": calls}
 
 
+def stop_reasons(done: list[dict]) -> dict:
+    """Each stop reason's count over the refine records of several images."""
+    return dict(sum((Counter(o["stop_reasons"]) for o in done), Counter()))
+
+
 def summary(images: list[dict]) -> dict:
     """Per optimised image, the optimiser's iterations and time; per particle and call, the share that ran at least
     one iteration (None when no image was refined)."""
@@ -68,8 +73,7 @@ def summary(images: list[dict]) -> dict:
     return {"refine_iterations_per_image": mean([o["total_iterations"] for o in done]),
             "refine_time_s_per_image": mean([o["total_time_s"] for o in done]),
             "refine_optimised_share": mean([float(n > 0) for n in per_call]),
-            "refine_stop_reasons": dict(Counter(r for o in done for r, k in o["stop_reasons"].items()
-                                                for _ in range(k))) if done else None}
+            "refine_stop_reasons": stop_reasons(done) if done else None}
 
 
 def notes(images: list[dict]) -> list[str]:
@@ -77,9 +81,8 @@ def notes(images: list[dict]) -> list[str]:
     done = [im["refine"] for im in images if im.get("refine")]
     if not done or any(o["total_iterations"] for o in done):
         return []
-    reasons = dict(Counter(r for o in done for r, k in o["stop_reasons"].items() for _ in range(k)))
-    return [f"refine ran no optimisation iteration on any particle (stop reasons {reasons}): any difference it "
-            f"made comes from its re-noise (refine.resample), not from the optimiser"]
+    return [f"refine ran no optimisation iteration on any particle (stop reasons {stop_reasons(done)}): any "
+            f"difference it made comes from its re-noise (refine.resample), not from the optimiser"]
 
 
 register(Stage(
