@@ -129,6 +129,12 @@ def summarize(images: list[dict]) -> dict:
         # the sampler's network rows and TFLOP by the cost model (tracking/compute.py), per image
         "decoder_vjp_rows_per_image": _mean([_rows(im, "decoder_vjp") for im in images]),
         "unet_rows_per_image": _mean([_rows(im, "unet") for im in images]),
+        "unet_vjp_rows_per_image": _mean([_rows(im, "unet_vjp") for im in images]),
+        # ReSample's own: its optimisation steps (all its particles' AdamW steps) and their time, per image
+        "resample_iterations_per_image": _mean([sum(im["resample"]["iterations_per_particle"].values())
+                                                if "resample" in im else None for im in images]),
+        "resample_optimisation_time_s_per_image": _mean([im["resample"]["optimisation_time_s"] if "resample" in im
+                                                         else None for im in images]),
         "tflop_per_image": _mean([im.get("compute", {}).get("tflop") for im in images]),
         "phase_time_s": {ph: _mean([im["phases"].get(ph, {}).get("time_s") for im in images]) for ph in phases},
         # cuda_max_allocated: the GPU's peak per phase; peak_rss: the CPU process's lifetime peak (not per phase)

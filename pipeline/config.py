@@ -20,11 +20,11 @@ def validate(cfg, machine: bool = True) -> None:
     import models
     import evaluation.perceptual
     from pipeline import schema
+    from sampler import name_of
     from sampler.stages import ordered
 
     schema.check(cfg)
-    a = cfg.sampler.annealing
-    check(a.sigma_max > a.sigma_min, f"sampler.annealing.sigma_max={a.sigma_max} is not above sigma_min={a.sigma_min}")
+    check_sampler(cfg)
     if machine:
         check_device(cfg.device)
         check_writable(cfg.save_dir)
@@ -39,8 +39,27 @@ def validate(cfg, machine: bool = True) -> None:
         check_memory(cfg)
     evaluation.perceptual.check_config(cfg.eval)
     evaluation.orientation.check_config(cfg.orientation, cfg.model.name)
-    for stage in ordered():
-        stage.check(cfg)
+    if name_of(cfg.sampler) == "latent_daps":          # ReSample runs no stage (check_sampler refused them)
+        for stage in ordered():
+            stage.check(cfg)
+
+
+def check_sampler(cfg) -> None:
+    """The sampler's blocks present and consistent: LatentDAPS's schedule; ReSample's own loop, which no stage hooks
+    into (each stage is refused in one line)."""
+    from sampler import name_of
+    from sampler.stages import ordered
+
+    if name_of(cfg.sampler) == "resample":
+        check("resample" in cfg.sampler, "sampler.name=resample needs a `resample:` block (configs/sampler/resample.yaml)")
+        for stage in ordered():
+            check(not stage.on(cfg), f"{stage.flag}={cfg[stage.flag]} turns on the {stage.name} stage, a LatentDAPS "
+                                     f"stage that ReSample's loop does not run: leave it off with sampler=resample")
+        return
+    for block in ("annealing", "ode", "mcmc"):
+        check(block in cfg.sampler, f"the sampler preset has no `{block}:` block, which LatentDAPS needs")
+    a = cfg.sampler.annealing
+    check(a.sigma_max > a.sigma_min, f"sampler.annealing.sigma_max={a.sigma_max} is not above sigma_min={a.sigma_min}")
 
 
 def combinations(family: str) -> list[str]:

@@ -21,6 +21,7 @@ from pipeline import report
 from pipeline.config import validate
 from pipeline.run_folder import clear_outputs, default_name, previous_run
 from pipeline.sampling import sample_batch, split
+from sampler import sampler_record, steps_of
 from tracking.compute import NetworkCounter, tflop_per_row
 from tracking.metric_file import write_json_atomic
 from tracking.provenance import provenance, version
@@ -42,7 +43,7 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
     """Sample cfg.particle_num particles for each (index, name, gt) of `items` in one batch; their records.
     counter: a tracking.compute.NetworkCounter on the model; check: the model's stored orientation check
     (evaluation/trust.orientation_check)."""
-    K = cfg.sampler.annealing.num_steps
+    K = steps_of(cfg.sampler)
     indices = [index for index, _, _ in items]
     # data.ground_truth=decoded: the truths the model can make, D(E(x)); raw: the images, with their reconstructions
     gts, recs, first_stage_psnr = truths(model, torch.stack([gt for _, _, gt in items]).to(device, dtype), cfg.data)
@@ -60,7 +61,8 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
         rep = representability(operator, gt[None], None if recs is None else recs[i:i + 1], result.y,
                                first_stage_psnr[i])
         evaluated = evaluate_image(model, operator, result, gt[None], settings, lpips_model, counter, rep, check)
-        record = image_record(result, name, evaluated, settings, stage_records(result.trace, cfg),
+        sections = {**stage_records(result.trace, cfg), **sampler_record(result.trace, cfg.sampler)}
+        record = image_record(result, name, evaluated, settings, sections,
                               cost_per_row(cfg.model), mode_weights(cfg.model))
         if out_dir is not None and cfg.save_images:
             from tracking.images import save_image_outputs

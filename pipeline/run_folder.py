@@ -64,10 +64,17 @@ def default_name(cfg, choices: dict | None = None) -> str:
     particles = f"p{cfg.particle_num}" + (f"o{cfg.particle_offset}" if cfg.particle_offset else "")
     seed = [] if cfg.seed == flags()["seed"].default else [f"seed{cfg.seed}"]
     words = [choices.get("model", cfg.model.name), data, *([task] if task != "phase_retrieval" else []),
-             choices.get("sampler", cfg.sampler.mcmc.algo), particles, *seed]
+             choices.get("sampler") or _sampler_word(cfg.sampler), particles, *seed]
     words += [stage.fragment(cfg) + changed_block(stage, cfg) for stage in ordered() if stage.on(cfg)]
     words += changed_groups(cfg, choices)
     return "_".join(dict.fromkeys(words))
+
+
+def _sampler_word(sampler_cfg) -> str:
+    """The sampler's word in a run name where Hydra gives no group choice: ReSample, or LatentDAPS's MCMC."""
+    from sampler import name_of
+
+    return "resample" if name_of(sampler_cfg) == "resample" else sampler_cfg.mcmc.algo
 
 
 # the config groups and blocks whose settings change what a run samples or answers, and the keys among them that do

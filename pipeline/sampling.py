@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 import stages  # noqa: F401  (registers every stage)
-from sampler import (ParticleState, Trace, init_latents, latent_daps, measurement_generator, particle_generator,
-                     sigmas_of)
+import sampler
+from sampler import ParticleState, Trace, init_latents, measurement_generator, particle_generator
 from sampler.stages import ordered, phase_of
 from tracking.tracker import RunTracker
 
@@ -27,7 +27,7 @@ def boundaries(cfg) -> dict:
 def make_state(model, y, cfg, image_index: int, device, dtype) -> ParticleState:
     ids = list(range(cfg.particle_offset, cfg.particle_offset + cfg.particle_num))
     gens = [particle_generator(cfg.seed, image_index, i, device) for i in ids]
-    z = init_latents(gens, model.latent_shape, cfg.sampler.annealing.sigma_max, device, dtype)
+    z = init_latents(gens, model.latent_shape, sampler.start_scale(cfg.sampler), device, dtype)
     P = len(ids)
     return ParticleState(
         z=z, y=y.expand(P, *y.shape[1:]).clone(), generators=gens,
@@ -61,14 +61,15 @@ def sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, pro
     ys = [operator.measure(gt[None], generator=measurement_generator(cfg.seed, i)) for gt, i in zip(gts, indices)]
     state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
     trace = Trace()
-    tracker = RunTracker(device, trace, phase_of(cfg), progress)
+    tracker = RunTracker(device, trace, sampler.phase_of(model, cfg.sampler) or phase_of(cfg), progress)
     hooks = [tracker, *build_hooks(cfg)]                # the tracker first: its clock covers the other hooks
     if cfg.eval.per_step:
         from evaluation.trajectory import GroundTruthHook
         hooks.append(GroundTruthHook(gts, indices, cfg.data.fail_psnr))     # last: it sees each step's final z0
     counter.take()
-    state = latent_daps(model, operator, state, sigmas_of(cfg.sampler.annealing), cfg.sampler, hooks, trace)
-    return Sampled(list(indices), ys, state, trace, tracker.finish(), counter.take(), boundaries(cfg))
+    state = sampler.run_sampler(model, operator, state, cfg.sampler, hooks, trace)
+    bounds = boundaries(cfg) if sampler.name_of(cfg.sampler) == "latent_daps" else {}     # ReSample runs no stage
+    return Sampled(list(indices), ys, state, trace, tracker.finish(), counter.take(), bounds)
 
 
 @dataclass

@@ -261,6 +261,13 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
     from sampler.stages import ordered
 
     real = compose_config(study, [*c.overrides, *study.common])
+    from sampler import name_of
+    if name_of(real.sampler) == "resample":
+        from sampler.resample import rows_at_most
+
+        per = rows_at_most(real.sampler.resample.num_steps, real.sampler.resample)
+        rows = {k: float(v * real.particle_num) for k, v in per.items()}
+        return _with_evaluation(rows, real.particle_num, real)
     base, model, operator, gt = _stand_in()
     cfg = copy.deepcopy(base)                      # the configuration's particles, stages and steps on the stand-in
     cfg.particle_num, cfg.seed = real.particle_num, real.seed
@@ -274,7 +281,13 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
     with NetworkCounter(model) as counter:
         sampled = sample_batch(model, operator, gt, [0], cfg, torch.device("cpu"), torch.float32, counter)
     rows = {k: float(v) for k, v in sampled.network_rows.items()}
-    final = sampled.state.z.shape[0]
+    return _with_evaluation(rows, sampled.state.z.shape[0], real)
+
+
+def _with_evaluation(rows: dict, final: int, real) -> dict[str, float]:
+    """The sampler's rows with the evaluation's added: the final particles decoded, the orientation ELBO."""
+    from tracking.compute import KINDS
+
     rows["decoder_forward"] += final                               # the answer: the final particles decoded
     if real.model.name == "ldm":                                   # the ELBO: x and rot x at every level, encoded once
         rows["unet"] += 2 * final * real.orientation.elbo_evals

@@ -31,6 +31,7 @@ from pipeline.stacks import FULL_SIZE, SAMPLERS, STACKS  # noqa: E402
 from pipeline.study import Configuration, Study, check, compose_config, plan, records  # noqa: E402
 
 REFERENCE = "4 independent"
+RESAMPLE_LABEL = "ReSample, 4 runs"
 # the resampling window where the loss tells failing particles apart on decoded truths (scripts/studies/loss_predicts_failure.py
 # on held-out tuning images, docs/resampling.md): natural, within-image AUC 0.6 or below above t = 600 and 0.67 to 0.93
 # from t = 560 down; digits, 0.2 to 0.73 above t = 240 and 0.8 to 0.93 from t = 200 down
@@ -45,6 +46,9 @@ DESIGN = {"naturalldm": (64, (0, 1, 2, 3)), "digits32ldm": (100, (0, 1)), "ffhq2
 # the equivalence margins (the endpoint's units: a share for the binary ones, dB for the PSNR): a difference whose
 # whole 95 % interval lies within +-margin reads "equivalent". Declared 2026-12-06 (issue 43), after the power study
 # of 2026-12-04/05 had been run: for that study an "equivalent" is judged against a margin set after measuring.
+# ReSample's preset for each model it runs on (an LDM trained on a DDPM schedule; not the two-mode benchmarks)
+RESAMPLE = {"naturalldm": "sampler=naturalldm_resample", "digits32ldm": "sampler=digits32ldm_resample",
+            "ffhq256ldm": "sampler=resample", "imagenet256ldm": "sampler=resample"}
 MARGINS = {"found": 0.03, "in_class": 0.03, "chosen_right": 0.03, "best_psnr": 0.5}
 MAX_HOURS = 10.0            # a launch above this many device-hours needs --yes
 
@@ -64,6 +68,9 @@ def configurations(model: str, which: str) -> list[Configuration]:
                        "repulsion.sigma_min=1.0")),
         Configuration("8 -> 4 -> 2 -> 1 halving at t=600,400,200", "successive halving",
                       ("particle_num=8", "pruning_step=[600,400,200]", "pruning_keep=[4,2,1]")),
+        # the published baseline the design notes compare with: four ReSample runs (sampler/resample.py)
+        *([Configuration(RESAMPLE_LABEL, "ReSample", (RESAMPLE[model], "particle_num=4"))] if model in RESAMPLE
+          else []),
     ]
     if which == "power":
         return power
@@ -94,6 +101,7 @@ COMPARISONS = [
     ("Exp 3: 4 -> 2 at t = 200 against 2 from the start", "4 -> 2 pruned at t=200", "2 independent"),
     ("successive halving against 4", "8 -> 4 -> 2 -> 1 halving at t=600,400,200", REFERENCE),
     ("2 independent against 4", "2 independent", REFERENCE),
+    ("ReSample (4 runs) against 4 independent LatentDAPS runs", RESAMPLE_LABEL, REFERENCE),
 ]
 
 

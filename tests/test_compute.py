@@ -18,7 +18,7 @@ def test_rows_per_image_follow_particles_steps_and_pruning(tmp_path):
     for im in m["images"]:
         rows = im["compute"]["rows"]
         assert rows == {"decoder_vjp": 4 * 9 * 3 + 2 * 1 * 3, "decoder_forward": 4, "unet": 2 * (4 * 9 + 2 * 1),
-                        "encoder": 0}
+                        "unet_vjp": 0, "encoder": 0}
         assert im["compute"]["tflop"] is None                   # the two-mode model has no networks to cost
     assert m["summary"]["decoder_vjp_rows_per_image"] == 114 and m["summary"]["unet_rows_per_image"] == 76
     # without pruning: the full particles x steps x MCMC steps
@@ -35,6 +35,7 @@ def test_cost_model_of_the_full_size_ldms():
     assert ffhq["decoder_forward"] == pytest.approx(0.671, abs=1e-3)
     assert ffhq["unet"] == pytest.approx(0.202, abs=1e-3)
     assert 0.3 < ffhq["encoder"] < 0.4
+    assert ffhq["unet_vjp"] == pytest.approx(2 * ffhq["unet"], rel=0.05)    # ReSample's guidance: forward + input VJP
     imagenet = tflop_per_row(compose("model=imagenet256ldm", "sampler=langevin", "data=demo-imagenet").model)
     assert imagenet["unet"] > ffhq["unet"] and imagenet["decoder_vjp"] == ffhq["decoder_vjp"]
     rec = compute_record({"decoder_vjp": 50, "decoder_forward": 2, "unet": 10, "encoder": 0}, ffhq)

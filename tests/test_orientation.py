@@ -82,7 +82,8 @@ def test_elbo_on_the_tiny_ldm_is_batched_and_counted():
         ratio = prior_log_ratio(model, z, cfg.orientation, torch.Generator().manual_seed(1))
     assert ratio.shape == (3,) and torch.isfinite(ratio).all()
     assert calls == [6] * 16                                   # 3 particles x 2 orientations, one call per level
-    assert counter.rows == {"decoder_vjp": 0, "decoder_forward": 3, "unet": 2 * 3 * 16, "encoder": 6}
+    assert counter.rows == {"decoder_vjp": 0, "decoder_forward": 3, "unet": 2 * 3 * 16, "unet_vjp": 0,
+                            "encoder": 6}
     # with the decode the evaluation already made, none is repeated, and the ratio is the same
     x = model.decode(z)
     with NetworkCounter(model) as counter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-KINDS = ("decoder_vjp", "decoder_forward", "unet", "encoder")
+KINDS = ("decoder_vjp", "decoder_forward", "unet", "unet_vjp", "encoder")
 
 
 def tflop_per_row(model_cfg) -> dict | None:
@@ -23,38 +23,43 @@ def tflop_per_row(model_cfg) -> dict | None:
     for kind, call in (("decoder_vjp", lambda: model.decode(z.requires_grad_(True)).sum().backward()),
                        ("decoder_forward", lambda: model.decode(z.detach())),
                        ("unet", lambda: model.denoise(z.detach(), 1.0)),
+                       ("unet_vjp", lambda: model.denoise(z.requires_grad_(True), 1.0).sum().backward()),
                        ("encoder", lambda: model.encode(torch.zeros(1, *model.image_shape, device="meta")))):
-        with FlopCounterMode(display=False) as fc, torch.set_grad_enabled(kind == "decoder_vjp"):
+        with FlopCounterMode(display=False) as fc, torch.set_grad_enabled(kind.endswith("_vjp")):
             call()
         out[kind] = fc.get_total_flops() / 1e12
     return out
 
 
 class NetworkCounter:
-    """Wraps a model's decode, denoise and encode (instance attributes over the methods, as torch.compile's are) and
-    counts the rows they process. A decode whose input requires grad under grad mode is a VJP (its backward
-    follows: the MCMC gradient, the optimiser, pixel repulsion); any other is a forward. One counter per run: each
+    """Wraps a model's decode, its network (an LDM's `eps`, which `denoise` calls; else `denoise`) and encode
+    (instance attributes over the methods, as torch.compile's are) and counts the rows they process. A call whose
+    input requires grad under grad mode is a VJP (its backward follows: the MCMC gradient, the optimiser, pixel
+    repulsion, ReSample's guidance through the UNet); any other is a forward. One counter per run: each
     measurement (a batch's sampling, an image's orientation) takes the rows counted since the last one."""
 
     def __init__(self, model):
         self.rows = dict.fromkeys(KINDS, 0)
-        decode, denoise, encode = model.decode, model.denoise, model.encode
+        self.network = "eps" if hasattr(model, "eps") else "denoise"
+        decode, network, encode = model.decode, getattr(model, self.network), model.encode
 
         def counted_decode(z, *args, **kwargs):
             vjp = torch.is_grad_enabled() and z.requires_grad
             self.rows["decoder_vjp" if vjp else "decoder_forward"] += z.shape[0]
             return decode(z, *args, **kwargs)
 
-        def counted_denoise(z, *args, **kwargs):
-            self.rows["unet"] += z.shape[0]
-            return denoise(z, *args, **kwargs)
+        def counted_network(z, *args, **kwargs):
+            vjp = torch.is_grad_enabled() and z.requires_grad
+            self.rows["unet_vjp" if vjp else "unet"] += z.shape[0]
+            return network(z, *args, **kwargs)
 
         def counted_encode(x, *args, **kwargs):
             self.rows["encoder"] += x.shape[0]
             return encode(x, *args, **kwargs)
 
-        self.model, self._originals = model, (decode, denoise, encode)
-        model.decode, model.denoise, model.encode = counted_decode, counted_denoise, counted_encode
+        self.model, self._originals = model, (decode, network, encode)
+        model.decode, model.encode = counted_decode, counted_encode
+        setattr(model, self.network, counted_network)
 
     def take(self) -> dict:
         """The rows counted since the last take (or since the counter was made)."""
@@ -63,7 +68,9 @@ class NetworkCounter:
 
     def remove(self):
         """Put the model's own methods back."""
-        self.model.decode, self.model.denoise, self.model.encode = self._originals
+        decode, network, encode = self._originals
+        self.model.decode, self.model.encode = decode, encode
+        setattr(self.model, self.network, network)
 
     def __enter__(self):
         return self
@@ -74,5 +81,5 @@ class NetworkCounter:
 
 def compute_record(rows: dict, per_row: dict | None) -> dict:
     """metric.json's `compute` block: rows per network and TFLOP by the cost model."""
-    tflop = None if per_row is None else sum(rows[k] * per_row[k] for k in KINDS)
+    tflop = None if per_row is None else sum(rows.get(k, 0) * per_row[k] for k in KINDS)
     return {"rows": dict(rows), "tflop": tflop, "tflop_per_row": per_row}

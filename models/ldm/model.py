@@ -14,7 +14,7 @@ from torch import nn
 from models.base import LatentModel
 
 from .checkpoint import load_ldm_checkpoint, missing_checkpoint_error
-from .denoiser import VPDenoiser
+from .denoiser import VPDenoiser, ldm_alphas_cumprod
 from .unet import UNetModel
 from .vq import VQModel
 
@@ -77,6 +77,8 @@ class LatentDiffusion(LatentModel):
             raise ValueError("a cross-attention UNet needs cond_stage (class embedder) and vice versa")
         schedule = {**DEFAULT_SCHEDULE, **(cfg.get("schedule") or {})}
         self.denoiser = VPDenoiser(c_noise=_setting(cfg, "c_noise"), **schedule)  # buffers only, never meta
+        # the DDPM schedule's abar_t in float32, as the CompVis LDM holds it (ReSample's DDIM grid reads it)
+        self.alphas_cumprod = ldm_alphas_cumprod(**schedule).float()
 
         dd = fs_cfg["ddconfig"]
         f = 2 ** (len(dd["ch_mult"]) - 1)

@@ -1,5 +1,5 @@
 """Refine: from refine_step on, ReSample-style latent optimisation with hard data consistency, each particle
-optimised and stopped on its own (optimize.py the optimiser, hook.py the hook, renoise.py ReSample's stochastic resample)."""
+optimised and stopped on its own (sampler/optimize.py the optimiser, hook.py the hook, renoise.py ReSample's stochastic resample)."""
 from __future__ import annotations
 
 import statistics

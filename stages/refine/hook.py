@@ -9,7 +9,7 @@ from core.tensors import cuda_sync, rows
 from sampler.hooks import Hook
 from sampler.precision import autocast
 
-from .optimize import optimize_latents
+from sampler.optimize import optimize_latents
 from .renoise import resample_weights
 
 

@@ -10,7 +10,7 @@ from core.errors import ConfigError
 from evaluation.record import steps_record
 from pipeline.config import validate
 from stages.refine.hook import RefineHook
-from stages.refine.optimize import AdamState, adam_step, optimize_latents
+from sampler.optimize import AdamState, adam_step, optimize_latents
 from sampler import StepContext, latent_daps, sigmas_of
 from sampler.schedule import trigger_step
 from sampler.stages import STAGES

@@ -1,4 +1,5 @@
-"""Batched latent optimisation with per-particle Adam and per-particle stopping (ReSample's hard data consistency)."""
+"""Batched optimisation with per-particle Adam and per-particle stopping (ReSample's hard data consistency: the refine
+stage's and the ReSample sampler's latent optimisation, the sampler's pixel optimisation)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ def _loss_and_grad(loss_fn, z, index, need_grad: bool):
 
 def optimize_latents(z, loss_fn, lr: float = 5e-3, max_iters: int = 500, threshold: float = 0.0,
                      plateau_window: int = 200, betas=(0.9, 0.999), adam_eps: float = 1e-8,
-                     weight_decay: float = 0.0, frozen: torch.Tensor | None = None):
+                     weight_decay: float = 0.0, frozen: torch.Tensor | None = None, step_past_stop: bool = False):
     """Minimise loss_fn over z with Adam, each particle stopped on its own; returns (z_opt, info).
 
     loss_fn(z_sub, index) -> (n,) losses of the rows z_sub (n, ...) whose positions in the batch are `index`
@@ -65,7 +66,8 @@ def optimize_latents(z, loss_fn, lr: float = 5e-3, max_iters: int = 500, thresho
       'plateau'    when i >= plateau_window and loss_i > loss_{i - plateau_window} (0 switches it off),
       'nonfinite'  when loss_i is NaN/inf (its latent then is not usable; the caller should reject it),
       'max_iters'  when i == max_iters,
-    and keeps z_i; a `frozen` particle ((B,) mask: a diverged one) is never evaluated, 0 steps, reason 'frozen',
+    and keeps z_i, or with `step_past_stop` z_{i+1} for the threshold and plateau rules (ReSample's own loop tests
+    the loss of z_i after taking its step: it returns one more step, and counts it); a `frozen` particle ((B,) mask: a diverged one) is never evaluated, 0 steps, reason 'frozen',
     NaN losses. info: iterations (B,) Adam steps taken, stop_reason list[str], loss_before (B,) = loss_0,
     loss_after (B,) = loss of the returned latent, adam (the final AdamState).
     """
@@ -108,7 +110,7 @@ def optimize_latents(z, loss_fn, lr: float = 5e-3, max_iters: int = 500, thresho
         if i == max_iters:
             break
         go = torch.zeros(B, dtype=torch.bool, device=dev)
-        go[index] = ~stop
+        go[index] = (~stop | (hits[0] | hits[1]) & ~hits[3]) if step_past_stop else ~stop
         g = torch.zeros_like(z)
         g[index] = grad
         z, adam = adam_step(z, g, adam, go, lr, betas, adam_eps, weight_decay)
