@@ -56,7 +56,7 @@ def plan_lines(pilot: dict[str, list[dict]], named: list[tuple[str, str, str]], 
     lines = [f"half-width plan from {source}: Student's t over images, with the pilot's variance between images and "
              f"between seeds of an image; the binary endpoints' intervals (a pseudo-image on each side) are a little "
              f"wider:"]
-    for name, mine, against in named:
+    for name, mine, against, *_ in named:
         if mine == against or not (pilot.get(mine) and pilot.get(against)):
             continue
         per = cost.get(mine, math.nan) + cost.get(against, math.nan)

@@ -161,13 +161,15 @@ def _plain(v):
     return v
 
 
-def named_rows(recs: dict[str, list[dict]], named: list[tuple[str, str, str]], margins: dict[str, float] | None
+def named_rows(recs: dict[str, list[dict]], named: list[tuple], margins: dict[str, float] | None
                ) -> tuple[list[tuple[str, Comparison, float]], list[str]]:
-    """The comparisons named before the study (row, configuration, its reference) that have records: each with its
-    compute ratio, Holm's adjustment over them per endpoint; and a line for each refused (records of code versions
-    whose results differ)."""
-    rows, refused = [], []
-    for name, mine, against in named:
+    """The comparisons named before the study (row, configuration, its reference, and optionally the family of
+    questions it belongs to) that have records: each with its compute ratio, Holm's adjustment per endpoint over
+    its family (default: one family); and a line for each refused (records of code versions whose results
+    differ)."""
+    rows, refused, family = [], [], {}
+    for name, mine, against, *rest in named:
+        family[name] = rest[0] if rest else ""
         if not (recs.get(mine) and recs.get(against)):
             continue
         c, why = compared(recs[mine], recs[against], margins)
@@ -176,7 +178,8 @@ def named_rows(recs: dict[str, list[dict]], named: list[tuple[str, str, str]], m
             continue
         rows.append((name, c, relative_cost(recs[mine]) / relative_cost(recs[against])))
     for k in NAMES:
-        holm([c.diffs[k] for _, c, _ in rows])
+        for f in set(family.values()):
+            holm([c.diffs[k] for name, c, _ in rows if family[name] == f])
     return rows, refused
 
 
@@ -209,7 +212,8 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
              f"particle in the class (the choice), chosen right (the answer, no ground truth). 95 % intervals "
              f"clustered by image (Student's t over images; binary endpoints with a pseudo-image on each side, "
              f"tests/test_coverage.py); p: exact sign test over images (t-test over images for the PSNR), Holm's "
-             f"adjustment over the named comparisons beside it; verdicts: better, worse, equivalent (the whole "
+             f"adjustment over the named comparisons of its family beside it (the particle methods; ReSample's "
+             f"baseline comparison its own); verdicts: better, worse, equivalent (the whole "
              f"interval within the margin), unresolved; equivalence margins: {margin_text}; † = not every "
              f"measurement of {reference}", "", "Code versions the records came from:", *versions, "",
              "Every configuration:", "", rates_table(comparisons) if comparisons else "(no reference yet)", "",
@@ -220,7 +224,7 @@ def report(study, recs: dict[str, list[dict]], named: list[tuple[str, str, str]]
         lines.append(f"not run yet: {', '.join(missing)}")
     if reference in comparisons:
         lines += targets(comparisons, reference)
-    itself = {name for name, mine, against in named if mine == against}    # no comparison: left out
+    itself = {name for name, mine, against, *_ in named if mine == against}    # no comparison: left out
     own = [c for name, c, _ in rows if name not in itself]
     if own:
         half = {k: max(c.diffs[k].half_width for c in own) for k in NAMES}

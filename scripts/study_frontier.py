@@ -101,7 +101,9 @@ COMPARISONS = [
     ("Exp 3: 4 -> 2 at t = 200 against 2 from the start", "4 -> 2 pruned at t=200", "2 independent"),
     ("successive halving against 4", "8 -> 4 -> 2 -> 1 halving at t=600,400,200", REFERENCE),
     ("2 independent against 4", "2 independent", REFERENCE),
-    ("ReSample (4 runs) against 4 independent LatentDAPS runs", RESAMPLE_LABEL, REFERENCE),
+    # a question of its own (another sampler, not a particle method), so its own Holm family: adding it leaves the
+    # particle methods' adjusted p-values as the power study reported them
+    ("ReSample (4 runs) against 4 independent LatentDAPS runs", RESAMPLE_LABEL, REFERENCE, "baseline"),
 ]
 
 
@@ -131,7 +133,7 @@ def own_configurations(path: Path | None) -> list[Configuration]:
     return out
 
 
-def named_comparisons(study: Study) -> list[tuple[str, str, str]]:
+def named_comparisons(study: Study) -> list[tuple]:
     """The comparisons named before measuring, then each of the researcher's configurations against the reference."""
     mine = {c.label for c in study.configurations} - {c.label for c in configurations(study.model, "all")}
     return [*COMPARISONS, *[(f"yours: {label} against {REFERENCE}", label, REFERENCE) for label in sorted(mine)]]

@@ -127,6 +127,28 @@ def test_compare_pairs_by_measurement_and_marks_a_row_missing_some():
     assert compare(ref, ref).complete
 
 
+def test_holm_adjusts_within_each_family_of_named_comparisons():
+    """A comparison named in a family of its own leaves the other family's adjusted p-values as they were; in the
+    same family it raises them (Holm's step-down over one more p)."""
+    from analysis.study_report import named_rows
+
+    ref = [_record(s, i, True, i % 3 == 0) for s in (0, 1) for i in range(12)]
+    recs = {"ref": ref, "a": [_record(s, i, True, i % 3 != 2) for s in (0, 1) for i in range(12)],
+            "b": [_record(s, i, True, True) for s in (0, 1) for i in range(12)],
+            "c": [_record(s, i, True, i % 2 == 0) for s in (0, 1) for i in range(12)]}
+    two = [("a", "a", "ref"), ("b", "b", "ref")]
+
+    def adjusted(named):
+        rows, _ = named_rows(recs, named, None)
+        return {name: c.diffs["chosen_right"].p_adjusted for name, c, _ in rows}
+    alone = adjusted(two)
+    apart = adjusted([*two, ("c", "c", "ref", "baseline")])
+    together = adjusted([*two, ("c", "c", "ref")])
+    assert apart["a"] == alone["a"] and apart["b"] == alone["b"]
+    assert together["a"] > alone["a"]
+    assert apart["c"] == adjusted([("c", "c", "ref")])["c"]
+
+
 def _study(tmp_path, name="s"):
     from pipeline.study import Configuration, Study
 

@@ -37,9 +37,14 @@ esac
 torch.cuda.is_available())' 2>&1 | tee "$OUT/env.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "error: a dependency is missing (run gpu_check.sh --prepare here and carry .pydeps)" >&2; exit 2; }
 
+# the six particle configurations (ReSample's baseline, the power set's seventh, is timed by
+# scripts/performance/resample_gpu.sh: its own budget)
+SIX=(--only "4 independent" "2 independent" "4 -> 2 pruned at t=200" "4 repulsive 0.3 (score-relative)"
+     "4 Particle Guidance 3e5" "8 -> 4 -> 2 -> 1 halving at t=600,400,200")
 rc=0
 for model in "${MODELS[@]}"; do
   if [ "$model" = naturalldm ]; then args=("${NATURAL[@]}"); limit=$T_NATURAL; else args=("${DIGITS[@]}"); limit=$T_DIGITS; fi
+  args+=("${SIX[@]}")
   echo "== $model: ${args[*]}"
   timeout "$limit" "$PY" scripts/study_frontier.py --model "$model" --out "$OUT/$model" run --yes "${args[@]}" \
     2>&1 | tee "$OUT/$model.log"
