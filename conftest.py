@@ -6,7 +6,8 @@ from tests.conftest import one_thread, shared  # noqa: F401
 # file per worker at a time (--dist loadfile) a long file handed out last would leave one core idle at the end; the
 # SLURM test first: it mostly waits on its cluster's tasks, which then overlap the others' work
 FIRST = ("test_slurm.py", "test_user_path.py", "test_gpu_check.py", "test_safety.py", "test_digits.py", "test_natural.py",
-         "test_newcomer.py", "test_gpu_study.py", "test_study.py", "test_workflow.py", "test_ldm_pipeline.py")
+         "test_newcomer.py", "test_gpu_study.py", "test_resample.py", "test_study.py", "test_workflow.py",
+         "test_ldm_pipeline.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -177,6 +177,11 @@ def record(repo: Path) -> dict:
                                            operator_fn=op.forward, x_T=x_T.clone())
     finally:
         torch.optim.AdamW, torch.randn_like = original_adamw, randn_like
+    calls, rec.calls = rec.calls, []
+    torch.manual_seed(SEED + 1)                      # another sample of the same posterior: how far apart two lie
+    other, _ = sampler.resample_sampling(y, cond.conditioning, None, (1, *model.latent_shape), operator_fn=op.forward,
+                                         x_T=torch.randn(1, *model.latent_shape))
+    rec.calls = calls
     for c, n in zip([c for c in rec.calls if c["kind"] == "resample"], noise):
         c["noise"] = n
     # Adam amplifies round-off (torch's own AdamW from a start moved by 1e-7 ends 0.1 away after 2,000 steps), so
@@ -189,6 +194,7 @@ def record(repo: Path) -> dict:
             c["first"] = DDIMSampler.pixel_optimization(sampler, y, c["start"].clone(), op.forward,
                                                         max_iters=FIRST).detach()
     return {"stack": STACK, "steps": STEPS, "seed": SEED, "image": IMAGE, "y": y, "x_T": x_T, "out": out.detach(),
+            "other_seed_out": other.detach(),
             "calls": rec.calls, "source": "soominkwon/resample@3e332b2c867a144aeb18bab1d0fadcf3faa4964e"}
 
 
