@@ -262,6 +262,7 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
 
     real = compose_config(study, [*c.overrides, *study.common])
     from sampler import name_of
+
     if name_of(real.sampler) == "resample":
         from sampler.resample import rows_at_most
 
@@ -359,7 +360,7 @@ class Plan:
         lines = [head, "", f"| configuration | TFLOP / image | jobs | done | images to run | {self.unit} |",
                  "|---|---|---|---|---|---|"]
         for r in self.rows:
-            lines.append(f"| {r['label']} | {r['tflop']:.4g} | {r['jobs']} | {r['jobs'] - r['pending_jobs']} | "
+            lines.append(f"| {r['label']} | {'at most ' if r.get('bound') else ''}{r['tflop']:.4g} | {r['jobs']} | {r['jobs'] - r['pending_jobs']} | "
                          f"{r['pending_images']} | {r['hours']:.2f} |")
         lines += ["", f"total: {sum(r['jobs'] for r in self.rows)} jobs, {self.pending_jobs} to run; "
                       f"{self.hours:.2f} {self.unit} at {self.rate:.3g} TFLOP/s ({self.rate_source}); about "
@@ -370,6 +371,8 @@ class Plan:
 def plan(study: Study) -> Plan:
     """The study's plan: every configuration's TFLOP per image from the cost model (network_rows), the pending images
     of each, and hours at the rate the study has measured so far (else RATES)."""
+    from sampler import name_of
+
     check(study, machine=False, checkpoint=False)
     rate = measured_rate(study)
     source = "measured on this study's finished images"
@@ -385,7 +388,9 @@ def plan(study: Study) -> Plan:
         pending = {j: j.count - finished(study, j) for j in mine}
         tflop = tflop_per_image(study, c) or 0.0
         images = sum(max(v, 0) for v in pending.values())
-        rows.append({"label": c.label, "tflop": tflop, "jobs": len(mine),
+        # ReSample's optimisations stop when they stop: its cost is bounded, not counted (sampler.resample.rows_at_most)
+        bound = name_of(compose_config(study, [*c.overrides, *study.common]).sampler) == "resample"
+        rows.append({"label": c.label, "tflop": tflop, "bound": bound, "jobs": len(mine),
                      "pending_jobs": sum(v > 0 for v in pending.values()), "pending_images": images,
                      "hours": images * tflop / rate / 3600})
     return Plan(rows, rate, source, "GPU-hours" if study.gpu else "core-hours")
