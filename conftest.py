@@ -1,5 +1,5 @@
-"""pytest's shared fixtures for every test folder (tests/, and the tests beside each stage in stages/<name>/), and the
-order the suite's files go out to the workers in."""
+"""pytest's shared fixtures for every test folder (tests/, and the tests beside each stage in particle/<name>/ and
+resample_opt/), and the order the suite's files go out to the workers in."""
 from tests.conftest import one_thread, shared  # noqa: F401
 
 # the files that take longest (--durations=0 summed per file, 2026-12-05: 82 s down to 26 s) go out first: with one

@@ -34,19 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-import stages  # noqa: F401  (registers every stage: each may add columns)
 from evaluation.failures import KINDS
 from analysis.paired import rate
 from evaluation.summary import summarize
 from evaluation.trajectory import committed_fraction
-from sampler.stages import ordered
+from stages import ordered
 from tracking.metric_file import read_json
 
 # keys that choose which images a run does or where it writes, never how it samples
 # (seed: a run's measurements are (seed, image) pairs; several seeds of one setting are one experiment, its seeds
 # clustered by image where statistics are computed)
 SHARD_KEYS = ("data.start_index", "num_eval_images", "seed", "name", "save_dir", "resume", "overwrite", "save_images")
-PHASE_ORDER = ("explore", "prune", "refine", "prune+refine")
 
 
 class InputError(ValueError):
@@ -188,8 +186,9 @@ def load_experiments(paths, mode="config", ignore=(), warn=None) -> list[dict]:
 # ---------------------------------------------------------------- the table
 
 def phases_of(experiments) -> list[str]:
-    found = {ph for e in experiments for ph in (e["summary"].get("phase_time_s") or {})}
-    return [ph for ph in PHASE_ORDER if ph in found] + sorted(found - set(PHASE_ORDER))
+    """Every phase of the experiments, in the order they ran (each summary lists its phases so; the stages and
+    samplers name them, this file does not)."""
+    return list(dict.fromkeys(ph for e in experiments for ph in (e["summary"].get("phase_time_s") or {})))
 
 
 # what a memory column measures (tracking/tracker.py): the GPU's peak per phase, or the CPU process's lifetime peak
@@ -383,7 +382,7 @@ def format_trust(experiments) -> str:
 
 
 def format_notes(experiments) -> str:
-    """Each stage's notes on each experiment (sampler/stages.py: Stage.notes), e.g. refine that ran no
+    """Each stage's notes on each experiment (sampler/stage.py: Stage.notes), e.g. refine that ran no
     optimisation."""
     lines = [f"{e['label']}: {note}" for e in experiments for stage in ordered() for note in stage.notes(e["images"])]
     return ("\nNotes:\n" + "\n".join(lines) + "\n") if lines else ""

@@ -6,18 +6,17 @@ from dataclasses import dataclass
 
 import torch
 
-import stages  # noqa: F401  (registers every stage: the record has a section per stage)
 from core.tensors import rot180
 from core.tensors import rows as rows_of
 from evaluation.failures import KINDS, failure_kind
 from evaluation.metrics import best_of_n, evaluate_particles, modes
-from sampler.stages import ordered
+from stages import ordered
 from sampler.state import orientation_generator
 from tracking.compute import compute_record
 
 # how an image's step record shows a per-particle fact of the trace: (its key, the reduction over the image's
 # particles); "list" keeps every value in batch order, the others skip None (None when nothing is left). The
-# tracker's and the per-step metrics' facts here, each stage's in its declaration (sampler/stages.py)
+# tracker's and the per-step metrics' facts here, each stage's in its declaration (sampler/stage.py)
 STEP_FACTS = {"loss": [("loss", "list")], "psnr": [("psnr", "list")], "psnr_180": [("psnr_180", "list")],
               "mode": [("mode", "list")]}
 REDUCE = {"mean": lambda v: sum(v) / len(v), "max": max, "sum": sum}
@@ -73,7 +72,7 @@ def orient(model, z, x, gt, settings: EvalSettings, lpips_model, eq, index, rows
     lp_x, lp_rot, se = prior_scores(model, z, settings.orientation, orientation_generator(settings.seed, index), x)
     cost = counter.take()
     ratio = log_ratio(lp_x, lp_rot, method_of(model, settings.orientation))
-    flip = (ratio < 0) & operator.rotation_ambiguous
+    flip = ratio < 0                                 # the operator cannot tell x from rot x (returned above)
     oriented = evaluate_particles(torch.where(rows_of(flip.to(x.device), x), rot180(x), x), gt, eq,
                                   settings.fail_psnr, lpips_model)
     log_prior = torch.where(flip, lp_rot, lp_x).tolist()

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import statistics
 
-import stages  # noqa: F401  (registers every stage: each adds its summary fields)
 from evaluation.failures import kind_shares
 from evaluation.trajectory import commit_times
 from evaluation.trust import shares as trust_shares
-from sampler.stages import ordered
+from stages import ordered
 
 
 def _mean(values):
@@ -66,7 +65,7 @@ def summarize(images: list[dict]) -> dict:
     if not images:
         return {"images": 0}
     finals = [[p for p in im["particles"] if p.get("pruned_at") is None] for im in images]
-    phases = sorted({ph for im in images for ph in im["phases"]})
+    phases = list(dict.fromkeys(ph for im in images for ph in im["phases"]))      # in the order they ran
     dap = [im["best_of_n"] for im in images]
     best = [im["best_oracle"] for im in images]
     chosen = [im["best_by_loss"] for im in images]
@@ -143,7 +142,7 @@ def summarize(images: list[dict]) -> dict:
                                  for ph in phases},
         # how far apart the particles are while they explore (Exp 1's check: repulsion spreads them)
         "explore_pairwise_distance_mean": _mean([explore_spread(im) for im in images]),
-        # each stage's own fields (sampler/stages.py: Stage.summary)
+        # each stage's own fields (sampler/stage.py: Stage.summary)
         **{k: v for stage in ordered() for k, v in stage.summary(images).items()},
         # eval.per_step only: the t from which a final particle's mode label no longer changed, median over particles
         "mode_commit_t_median": statistics.median(commits) if commits else None,

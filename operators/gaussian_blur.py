@@ -48,7 +48,7 @@ class GaussianBlur(Operator):
         """KERNELS' entry for the image side nearest this one."""
         return cls.KERNELS[min(cls.KERNELS, key=lambda side: abs(side - resolution))]
 
-    def __init__(self, resolution: int = 256, kernel_size="auto", intensity="auto", sigma: float = 0.05):
+    def __init__(self, resolution: int, kernel_size, intensity, sigma: float):
         super().__init__(sigma)
         from core.errors import ConfigError
 

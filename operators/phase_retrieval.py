@@ -28,7 +28,7 @@ class PhaseRetrieval(Operator):
         "sigma": number(0, low_open=True, help="the measurement noise's standard deviation (DAPS: 0.05)"),
     }
 
-    def __init__(self, resolution: int = 256, oversample: float = 2.0, sigma: float = 0.05):
+    def __init__(self, resolution: int, oversample: float, sigma: float):
         super().__init__(sigma)
         self.oversample = oversample
         self.pad = int(oversample / 8.0 * resolution)

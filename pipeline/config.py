@@ -21,7 +21,7 @@ def validate(cfg, machine: bool = True) -> None:
     import evaluation.perceptual
     from pipeline import schema
     from sampler import name_of
-    from sampler.stages import ordered
+    from stages import ordered
 
     schema.check(cfg)
     check_sampler(cfg)
@@ -48,7 +48,7 @@ def check_sampler(cfg) -> None:
     """The sampler's blocks present and consistent: LatentDAPS's schedule; ReSample's own loop, which no stage hooks
     into (each stage is refused in one line)."""
     from sampler import name_of
-    from sampler.stages import ordered
+    from stages import ordered
 
     if name_of(cfg.sampler) == "resample":
         check("resample" in cfg.sampler, "sampler.name=resample needs a `resample:` block (configs/sampler/resample.yaml)")

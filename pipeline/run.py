@@ -63,7 +63,9 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
         evaluated = evaluate_image(model, operator, result, gt[None], settings, lpips_model, counter, rep, check)
         sections = {**stage_records(result.trace, cfg), **sampler_record(result.trace, cfg.sampler)}
         record = image_record(result, name, evaluated, settings, sections,
-                              cost_per_row(cfg.model), mode_weights(cfg.model))
+                              cost_per_row(cfg.model),
+                              # the operator decides whether there is a 180° mode to weigh; the model knows its weight
+                              mode_weights(cfg.model) if operator.rotation_ambiguous else None)
         if out_dir is not None and cfg.save_images:
             from tracking.images import save_image_outputs
             final = [p for p in evaluated.particles if p["pruned_at"] is None]

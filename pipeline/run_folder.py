@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import stages  # noqa: F401  (registers every stage: each names itself in the run's name)
 from core.errors import ConfigError
 from pipeline.schema import renamed_config
-from sampler.stages import ordered
+from stages import ordered
 from tracking.metric_file import read_json
 
 # settings that change no result: a resumed run may differ in them (num_eval_images: more images extend the run)
@@ -51,7 +50,7 @@ def default_name(cfg, choices: dict | None = None) -> str:
     """What ran: model, data (marked `-decoded` when its ground truths are the model's reconstructions), sampler
     (config-group choices where Hydra gives them) and the stage flags that are on, repeated words dropped, e.g.
     `two_mode_p4`, `naturalldm_natural-decoded_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`; each stage
-    that is on adds its fragment (sampler/stages.py) and its block's settings that are not at their defaults."""
+    that is on adds its fragment (sampler/stage.py) and its block's settings that are not at their defaults."""
     choices = choices or {}
     from core.settings import value
     from data.datasets import SETTINGS

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-import stages  # noqa: F401  (registers every stage)
 import sampler
 from sampler import ParticleState, Trace, init_latents, measurement_generator, particle_generator
-from sampler.stages import ordered, phase_of
+from stages import ordered, phase_of
 from tracking.tracker import RunTracker
 
 
@@ -92,6 +91,7 @@ class ImageResult:
 def split(sampled: Sampled) -> list[ImageResult]:
     """One result per image of the batch."""
     G = len(sampled.indices)
+    drops = [kind for stage in ordered() for kind in stage.drops]
     state = sampled.state
     images = state.image_ids.tolist()
     out = []
@@ -99,7 +99,7 @@ def split(sampled: Sampled) -> list[ImageResult]:
         mine = [i for i, g in enumerate(images) if g == index]
         trace = sampled.trace.for_image(index, G)
         dropped = [{"particle": r["particle"], "z0": r["z0"], "k": r["k"], "t": r["t"]}
-                   for r in trace.of("prune") + trace.of("resample") if r.get("z0") is not None]
+                   for r in trace.rows if r["kind"] in drops and r.get("z0") is not None]      # as they happened
         out.append(ImageResult(
             index=index, y=y, z=state.z[mine], particle_ids=state.particle_ids[mine].tolist(),
             alive=state.alive[mine].tolist(), dropped=dropped, trace=trace,

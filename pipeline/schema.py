@@ -1,14 +1,13 @@
 """Every setting of a run, declared once: the run's own flags here, each stage's flag and block in its module
-(stages/), every other block by the module that reads it. From these declarations come the config node Hydra
+(particle/, resample_opt/), every other block by the module that reads it. From these declarations come the config node Hydra
 composes configs/default.yaml from (its `base`), the command line's flags and --help, and the check of every value
 before any work."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import stages  # noqa: F401  (registers every stage)
 from core.settings import Setting, boolean, check_settings, choice, defaults, integer, optional, text
-from sampler.stages import ordered
+from stages import ordered
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -257,8 +257,7 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
     from pipeline.sampling import sample_batch
     from tracking.compute import KINDS, NetworkCounter
 
-    import stages  # noqa: F401  (registers them)
-    from sampler.stages import ordered
+    from stages import ordered
 
     real = compose_config(study, [*c.overrides, *study.common])
     from sampler import name_of

@@ -43,9 +43,8 @@ def shared():
 def declared(stage: str, *leave_out: str) -> dict:
     """A stage's block as declared (its defaults), less the keys its hook reads elsewhere: what a hook built by
     hand in a test takes, so the test never carries defaults of its own."""
-    import stages  # noqa: F401  (registers them)
     from core.settings import defaults
-    from sampler.stages import STAGES
+    from stages import STAGES
 
     return {k: v for k, v in defaults(STAGES[stage].block).items() if k not in leave_out}
 

@@ -8,20 +8,20 @@ from tests.conftest import compose
 
 
 def test_rotation_invariance_float64():
-    op = PhaseRetrieval(resolution=64, oversample=2.0)
+    op = PhaseRetrieval(64, 2.0, 0.05)
     x = torch.rand(3, 3, 64, 64, dtype=torch.float64) * 2 - 1
     diff = (op(x) - op(torch.flip(x, dims=(-2, -1)))).abs().max()
     assert diff <= 1e-6
 
 
 def test_other_images_give_other_measurements():
-    op = PhaseRetrieval(resolution=32)
+    op = PhaseRetrieval(32, 2.0, 0.05)
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64) * 2 - 1
     assert (op(x) - op(torch.flip(x, dims=(-1,)) * 0.5)).abs().max() > 1e-2
 
 
 def test_padding_and_parseval():
-    op = PhaseRetrieval(resolution=256, oversample=2.0)
+    op = PhaseRetrieval(256, 2.0, 0.05)
     assert op.pad == 64
     x = torch.rand(2, 3, 256, 256, dtype=torch.float64) * 2 - 1
     y = op(x)
@@ -31,7 +31,7 @@ def test_padding_and_parseval():
 
 
 def test_dc_term_is_scaled_sum():
-    op = PhaseRetrieval(resolution=16, oversample=2.0)
+    op = PhaseRetrieval(16, 2.0, 0.05)
     x = torch.rand(1, 1, 16, 16, dtype=torch.float64) * 2 - 1
     y = op(x)
     n = 16 + 2 * op.pad
@@ -40,7 +40,7 @@ def test_dc_term_is_scaled_sum():
 
 
 def test_batched_equals_single_and_loss_is_per_sample():
-    op = PhaseRetrieval(resolution=32)
+    op = PhaseRetrieval(32, 2.0, 0.05)
     x = torch.rand(4, 3, 32, 32, dtype=torch.float64) * 2 - 1
     y = op(x[:1]).expand(4, -1, -1, -1)
     batched = op.loss(x, y)
@@ -50,7 +50,7 @@ def test_batched_equals_single_and_loss_is_per_sample():
 
 
 def test_measurement_noise_level_and_generator():
-    op = PhaseRetrieval(resolution=32, sigma=0.05)
+    op = PhaseRetrieval(32, 2.0, 0.05)
     x = torch.zeros(1, 3, 32, 32, dtype=torch.float64)
     y1 = op.measure(x, torch.Generator().manual_seed(1))
     y2 = op.measure(x, torch.Generator().manual_seed(1))
@@ -85,7 +85,7 @@ def test_gaussian_blur_is_a_normalised_linear_per_channel_map_without_symmetry()
     from core.tensors import rot180
     from operators.gaussian_blur import GaussianBlur, gaussian_taps
 
-    op = GaussianBlur(resolution=32, kernel_size=9, intensity=1.5)
+    op = GaussianBlur(32, 9, 1.5, 0.05)
     g = torch.Generator().manual_seed(0)
     x, v = (torch.rand(2, 2, 3, 32, 32, generator=g, dtype=torch.float64) * 2 - 1)
     flat = torch.full((1, 3, 32, 32), 0.3, dtype=torch.float64)
@@ -104,11 +104,11 @@ def test_gaussian_blur_is_a_normalised_linear_per_channel_map_without_symmetry()
     assert (op(x[:1]) - op(rot180(x[:1]))).abs().max() > 0.1 and op.symmetries == ()
     assert len(op.equivalents(x[0]).rotated) == 1 and not op.rotation_ambiguous
     with pytest.raises(Exception, match="kernel_size=64 is invalid"):
-        GaussianBlur(resolution=32, kernel_size=64)
+        GaussianBlur(32, 64, "auto", 0.05)
     # the kernel follows the image side unless set: DAPS's at 256 px, the mini LDMs' at 32 px (declared once)
-    assert (GaussianBlur(resolution=256).kernel_size, GaussianBlur(resolution=256).intensity) == (61, 3.0)
-    assert (GaussianBlur(resolution=32).kernel_size, GaussianBlur(resolution=32).intensity) == (9, 1.5)
-    assert GaussianBlur(resolution=32, intensity=0.5).intensity == 0.5
+    assert (GaussianBlur(256, "auto", "auto", 0.05).kernel_size, GaussianBlur(256, "auto", "auto", 0.05).intensity) == (61, 3.0)
+    assert (GaussianBlur(32, "auto", "auto", 0.05).kernel_size, GaussianBlur(32, "auto", "auto", 0.05).intensity) == (9, 1.5)
+    assert GaussianBlur(32, "auto", 0.5, 0.05).intensity == 0.5
 
 
 def test_deblurring_runs_through_the_command_line_with_no_orientation_and_no_rotation_metrics(tmp_path):
@@ -131,6 +131,7 @@ def test_deblurring_runs_through_the_command_line_with_no_orientation_and_no_rot
     for im in metric["images"]:
         text = json.dumps(im)
         assert "_180" not in text and set(im["modes"]) == {"0", "fail"} and im["both_modes"] is None
+        assert im["mode_weights"] is None              # the benchmark knows a 180° weight; this operator has no 180°
         assert im["orientation"]["method"] is None and not any(im["orientation"]["rows"].values())
         assert im["trust"]["label"] in ("no fit", "ambiguous", "determined") and "gap" not in im["trust"]
         assert all(not p["oriented"]["rotated"] for p in im["particles"] if p["pruned_at"] is None)

@@ -6,7 +6,7 @@ from models import build_model
 from operators import build_operator
 from pipeline.sampling import make_state
 from sampler import Hook, Trace, annealing_sigmas, latent_daps, measurement_generator, sigmas_of, step_time, trigger_step
-from sampler.stages import phase_of
+from stages import phase_of
 from tests.conftest import compose, declared
 
 FAST = ["sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=3", "dtype=float64"]
@@ -86,7 +86,7 @@ class _Record(Hook):
 def test_nan_particle_is_frozen_and_others_continue():
     """Particle 1 diverges at step 2: it is marked failed, its z0 and z never change again (no ODE restart, no
     re-noise), the optimiser skips it, and the other particles are exactly as in a clean run."""
-    from stages.refine.hook import RefineHook
+    from resample_opt.hook import RefineHook
 
     cfg = compose("particle_num=3", *FAST)
     clean, _ = _run(cfg)
@@ -129,7 +129,7 @@ def test_pruning_at_the_refine_stages_own_t_keeps_a_phase_of_its_own():
     """Pruning at t = 200 decides at the end of the refine stage's first step: the steps after it are labelled
     "prune+refine" (their time and memory are the pruned batch's), not swallowed by "refine"; pruning earlier keeps
     its own "prune" phase and refine its own."""
-    from sampler.stages import phase_of
+    from stages import phase_of
     from tests.conftest import compose
 
     K = 10                                       # t_k = 1000 (1 - k / 10): t = 200 first at k = 8

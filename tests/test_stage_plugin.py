@@ -1,5 +1,5 @@
-"""A stage is one module: a toy "restart" stage defined here (and nowhere else) registers itself, runs from the command
-line with its own flag and block, writes a per-particle step fact and its own section of every image's record, and
+"""A stage from outside the tool: a toy "restart" stage defined here (and nowhere else), added with stages.register,
+runs from the command line with its own flag and block, writes a per-particle step fact and its own section of every image's record, and
 names itself in the run's name, with no other file of the tool changed."""
 import json
 import subprocess
@@ -18,7 +18,8 @@ def register_toy() -> None:
     from core.settings import choice, integer
     from sampler.hooks import Hook
     from sampler.schedule import trigger_step
-    from sampler.stages import Stage, register
+    from sampler.stage import Stage
+    from stages import register
 
     class RestartHook(Hook):
         def __init__(self, k: int, which: str):
@@ -80,7 +81,6 @@ def test_a_toy_stage_runs_from_the_command_line_with_its_flag_record_and_name(tm
 
 def test_the_toy_stage_is_not_registered_in_this_process():
     """The stage exists only where it was registered: the tool's own registry is untouched by this file."""
-    from sampler.stages import STAGES
-    import stages  # noqa: F401
+    from stages import STAGES
 
     assert "restart" not in STAGES and set(STAGES) == {"repulsion", "resampling", "pruning", "refine"}

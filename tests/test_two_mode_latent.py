@@ -8,10 +8,10 @@ from models import build_model
 from models.two_mode_latent import LatentTwoMode, decode, fitted_latents
 from operators import build_operator
 from core.tensors import rot180
-from stages.refine.hook import RefineHook
-from stages.refine.renoise import resample_weights
+from resample_opt.hook import RefineHook
+from resample_opt.renoise import resample_weights
 from sampler import StepContext
-from stages.refine import record as refine_record
+from resample_opt import record as refine_record
 from sampler import Trace
 from sampler.state import ParticleState
 from tests.conftest import compose, declared

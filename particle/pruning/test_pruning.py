@@ -12,9 +12,9 @@ from core.errors import ConfigError
 from core.groups import pairwise_sq_distances, same_group
 from pipeline.config import validate
 from sampler import Hook, ParticleState, Trace, latent_daps, particle_generator
-from sampler.stages import STAGES
-from stages.pruning import record as pruning_record
-from stages.pruning.choose import PruningHook, choose_kept
+from stages import STAGES
+from particle.pruning import record as pruning_record
+from particle.pruning.choose import PruningHook, choose_kept
 from tests.conftest import Identity, compose, ctx_at, declared, make_state
 
 D64 = torch.float64

@@ -9,7 +9,7 @@ from core.errors import ConfigError, is_number
 from core.settings import Setting, boolean, choice, integer, number
 from .hook import RefineHook
 from sampler.schedule import check_trigger, trigger_step
-from sampler.stages import Stage, register
+from sampler.stage import Stage
 
 
 def refine_k(cfg):
@@ -85,7 +85,7 @@ def notes(images: list[dict]) -> list[str]:
             f"difference it made comes from its re-noise (refine.resample), not from the optimiser"]
 
 
-register(Stage(
+STAGE = Stage(
     name="refine", flag="refine_step", order=40,
     old_names={"optimization_step": "refine_step", "optimization": "refine"},     # its names until 2026-12
     flag_setting=integer(0, 1000, default=-1, off=-1,
@@ -117,4 +117,4 @@ register(Stage(
                 "refine_accepted": [("refine_accepted", "sum")]},
     phases=lambda cfg: {"refine": refine_k(cfg)}, boundaries=lambda cfg: {"refine_k": refine_k(cfg)},
     fragment=lambda cfg: f"refine{cfg.refine_step}",
-))
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from core.errors import check
 from core.settings import choice, integer, number
 from .draw import SCHEMES, ResamplingHook
-from sampler.stages import Stage, register
+from sampler.stage import Stage
 
 
 def events(cfg) -> list[int]:
@@ -43,8 +43,8 @@ def record(trace, cfg) -> list[dict]:
     return events
 
 
-register(Stage(
-    name="resampling", flag="resampling_interval", order=20,
+STAGE = Stage(
+    name="resampling", flag="resampling_interval", order=20, drops=("resample",),
     flag_setting=integer(0, default=0, help="annealing steps between loss-guided resampling events in the "
                                             "resampling window (0 = off)"),
     block={
@@ -58,4 +58,4 @@ register(Stage(
     },
     on=lambda cfg: cfg.resampling_interval > 0, check=check_stage, hook=hook, record=record,
     fragment=lambda cfg: f"rs{cfg.resampling_interval}",
-))
+)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from core.errors import ConfigError, check
 from core.settings import choice, integer, number, optional
 from .force import DEFAULT_END_T, FEATURES, MODES, SCHEDULES, RepulsionHook, end_step
-from sampler.stages import Stage, register
-from stages.refine import refine_k          # the repulsion ends where refine begins, at the latest
+from sampler.stage import Stage
+from resample_opt import refine_k          # the repulsion ends where refine begins, at the latest
 
 
 def check_stage(cfg) -> None:
@@ -24,7 +24,7 @@ def hook(cfg) -> RepulsionHook:
     return RepulsionHook(float(cfg.repulsion_scale), end_step(cfg, refine_k(cfg)), refine_k(cfg), **block)
 
 
-register(Stage(
+STAGE = Stage(
     name="repulsion", flag="repulsion_scale", order=10,
     flag_setting=number(0, default=0.0, help="initial repulsion strength, decaying to 0 (0 = independent particles, "
                                              "recommended)"),
@@ -44,4 +44,4 @@ register(Stage(
     on=lambda cfg: cfg.repulsion_scale > 0, check=check_stage, hook=hook,
     step_facts={"repulsion_score_ratio": [("repulsion_score_ratio", "mean")]},
     fragment=lambda cfg: f"rep{cfg.repulsion_scale:g}",
-))
+)

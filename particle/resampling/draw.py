@@ -60,7 +60,7 @@ class ResamplingHook(Hook):
 
     def __init__(self, steps: list[int], seed: int, *, temperature: float, ess_threshold: float, scheme: str):
         """steps, seed: from the flags (resampling_interval and the window); the rest is the `resampling` block as
-        declared (stages/resampling/__init__.py): no defaults of its own."""
+        declared (particle/resampling/__init__.py): no defaults of its own."""
         self.steps, self.temperature, self.ess_threshold = set(steps), temperature, ess_threshold
         self.scheme, self.seed = scheme, seed
 

@@ -27,7 +27,7 @@ class RefineHook(Hook):
     def __init__(self, refine_k: int, *, every: int, final: bool, lr: float, max_iters: int, eps, plateau_window: int,
                  accept_if_improve: bool, weight_decay: float, resample: str, gamma: float):
         """refine_k: from the flag (refine_step); the rest is the `refine` block as declared
-        (stages/refine/__init__.py): no defaults of its own."""
+        (resample_opt/__init__.py): no defaults of its own."""
         self.refine_k, self.every, self.final = refine_k, every, final
         self.lr, self.max_iters, self.eps = lr, max_iters, eps
         self.resample, self.gamma = resample, gamma

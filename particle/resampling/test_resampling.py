@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from stages.resampling.draw import ResamplingHook, ancestors, group_cumsum, resampling_generator
+from particle.resampling.draw import ResamplingHook, ancestors, group_cumsum, resampling_generator
 from pipeline.config import validate
 from sampler import ParticleState, StepContext, particle_generator
-from stages.resampling import record
+from particle.resampling import record
 from tests.conftest import compose, declared
 
 

@@ -6,7 +6,7 @@ from core.errors import check, is_int
 from core.settings import choice, integer_list, number
 from .choose import MODES, PruningHook
 from sampler.schedule import check_trigger, trigger_step
-from sampler.stages import Stage, register
+from sampler.stage import Stage
 
 
 def _is_list(v) -> bool:
@@ -83,8 +83,8 @@ def fragment(cfg) -> str:
     return f"prune{'-'.join(str(t) for t, _ in schedule)}k{'-'.join(str(k) for _, k in schedule)}"
 
 
-register(Stage(
-    name="pruning", flag="pruning_step", order=30,
+STAGE = Stage(
+    name="pruning", flag="pruning_step", order=30, drops=("prune",),
     flag_setting=integer_list(0, 1000, default=-1, off=-1,
                               help="diffusion time t at which to prune to pruning_keep particles (-1 = off), or a "
                                    "list of times (a schedule, e.g. [600,400,200])"),
@@ -102,4 +102,4 @@ register(Stage(
     on=lambda cfg: bool(schedule_of(cfg)), check=check_stage, hook=hook, record=record, fragment=fragment,
     phases=lambda cfg: {"prune": None if first_k(cfg) is None else first_k(cfg) + 1},
     boundaries=lambda cfg: {"prune_k": first_k(cfg)},
-))
+)

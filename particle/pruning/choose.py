@@ -72,7 +72,7 @@ class PruningHook(Hook):
     def __init__(self, schedule: list[tuple[int, int]], seed: int, *, mode: str, diversity_fraction: float,
                  loss_factor: float):
         """schedule: (annealing step k, particles kept per image) pairs, from the flags; the rest is the `pruning`
-        block as declared (stages/pruning/__init__.py): no defaults of its own."""
+        block as declared (particle/pruning/__init__.py): no defaults of its own."""
         self.schedule, self.mode = dict(schedule), mode
         self.diversity_fraction, self.loss_factor, self.seed = diversity_fraction, loss_factor, seed
 

@@ -76,7 +76,7 @@ class RepulsionHook(Hook):
     def __init__(self, scale: float, end_k: int | None, stop_k: int | None, *, mode: str, schedule: str,
                  features: str, pixel_size: int, sigma_min: float):
         """scale, end_k, stop_k: from the flags (repulsion_scale, repulsion.end_t, refine_step); the rest is the
-        `repulsion` block as declared (stages/repulsion/__init__.py): no defaults of its own."""
+        `repulsion` block as declared (particle/repulsion/__init__.py): no defaults of its own."""
         self.scale, self.end_k, self.mode, self.schedule = scale, end_k, mode, schedule
         self.sigma_min, self.stop_k = sigma_min, stop_k
         self.features, self.pixel_size = features, pixel_size

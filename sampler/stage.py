@@ -1,7 +1,6 @@
 """The stage protocol: everything one optional stage of the sampler declares (its flag and config block, their
 checks, its hook, the per-particle step facts it writes, its section of an image's record and summary, its phase, its
-fragment of the run name), and the registry that the pipeline, the checks, the record builder, the run name, --help
-and parse_metrics iterate. A stage is one module of the `stages` package that calls `register`."""
+fragment of the run name). The registry that lists the stages is stages.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,7 +26,8 @@ class Stage:
     image's step record shows them, as (key, "list" | "mean" | "max" | "sum") pairs; record(trace, cfg): its section
     of an image's record, under its name (None: none); summary(images): its fields of the run summary;
     phases(cfg): {phase name: first annealing step k} for per-phase time and memory; boundaries(cfg): the step
-    indices the record's `boundaries` block shows; fragment(cfg): its part of the default run name; notes(images):
+    indices the record's `boundaries` block shows; fragment(cfg): its part of the default run name; drops: the kinds of its trace rows that record a particle it took
+out of the batch (with that particle's z0), which the image's result keeps for its metrics; notes(images):
     lines parse_metrics prints under a run's table (what a reader must know before crediting the stage)."""
 
     name: str
@@ -48,32 +48,15 @@ class Stage:
     notes: Callable = lambda images: []
     phases: Callable = lambda cfg: {}
     boundaries: Callable = lambda cfg: {}
+    drops: tuple[str, ...] = ()                         # its trace kinds whose rows with a z0 are dropped particles
 
 
-STAGES: dict[str, Stage] = {}
-
-
-def register(stage: Stage) -> Stage:
-    """Add a stage to the registry (a module of the `stages` package calls this when imported); a stage of the same
-    name replaces the earlier one."""
-    STAGES[stage.name] = stage
-    return stage
-
-
-def ordered() -> list[Stage]:
-    """The registered stages in the order they act; an empty registry is an error, never silently no stage (the
-    `stages` package registers them when imported: import it before asking)."""
-    if not STAGES:
-        raise RuntimeError("no stage is registered: `import stages` first (importing the package registers them)")
-    return sorted(STAGES.values(), key=lambda s: s.order)
-
-
-def phase_of(cfg) -> Callable[[int], str]:
+def phase_of(stages: list[Stage], cfg) -> Callable[[int], str]:
     """k -> the phase of annealing step k: of the stages whose phase has begun by k, the one acting last (highest
     order); "explore" before any. A phase that begins only after a later-acting one has begun (pruning at the refine
     stage's own t: its decision ends the refine stage's first step) joins it, e.g. "prune+refine", so its time and
     memory are still its own."""
-    starts = [(s.order, name, k) for s in STAGES.values() if s.on(cfg) for name, k in s.phases(cfg).items()
+    starts = [(s.order, name, k) for s in stages if s.on(cfg) for name, k in s.phases(cfg).items()
               if k is not None]
 
     def phase(k: int) -> str:

@@ -1,4 +1,4 @@
-"""Tests for the refine stage (stages/refine/): per-particle Adam and stopping, the refine hook, and repulsion being off while refining."""
+"""Tests for the refine stage (resample_opt/): per-particle Adam and stopping, the refine hook, and repulsion being off while refining."""
 from __future__ import annotations
 
 
@@ -9,12 +9,12 @@ from operators import PhaseRetrieval
 from core.errors import ConfigError
 from evaluation.record import steps_record
 from pipeline.config import validate
-from stages.refine.hook import RefineHook
+from resample_opt.hook import RefineHook
 from sampler.optimize import AdamState, adam_step, optimize_latents
 from sampler import StepContext, latent_daps, sigmas_of
 from sampler.schedule import trigger_step
-from sampler.stages import STAGES
-from stages.refine import record as refine_record
+from stages import STAGES
+from resample_opt import record as refine_record
 from tests.conftest import compose, declared
 
 # the refine block as declared, with ReSample's own stopping threshold and a plain replace (what these tests probe)
@@ -48,7 +48,7 @@ def decoder_problem():
         conv.weight.copy_(0.3 * torch.randn(conv.weight.shape, dtype=DT, generator=g))
         conv.bias.zero_()
     conv.requires_grad_(False)
-    op = PhaseRetrieval(16)
+    op = PhaseRetrieval(16, 2.0, 0.05)
     z_true = 0.5 * torch.randn(4, 3, 16, 16, dtype=DT, generator=g)
     y = op(torch.tanh(conv(z_true)))
     y = y + 0.05 * torch.randn(y.shape, dtype=DT, generator=g)
@@ -319,7 +319,7 @@ def test_the_record_credits_each_particle_and_notes_when_nothing_was_optimised()
     """Per particle: its iterations and stop reasons over the calls, and its share of each call's time in proportion
     to its iterations; the summary's share of particle-calls that optimised; a note where no particle ran an
     iteration (a gain then came from the re-noise, not the optimiser)."""
-    from stages.refine import notes, record, summary
+    from resample_opt import notes, record, summary
 
     class Trace:
         def __init__(self, rows):

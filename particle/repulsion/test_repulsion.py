@@ -12,8 +12,8 @@ from core.errors import ConfigError
 from evaluation.record import steps_record
 from pipeline.config import validate
 from sampler import trigger_step
-from sampler.stages import STAGES
-from stages.repulsion.force import RepulsionHook, rbf_repulsion
+from stages import STAGES
+from particle.repulsion.force import RepulsionHook, rbf_repulsion
 from tests.conftest import Identity, compose, ctx_at, declared, make_state
 
 REP = declared("repulsion", "end_t")          # the repulsion block as declared: a hand-built hook's defaults
