@@ -17,7 +17,7 @@ from pathlib import Path
 import submitit
 
 from core.errors import ConfigError
-from pipeline.study import ROOT, Study, assign, work
+from pipeline.study import ROOT, Study, assign, records, work
 
 # every task starts where the tool is, whatever folder the study was submitted from
 SETUP = [f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}", "export OMP_NUM_THREADS=1", f"cd {Path(ROOT)}"]
@@ -245,3 +245,17 @@ def run_here(study: Study, workers: int | None = None) -> None:
     """Run a study's pending jobs on this machine's cores or GPUs and wait (the sweeps' way: every job costs about
     the same)."""
     launch(study, "local", workers or workers_here(study.gpu), {c: 1.0 for c in study.configurations})
+
+
+def sweep(study: Study, workers: int | None = None) -> tuple[dict, dict, dict]:
+    """A sweep's run and its reading, for the preset sweeps: run_here, then each configuration's records, its
+    comparison with the first configuration (analysis.paired.compare) and its final particles that found the image."""
+    from analysis.paired import compare
+
+    run_here(study, workers)
+    recs = records(study)
+    first = study.configurations[0].label
+    comparisons = {c.label: compare(recs[c.label], recs[first]) for c in study.configurations}
+    found = {label: sum(p["mode"] != "fail" for im in r for p in im["particles"] if p.get("pruned_at") is None)
+             for label, r in recs.items()}
+    return recs, comparisons, found

@@ -60,7 +60,7 @@ def sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, pro
     ys = [operator.measure(gt[None], generator=measurement_generator(cfg.seed, i)) for gt, i in zip(gts, indices)]
     state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
     trace = Trace()
-    tracker = RunTracker(device, trace, sampler.phase_of(model, cfg.sampler) or phase_of(cfg), progress)
+    tracker = RunTracker(device, trace, sampler.phase_of(cfg.sampler) or phase_of(cfg), progress)
     hooks = [tracker, *build_hooks(cfg)]                # the tracker first: its clock covers the other hooks
     if cfg.eval.per_step:
         from evaluation.trajectory import GroundTruthHook

@@ -31,7 +31,7 @@ def steps_of(sampler_cfg) -> int:
     closing optimisation."""
     if name_of(sampler_cfg) == "resample":
         num = sampler_cfg.resample.num_steps
-        return len(range(0, _resample.DDPM_STEPS, _resample.DDPM_STEPS // num)) + 1
+        return len(_resample.ddim_timesteps(num)) + 1
     return sampler_cfg.annealing.num_steps
 
 
@@ -49,11 +49,11 @@ def run_sampler(model, operator, state, sampler_cfg, hooks, trace):
     return latent_daps(model, operator, state, sigmas_of(sampler_cfg.annealing), sampler_cfg, hooks, trace)
 
 
-def phase_of(model, sampler_cfg):
+def phase_of(sampler_cfg):
     """k -> the phase name of a ReSample step; None for LatentDAPS (its phases are its stages')."""
     if name_of(sampler_cfg) != "resample":
         return None
-    return _resample.phase_of(len(ddim_schedule_of(model, sampler_cfg)), sampler_cfg.resample)
+    return _resample.phase_of(steps_of(sampler_cfg) - 1, sampler_cfg.resample)
 
 
 def sampler_record(trace, sampler_cfg) -> dict:

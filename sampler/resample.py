@@ -63,11 +63,16 @@ class DDIMSchedule:
         return math.sqrt((1 - a) / a)
 
 
+def ddim_timesteps(num_steps: int, ddpm_steps: int = DDPM_STEPS) -> tuple[int, ...]:
+    """The uniform DDIM grid of the CompVis code: every c-th DDPM timestep plus one, c = T // num_steps (12 steps
+    asked give 13)."""
+    return tuple(t + 1 for t in range(0, ddpm_steps, ddpm_steps // num_steps))
+
+
 def ddim_schedule(alphas_cumprod, num_steps: int) -> DDIMSchedule:
-    """The uniform DDIM grid of the CompVis code: every c-th DDPM timestep plus one, c = T // num_steps."""
+    """ddim_timesteps on the model's own DDPM schedule, with abar at each grid point and the one before."""
     abar = [float(a) for a in alphas_cumprod]
-    c = len(abar) // num_steps
-    ts = tuple(t + 1 for t in range(0, len(abar), c))
+    ts = ddim_timesteps(num_steps, len(abar))
     alphas = tuple(abar[t] for t in ts)
     return DDIMSchedule(ts, alphas, (abar[0], *alphas[:-1]))
 
@@ -172,7 +177,7 @@ def rows_at_most(num_steps: int, cfg) -> dict[str, int]:
     """Network rows one ReSample particle causes at most (every optimisation running to max_iters), by kind: a
     guidance step is a UNet VJP and a decoder VJP; time travel unguided UNet rows; a latent optimisation step a decoder
     VJP; a pixel call a decode and an encode. A study's plan costs ReSample by this bound."""
-    S = len(range(0, DDPM_STEPS, DDPM_STEPS // num_steps))
+    S = len(ddim_timesteps(num_steps))
     rows = {"unet_vjp": S, "decoder_vjp": S + cfg.latent_opt.max_iters, "unet": 0, "decoder_forward": 0, "encoder": 0}
     for i in range(S):
         kind = consistency_kind(S - i - 1, S, cfg.every, cfg.pixel)

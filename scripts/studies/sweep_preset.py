@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analysis.paired import compare, rates_table  # noqa: E402
-from pipeline.cluster import run_here  # noqa: E402
+from analysis.paired import rates_table  # noqa: E402
+from pipeline.cluster import sweep  # noqa: E402
 from pipeline.stacks import STACKS  # noqa: E402
-from pipeline.study import Configuration, Study, records  # noqa: E402
+from pipeline.study import Configuration, Study  # noqa: E402
 
 
 def main(argv=None):
@@ -44,15 +44,10 @@ def main(argv=None):
                                                          args.lr_min_ratio.split(","))]
     study = Study(args.model, tuple(configs), tuple(args.seeds), args.start, args.images, args.images, out,
                   common=tuple(args.overrides))
-    run_here(study)
-    recs = records(study)
-    reference = configs[0].label
-    comparisons = {c.label: compare(recs[c.label], recs[reference]) for c in configs}
+    recs, comparisons, success = sweep(study)
     print(f"{args.model}: images {args.start}-{args.start + args.images - 1} x seeds {args.seeds}, "
           f"{args.particles} particles\n")
     print(rates_table(comparisons))
-    success = {c.label: sum(p["mode"] != "fail" for im in recs[c.label] for p in im["particles"]
-                            if p.get("pruned_at") is None) for c in configs}
     best = max(comparisons, key=lambda k: (success[k], comparisons[k].means["chosen_right"]))
     print(f"\nhighest particle success: {best}")
 

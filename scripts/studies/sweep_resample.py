@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from analysis.paired import compare, rates_table  # noqa: E402
-from pipeline.cluster import run_here  # noqa: E402
-from pipeline.study import Configuration, Study, records  # noqa: E402
+from analysis.paired import rates_table  # noqa: E402
+from pipeline.cluster import sweep  # noqa: E402
+from pipeline.study import Configuration, Study  # noqa: E402
 
 
 def main(argv=None):
@@ -41,15 +41,10 @@ def main(argv=None):
                               f"sampler.resample.num_steps={steps}", f"sampler.resample.pixel={pixel}"))
                for steps, pixel in settings]
     study = Study(args.model, tuple(configs), tuple(args.seeds), args.start, args.images, args.images, out)
-    run_here(study, args.workers)
-    recs = records(study)
-    reference = configs[0].label
-    comparisons = {c.label: compare(recs[c.label], recs[reference]) for c in configs}
+    recs, comparisons, success = sweep(study, args.workers)
     print(f"{args.model}: images {args.start}-{args.start + args.images - 1} x seeds {args.seeds}, "
           f"{args.particles} independent ReSample runs\n")
     print(rates_table(comparisons))
-    success = {c.label: sum(p["mode"] != "fail" for im in recs[c.label] for p in im["particles"]
-                            if p.get("pruned_at") is None) for c in configs}
     seconds = {c.label: statistics.fmean(im["total_time_s"] for im in recs[c.label]) for c in configs}
     print()
     for (steps, pixel), c in zip(settings, configs):
