@@ -19,10 +19,3 @@ def register(stage: Stage) -> Stage:
 def ordered() -> list[Stage]:
     """The stages in the order they act after each step (each stage's `order`)."""
     return sorted(STAGES.values(), key=lambda s: s.order)
-
-
-def phase_of(cfg):
-    """k -> the phase of annealing step k among the stages that are on (sampler.stage.phase_of)."""
-    from sampler.stage import phase_of as phases
-
-    return phases(ordered(), cfg)

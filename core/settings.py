@@ -134,3 +134,69 @@ def help_lines(schema: Schema, prefix: str = "") -> list[tuple[str, str, str]]:
         else:
             out.append((f"{prefix}{key}", decl.what, decl.help))
     return out
+
+
+class Block(Mapping):
+    """A resolved settings block: read-only plain values (numbers, strings, tuples, nested blocks) read by attribute
+    or key. What modules below the pipeline receive instead of a config node; pipeline/resolve.py makes them."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping):
+        object.__setattr__(self, "_values", {str(k): _frozen(v) for k, v in values.items()})
+
+    def __getattr__(self, key: str):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"a settings block is read-only ({key})")
+
+    def __getitem__(self, key: str):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values.items()))
+
+    def __repr__(self) -> str:
+        return f"Block({self._values!r})"
+
+    def plain(self) -> dict:
+        """The block as plain dicts and lists (for JSON)."""
+        return {k: v.plain() if isinstance(v, Block) else list(v) if isinstance(v, tuple) else v
+                for k, v in self._values.items()}
+
+
+def _frozen(v):
+    if isinstance(v, Block):
+        return v
+    if isinstance(v, Mapping) or hasattr(v, "keys"):
+        return Block({k: v[k] for k in v.keys()})
+    if _is_list(v):
+        return tuple(_frozen(x) for x in v)
+    return v
+
+
+def resolve(values: Mapping, schema: Schema) -> Block:
+    """A group's values (a mapping) resolved against its declarations: every declared setting its own value, else
+    its declared default (a nested block likewise, an absent one all defaults); keys the schema does not declare are
+    kept as they are (a model's architecture)."""
+    out = {k: values[k] for k in values.keys()}
+    for key, decl in schema.items():
+        own = values[key] if key in values else None
+        if isinstance(decl, Mapping):
+            out[key] = resolve({} if own is None else own, decl)
+        elif own is None:
+            out[key] = decl.default
+    return Block(out)

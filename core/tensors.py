@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def rows(per_particle: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_row(per_particle: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A (B,) per-particle tensor shaped to broadcast over (B, ...) tensors like `like`."""
     return per_particle.view(-1, *[1] * (like.ndim - 1))
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from core.tensors import rot180
-from core.tensors import rows as rows_of
+from core.tensors import per_row
 from evaluation.failures import KINDS, failure_kind
 from evaluation.metrics import best_of_n, evaluate_particles, modes
 from stages import ordered
@@ -28,17 +28,13 @@ def step_facts() -> dict:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """What evaluating and recording an image read of a run's config (the rest of it never reaches evaluation/):
-    the seed (of the orientation scores' noise), the data's fail_psnr, the `orientation` and `trust` blocks."""
+    """What evaluating and recording an image read of a run's settings (pipeline/resolve.py makes it): the seed (of
+    the orientation scores' noise), the data's fail_psnr, the resolved `orientation` and `trust` blocks."""
 
     seed: int
     fail_psnr: float
     orientation: object
     trust: object
-
-    @staticmethod
-    def of(cfg) -> "EvalSettings":
-        return EvalSettings(int(cfg.seed), float(cfg.data.fail_psnr), cfg.orientation, cfg.trust)
 
 
 def particle_rows(x, gt, y, operator, fail_psnr, lpips_model, eq, particle_ids, alive, pruned=None) -> list[dict]:
@@ -73,7 +69,7 @@ def orient(model, z, x, gt, settings: EvalSettings, lpips_model, eq, index, rows
     cost = counter.take()
     ratio = log_ratio(lp_x, lp_rot, method_of(model, settings.orientation))
     flip = ratio < 0                                 # the operator cannot tell x from rot x (returned above)
-    oriented = evaluate_particles(torch.where(rows_of(flip.to(x.device), x), rot180(x), x), gt, eq,
+    oriented = evaluate_particles(torch.where(per_row(flip.to(x.device), x), rot180(x), x), gt, eq,
                                   settings.fail_psnr, lpips_model)
     log_prior = torch.where(flip, lp_rot, lp_x).tolist()
     sigma = operator.sigma
@@ -241,7 +237,7 @@ def image_record(result, name: str, evaluated: Evaluated, settings: EvalSettings
     return record
 
 
-def stage_records(trace, cfg) -> dict:
-    """Each stage that ran -> its section of the image's record, from the image's slice of the trace (a stage's
-    declaration reads the run's flags, so it takes the whole config)."""
-    return {stage.name: stage.record(trace, cfg) for stage in ordered() if stage.record is not None and stage.on(cfg)}
+def stage_records(trace, active) -> dict:
+    """Each stage that ran -> its section of the image's record, from the image's slice of the trace; active: the
+    stages that are on with their settings (pipeline.resolve.RunSettings.active)."""
+    return {stage.name: stage.record(trace, settings) for stage, settings in active if stage.record is not None}

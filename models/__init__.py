@@ -1,7 +1,7 @@
 """Model registry: `build_model(cfg.model, device)` returns a `LatentModel`."""
 from __future__ import annotations
 
-from core.settings import boolean, choice, integer, number, optional, text, value
+from core.settings import boolean, choice, integer, number, optional, resolve, text, value
 
 from .base import LatentModel
 
@@ -50,6 +50,9 @@ def mode_weights(model_cfg) -> dict | None:
 
 
 def build_model(model_cfg, device) -> LatentModel:
+    """The model of a checked `model:` group (a core.settings.Block); the builder of its kind gets it resolved
+    (every declared setting present)."""
+    model_cfg = resolve(model_cfg, SETTINGS)
     name = model_cfg.name
     if name == "two_mode":
         from .two_mode import build_two_mode

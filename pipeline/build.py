@@ -7,6 +7,7 @@ import torch
 from data import build_dataset
 from models import build_model
 from operators import build_operator
+from pipeline.resolve import block
 from sampler.precision import compile_model, set_tf32
 
 
@@ -27,17 +28,17 @@ def prepare(cfg) -> tuple[torch.device, torch.dtype]:
 
 def dataset_of(cfg):
     """The data set of a checked config, every image of the range opened now (a DataError names the first bad one)."""
-    dataset = build_dataset(cfg.data, cfg.model, cfg.data.start_index, cfg.num_eval_images)
+    dataset = build_dataset(block(cfg.data), block(cfg.model), cfg.data.start_index, cfg.num_eval_images)
     dataset.verify()
     return dataset
 
 
 def model_and_operator(cfg, device, dtype):
     """The model (dtype, compiled when sampler.precision.compile) and the operator for its images."""
-    model = build_model(cfg.model, device).to(dtype)
+    model = build_model(block(cfg.model), device).to(dtype)
     if cfg.sampler.precision.compile:
         compile_model(model)
-    return model, build_operator(cfg.task, model.image_shape[-1])
+    return model, build_operator(block(cfg.task), model.image_shape[-1])
 
 
 def build(cfg, device=None, dtype=None):

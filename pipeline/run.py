@@ -13,15 +13,16 @@ from evaluation.failures import representability, truths
 from evaluation.orientation import method_of
 from evaluation.trust import orientation_check
 from evaluation.perceptual import load_lpips
-from evaluation.record import EvalSettings, evaluate_image, image_record, stage_records
+from evaluation.record import evaluate_image, image_record, stage_records
 from evaluation.summary import summarize
 from models import mode_weights
 from pipeline.build import dataset_of, model_and_operator, prepare
 from pipeline import report
-from pipeline.config import validate
+from pipeline.validate import validate
 from pipeline.run_folder import clear_outputs, default_name, previous_run
 from pipeline.sampling import sample_batch, split
-from sampler import sampler_record, steps_of
+from pipeline.resolve import RunSettings
+from sampler import sampler_record
 from tracking.compute import NetworkCounter, tflop_per_row
 from tracking.metric_file import write_json_atomic
 from tracking.provenance import provenance, version
@@ -30,23 +31,23 @@ from tracking.provenance import provenance, version
 _COST = {}
 
 
-def cost_per_row(model_cfg) -> dict | None:
+def cost_per_row(model_block) -> dict | None:
     """tracking.compute.tflop_per_row, counted once per model config."""
-    key = OmegaConf.to_yaml(model_cfg)
-    if key not in _COST:
-        _COST[key] = tflop_per_row(model_cfg)
-    return _COST[key]
+    if model_block not in _COST:
+        _COST[model_block] = tflop_per_row(model_block)
+    return _COST[model_block]
 
 
-def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=None, out_dir=None,
-              check: dict | None = None) -> list[dict]:
-    """Sample cfg.particle_num particles for each (index, name, gt) of `items` in one batch; their records.
-    counter: a tracking.compute.NetworkCounter on the model; check: the model's stored orientation check
-    (evaluation/trust.orientation_check)."""
-    K = steps_of(cfg.sampler)
+def run_batch(model, operator, items, settings: RunSettings, device, dtype, counter, lpips_model=None,
+              out_dir=None, stored_check: dict | None = None, save_images: bool = False) -> list[dict]:
+    """Sample settings.particle_num particles for each (index, name, gt) of `items` in one batch; their records.
+    counter: a tracking.compute.NetworkCounter on the model; stored_check: the model's stored orientation check
+    (evaluation/trust.orientation_check); save_images: the PNGs into out_dir."""
+    K = settings.sampler.num_steps
     indices = [index for index, _, _ in items]
     # data.ground_truth=decoded: the truths the model can make, D(E(x)); raw: the images, with their reconstructions
-    gts, recs, first_stage_psnr = truths(model, torch.stack([gt for _, _, gt in items]).to(device, dtype), cfg.data)
+    gts, recs, first_stage_psnr = truths(model, torch.stack([gt for _, _, gt in items]).to(device, dtype),
+                                         settings.data)
     label = f"image {indices[0]} ({items[0][1]})" if len(items) == 1 else f"images {', '.join(map(str, indices))}"
     bar = tqdm(total=K, desc=label, leave=False, file=sys.stderr, disable=not sys.stderr.isatty())
 
@@ -54,19 +55,19 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
         bar.set_postfix_str(f"k={ctx.k} t={ctx.t} σ={ctx.sigma:.3g} best loss={best_loss:.4g} n={particles}")
         bar.update(1)
 
-    sampled = sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, progress)
+    sampled = sample_batch(model, operator, gts, indices, settings, device, dtype, counter, progress)
     bar.close()
-    records, settings = [], EvalSettings.of(cfg)
+    records = []
     for i, ((index, name, _), gt, result) in enumerate(zip(items, gts, split(sampled))):
         rep = representability(operator, gt[None], None if recs is None else recs[i:i + 1], result.y,
                                first_stage_psnr[i])
-        evaluated = evaluate_image(model, operator, result, gt[None], settings, lpips_model, counter, rep, check)
-        sections = {**stage_records(result.trace, cfg), **sampler_record(result.trace, cfg.sampler)}
-        record = image_record(result, name, evaluated, settings, sections,
-                              cost_per_row(cfg.model),
+        evaluated = evaluate_image(model, operator, result, gt[None], settings.eval, lpips_model, counter, rep,
+                                   stored_check)
+        sections = {**stage_records(result.trace, settings.active), **sampler_record(result.trace, settings.sampler)}
+        record = image_record(result, name, evaluated, settings.eval, sections, cost_per_row(settings.model),
                               # the operator decides whether there is a 180° mode to weigh; the model knows its weight
-                              mode_weights(cfg.model) if operator.rotation_ambiguous else None)
-        if out_dir is not None and cfg.save_images:
+                              mode_weights(settings.model) if operator.rotation_ambiguous else None)
+        if out_dir is not None and save_images:
             from tracking.images import save_image_outputs
             final = [p for p in evaluated.particles if p["pruned_at"] is None]
             save_image_outputs(out_dir, index, gt[None], result.y, evaluated.x, result.particle_ids, final,
@@ -75,11 +76,11 @@ def run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model=N
     return records
 
 
-def run_image(model, operator, name, gt, image_index, cfg, device, dtype, lpips_model=None, out_dir=None):
+def run_image(model, operator, name, gt, image_index, settings: RunSettings, device, dtype, lpips_model=None):
     """One image alone in its batch (the studies and tests use it); returns its metric.json record."""
     with NetworkCounter(model) as counter:
-        return run_batch(model, operator, [(image_index, name, gt)], cfg, device, dtype, counter, lpips_model,
-                         out_dir, orientation_check(cfg.model))[0]
+        return run_batch(model, operator, [(image_index, name, gt)], settings, device, dtype, counter, lpips_model,
+                         stored_check=orientation_check(settings.model))[0]
 
 
 def run(cfg, argv=None, choices: dict | None = None) -> dict:
@@ -88,7 +89,7 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     Everything that can fail on bad input (the config, the earlier run in the folder, the data, every image of the
     range, the LPIPS weights, the checkpoint) is checked before the folder is touched; config.yaml comes after.
     choices: Hydra's config-group choices, for the default name."""
-    validate(cfg)
+    settings = validate(cfg)
     device, dtype = prepare(cfg)
     cfg.device = str(device)           # as resolved: auto and cpu on a CPU are the same settings to continue a run
     if cfg.name is None:
@@ -104,8 +105,8 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
 
     if note:
         print(f"note: {note}", file=sys.stderr)
-    check = orientation_check(cfg.model)
-    if check is None and operator.rotation_ambiguous and method_of(model, cfg.orientation) == "elbo":
+    stored_check = orientation_check(settings.model)
+    if stored_check is None and operator.rotation_ambiguous and method_of(model, settings.eval.orientation) == "elbo":
         print(f"note: this model has no stored orientation check, so an answer's orientation is judged by its own "
               f"ELBO gap alone; store one with: python scripts/orientation_on_truths.py --write "
               f"{cfg.model.get('ckpt_path') or '(a checkpoint)'}", file=sys.stderr)
@@ -129,7 +130,8 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     with NetworkCounter(model) as counter:
         for start in range(0, len(pending), cfg.images_per_batch):
             items = [(dataset.indices[i], *dataset[i]) for i in pending[start:start + cfg.images_per_batch]]
-            new = run_batch(model, operator, items, cfg, device, dtype, counter, lpips_model, out_dir, check)
+            new = run_batch(model, operator, items, settings, device, dtype, counter, lpips_model, out_dir, stored_check,
+                            cfg.save_images)
             for im in new:
                 im["provenance"] = stamp
             images.extend(new)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from pipeline.schema import renamed_config
-from stages import ordered
 from tracking.metric_file import read_json
 
 # settings that change no result: a resumed run may differ in them (num_eval_images: more images extend the run)
@@ -52,10 +51,10 @@ def default_name(cfg, choices: dict | None = None) -> str:
     `two_mode_p4`, `naturalldm_natural-decoded_p4` or `ffhq256ldm_demo-ffhq_hmc_p4_rep0.3_prune200k2`; each stage
     that is on adds its fragment (sampler/stage.py) and its block's settings that are not at their defaults."""
     choices = choices or {}
-    from core.settings import value
     from data.datasets import SETTINGS
+    from pipeline.resolve import block
 
-    data = cfg.data.name + ("-decoded" if value(cfg.data, SETTINGS, "ground_truth") == "decoded" else "")
+    data = cfg.data.name + ("-decoded" if block(cfg.data, SETTINGS).ground_truth == "decoded" else "")
     task = choices.get("task", cfg.task.name)
     from pipeline.schema import flags
 
@@ -63,17 +62,19 @@ def default_name(cfg, choices: dict | None = None) -> str:
     particles = f"p{cfg.particle_num}" + (f"o{cfg.particle_offset}" if cfg.particle_offset else "")
     seed = [] if cfg.seed == flags()["seed"].default else [f"seed{cfg.seed}"]
     words = [choices.get("model", cfg.model.name), data, *([task] if task != "phase_retrieval" else []),
-             choices.get("sampler") or _sampler_word(cfg.sampler), particles, *seed]
-    words += [stage.fragment(cfg) + changed_block(stage, cfg) for stage in ordered() if stage.on(cfg)]
+             choices.get("sampler") or _sampler_word(cfg), particles, *seed]
+    from pipeline.resolve import resolve
+
+    words += [stage.fragment(settings) + changed_block(stage, cfg) for stage, settings in resolve(cfg).active]
     words += changed_groups(cfg, choices)
     return "_".join(dict.fromkeys(words))
 
 
-def _sampler_word(sampler_cfg) -> str:
+def _sampler_word(cfg) -> str:
     """The sampler's word in a run name where Hydra gives no group choice: ReSample, or LatentDAPS's MCMC."""
-    from sampler import name_of
+    from pipeline.resolve import sampler_name
 
-    return "resample" if name_of(sampler_cfg) == "resample" else sampler_cfg.mcmc.algo
+    return "resample" if sampler_name(cfg) == "resample" else cfg.sampler.mcmc.algo
 
 
 # the config groups and blocks whose settings change what a run samples or answers, and the keys among them that do

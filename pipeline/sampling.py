@@ -9,24 +9,28 @@ import torch
 
 import sampler
 from sampler import ParticleState, Trace, init_latents, measurement_generator, particle_generator
-from stages import ordered, phase_of
+from pipeline.resolve import RunSettings
+from sampler.stage import phase_of
+from stages import ordered
 from tracking.tracker import RunTracker
 
 
-def build_hooks(cfg) -> list:
+def build_hooks(settings: RunSettings) -> list:
     """The hooks of the stages that are on, in the order they act after each step (each stage's `order`)."""
-    return [stage.hook(cfg) for stage in ordered() if stage.on(cfg)]
+    return [stage.hook(s) for stage, s in settings.active]
 
 
-def boundaries(cfg) -> dict:
-    """Where the stages begin, in annealing-step indices (None when off): every stage's `boundaries`."""
-    return {key: k for stage in ordered() for key, k in stage.boundaries(cfg).items()}
+def boundaries(settings: RunSettings) -> dict:
+    """Where the stages begin, in annealing-step indices (None when off): every stage's `boundaries` (none with
+    ReSample, which runs no stage)."""
+    return {key: k for stage in ordered() if stage.name in settings.stages
+            for key, k in stage.boundaries(settings.stages[stage.name]).items()}
 
 
-def make_state(model, y, cfg, image_index: int, device, dtype) -> ParticleState:
-    ids = list(range(cfg.particle_offset, cfg.particle_offset + cfg.particle_num))
-    gens = [particle_generator(cfg.seed, image_index, i, device) for i in ids]
-    z = init_latents(gens, model.latent_shape, sampler.start_scale(cfg.sampler), device, dtype)
+def make_state(model, y, settings: RunSettings, image_index: int, device, dtype) -> ParticleState:
+    ids = list(range(settings.particle_offset, settings.particle_offset + settings.particle_num))
+    gens = [particle_generator(settings.seed, image_index, i, device) for i in ids]
+    z = init_latents(gens, model.latent_shape, settings.sampler.start_scale, device, dtype)
     P = len(ids)
     return ParticleState(
         z=z, y=y.expand(P, *y.shape[1:]).clone(), generators=gens,
@@ -50,25 +54,25 @@ class Sampled:
     boundaries: dict
 
 
-def sample_batch(model, operator, gts, indices, cfg, device, dtype, counter, progress=None) -> Sampled:
+def sample_batch(model, operator, gts, indices, settings: RunSettings, device, dtype, counter,
+                 progress=None) -> Sampled:
     """Measure each image and sample all its particles, every image's particles in one batch.
 
     gts: (G, C, H, W) on device; indices: the images' data-set indices (they seed the noise, so an image's
     result does not depend on which images share its batch, beyond float round-off); counter: the run's
     tracking.compute.NetworkCounter on the model.
     """
-    ys = [operator.measure(gt[None], generator=measurement_generator(cfg.seed, i)) for gt, i in zip(gts, indices)]
-    state = ParticleState.cat([make_state(model, y, cfg, i, device, dtype) for y, i in zip(ys, indices)])
+    ys = [operator.measure(gt[None], generator=measurement_generator(settings.seed, i)) for gt, i in zip(gts, indices)]
+    state = ParticleState.cat([make_state(model, y, settings, i, device, dtype) for y, i in zip(ys, indices)])
     trace = Trace()
-    tracker = RunTracker(device, trace, sampler.phase_of(cfg.sampler) or phase_of(cfg), progress)
-    hooks = [tracker, *build_hooks(cfg)]                # the tracker first: its clock covers the other hooks
-    if cfg.eval.per_step:
+    tracker = RunTracker(device, trace, sampler.phase_of(settings.sampler) or phase_of(settings.active), progress)
+    hooks = [tracker, *build_hooks(settings)]           # the tracker first: its clock covers the other hooks
+    if settings.per_step:
         from evaluation.trajectory import GroundTruthHook
-        hooks.append(GroundTruthHook(gts, indices, cfg.data.fail_psnr))     # last: it sees each step's final z0
+        hooks.append(GroundTruthHook(gts, indices, settings.eval.fail_psnr))    # last: it sees each step's final z0
     counter.take()
-    state = sampler.run_sampler(model, operator, state, cfg.sampler, hooks, trace)
-    bounds = boundaries(cfg) if sampler.name_of(cfg.sampler) == "latent_daps" else {}     # ReSample runs no stage
-    return Sampled(list(indices), ys, state, trace, tracker.finish(), counter.take(), bounds)
+    state = sampler.run_sampler(model, operator, state, settings.sampler, hooks, trace)
+    return Sampled(list(indices), ys, state, trace, tracker.finish(), counter.take(), boundaries(settings))
 
 
 @dataclass

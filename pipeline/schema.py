@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.settings import Setting, boolean, check_settings, choice, defaults, integer, optional, text
+from core.settings import Block, Setting, boolean, check_settings, choice, defaults, integer, optional, text
 from stages import ordered
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -90,13 +90,15 @@ def register() -> None:
     ConfigStore.instance().store(name="base", node={**defaults(flags()), **defaults(blocks())})
 
 
-def check(cfg) -> None:
+def check_declared(cfg) -> None:
     """Every declared setting of cfg against its declaration, and the task's operator against its own: a
     ConfigError naming the first bad one."""
+    from omegaconf import OmegaConf
+
     import operators
 
-    check_settings(cfg, schema())
-    operators.check_config(cfg.task)
+    check_settings(OmegaConf.to_container(cfg, resolve=True), schema())
+    operators.check_config(Block(OmegaConf.to_container(cfg.task, resolve=True)))
 
 
 def compose(*overrides: str):

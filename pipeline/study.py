@@ -115,14 +115,14 @@ def job_config(study: Study, job: Job):
     return cfg
 
 
-def check(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
-    """Every configuration's settings against their declarations and each other (pipeline/config.validate), before
+def check_study(study: Study, machine: bool = True, checkpoint: bool = True) -> None:
+    """Every configuration's settings against their declarations and each other (pipeline/validate.validate), before
     anything is counted or run; machine=False: not against this machine (its device, memory): a plan is made, and a
     SLURM array submitted, from a machine that will not run it; checkpoint: the model's checkpoint file exists (a
     cluster's filesystem is shared)."""
     import models
     from core.errors import ConfigError, ToolError
-    from pipeline.config import validate
+    from pipeline.validate import validate
 
     for c in study.configurations:
         cfg = job_config(study, Job(c, study.seeds[0], study.start, min(study.shard, study.images)))
@@ -255,17 +255,18 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
     import torch
 
     from pipeline.sampling import sample_batch
-    from tracking.compute import KINDS, NetworkCounter
+    from tracking.compute import NetworkCounter
 
     from stages import ordered
 
-    real = compose_config(study, [*c.overrides, *study.common])
-    from sampler import name_of
+    from pipeline.resolve import resolve
 
-    if name_of(real.sampler) == "resample":
+    real = compose_config(study, [*c.overrides, *study.common])
+    real_sampler = resolve(real).sampler
+    if real_sampler.name == "resample":
         from sampler.resample import rows_at_most
 
-        per = rows_at_most(real.sampler.resample.num_steps, real.sampler.resample)
+        per = rows_at_most(real_sampler.resample.num_steps, real_sampler.resample)
         rows = {k: float(v * real.particle_num) for k, v in per.items()}
         return _with_evaluation(rows, real.particle_num, real)
     base, model, operator, gt = _stand_in()
@@ -279,7 +280,7 @@ def network_rows(study: Study, c: Configuration) -> dict[str, float]:
     cfg.sampler.mcmc.num_steps, cfg.sampler.mcmc.algo = real.sampler.mcmc.num_steps, real.sampler.mcmc.algo
     gt = gt.to(torch.float32)
     with NetworkCounter(model) as counter:
-        sampled = sample_batch(model, operator, gt, [0], cfg, torch.device("cpu"), torch.float32, counter)
+        sampled = sample_batch(model, operator, gt, [0], resolve(cfg), torch.device("cpu"), torch.float32, counter)
     rows = {k: float(v) for k, v in sampled.network_rows.items()}
     return _with_evaluation(rows, sampled.state.z.shape[0], real)
 
@@ -370,9 +371,9 @@ class Plan:
 def plan(study: Study) -> Plan:
     """The study's plan: every configuration's TFLOP per image from the cost model (network_rows), the pending images
     of each, and hours at the rate the study has measured so far (else RATES)."""
-    from sampler import name_of
+    from pipeline.resolve import resolve
 
-    check(study, machine=False, checkpoint=False)
+    check_study(study, machine=False, checkpoint=False)
     rate = measured_rate(study)
     source = "measured on this study's finished images"
     if rate is None:
@@ -388,7 +389,7 @@ def plan(study: Study) -> Plan:
         tflop = tflop_per_image(study, c) or 0.0
         images = sum(max(v, 0) for v in pending.values())
         # ReSample's optimisations stop when they stop: its cost is bounded, not counted (sampler.resample.rows_at_most)
-        bound = name_of(compose_config(study, [*c.overrides, *study.common]).sampler) == "resample"
+        bound = resolve(compose_config(study, [*c.overrides, *study.common])).sampler.name == "resample"
         rows.append({"label": c.label, "tflop": tflop, "bound": bound, "jobs": len(mine),
                      "pending_jobs": sum(v > 0 for v in pending.values()), "pending_images": images,
                      "hours": images * tflop / rate / 3600})

@@ -4,33 +4,40 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 
 from core.errors import ConfigError, is_number
-from core.settings import Setting, boolean, choice, integer, number
+from core.settings import Block, Setting, boolean, choice, integer, number
 from .hook import RefineHook
 from sampler.schedule import check_trigger, trigger_step
-from sampler.stage import Stage
+from sampler.stage import RunFacts, Stage
 
 
-def refine_k(cfg):
-    return trigger_step(cfg.refine_step, cfg.sampler.annealing.num_steps)
+@dataclass(frozen=True)
+class RefineSettings:
+    """refine_step (t, -1 off) and its annealing step k; K the annealing steps; block: the `refine` block."""
+
+    step: int
+    k: int | None
+    num_steps: int
+    block: Block
 
 
-def hook(cfg) -> RefineHook:
-    return RefineHook(refine_k(cfg), **cfg.refine)
-
-
-def check_stage(cfg) -> None:
-    """With refine_step set, some optimisation must run."""
-    K = cfg.sampler.annealing.num_steps
-    k0 = refine_k(cfg)
-    check_trigger("refine_step", cfg.refine_step, K, "refine would never begin")
-    if k0 is not None and not any(hook(cfg).runs_at(k, K) for k in range(k0, K)):
-        raise ConfigError(f"refine_step={cfg.refine_step} leaves {K - k0} refine step(s), none of them "
+def settings(values: Block, run: RunFacts) -> RefineSettings:
+    """The refine settings; with refine_step set, some optimisation must run."""
+    s = RefineSettings(values.refine_step, run.step_of(values.refine_step), run.num_steps, values.refine)
+    check_trigger("refine_step", s.step, s.num_steps, "refine would never begin")
+    if s.k is not None and not any(hook(s).runs_at(k, s.num_steps) for k in range(s.k, s.num_steps)):
+        raise ConfigError(f"refine_step={s.step} leaves {s.num_steps - s.k} refine step(s), none of them "
                           "the last with refine.final=false: no optimisation would run")
+    return s
 
 
-def record(trace, cfg) -> dict:
+def hook(s: RefineSettings) -> RefineHook:
+    return RefineHook(s.k, **s.block)
+
+
+def record(trace, s: RefineSettings) -> dict:
     """The refine stage's calls for this image, their iterations, stop reasons and time."""
     per_particle = [r for r in trace.of("refine") if "particle" in r]
     calls = []
@@ -108,13 +115,14 @@ STAGE = Stage(
                            help="replace: z0 <- the optimised z0; stochastic: ReSample's resample around a blend"),
         "gamma": number(0, default=40.0, low_open=True, help="ReSample's gamma in the stochastic resample's variance"),
     },
-    on=lambda cfg: cfg.refine_step >= 0, check=check_stage, hook=hook, record=record, summary=summary,
+    settings=settings, hook=hook, record=record, summary=summary,
+    drift_end=lambda values, K: trigger_step(values.refine_step, K),       # latent optimisation is drift-free
     columns=[("refine_iterations_per_image", "refine iters/image", "1f"),
              ("refine_time_s_per_image", "refine time/image s", "2f"),
              ("refine_optimised_share", "refine: particles optimised", "pct")],
     notes=notes,
     step_facts={"refine_iters": [("refine_iters_mean", "mean"), ("refine_iters_max", "max")],
                 "refine_accepted": [("refine_accepted", "sum")]},
-    phases=lambda cfg: {"refine": refine_k(cfg)}, boundaries=lambda cfg: {"refine_k": refine_k(cfg)},
-    fragment=lambda cfg: f"refine{cfg.refine_step}",
+    phases=lambda s: {"refine": s.k}, boundaries=lambda s: {"refine_k": s.k},
+    fragment=lambda s: f"refine{s.step}",
 )

@@ -5,7 +5,7 @@ import time
 
 import torch
 
-from core.tensors import cuda_sync, rows
+from core.tensors import cuda_sync, per_row
 from sampler.hooks import Hook
 from sampler.precision import autocast
 
@@ -73,7 +73,7 @@ class RefineHook(Hook):
             # the next latent is drawn around a blend of the optimised and the sampler's own z0 (ReSample)
             weight, _ = resample_weights(ctx.sigma, ctx.sigma_next, self.gamma)
             z_opt = weight * z_opt + (1 - weight) * state.z0
-        state.z0 = torch.where(rows(accept, z_opt), z_opt, state.z0)
+        state.z0 = torch.where(per_row(accept, z_opt), z_opt, state.z0)
         state.loss = torch.where(accept, after, torch.where(state.alive, before, state.loss))
         cuda_sync(device)
         seconds = time.perf_counter() - t0

@@ -8,14 +8,15 @@ import torch
 from operators import PhaseRetrieval
 from core.errors import ConfigError
 from evaluation.record import steps_record
-from pipeline.config import validate
+from pipeline.validate import validate
 from resample_opt.hook import RefineHook
 from sampler.optimize import AdamState, adam_step, optimize_latents
-from sampler import StepContext, latent_daps, sigmas_of
+from sampler import StepContext, latent_daps
 from sampler.schedule import trigger_step
 from stages import STAGES
 from resample_opt import record as refine_record
-from tests.conftest import compose, declared
+from pipeline.resolve import resolve
+from tests.conftest import compose, declared, loop
 
 # the refine block as declared, with ReSample's own stopping threshold and a plain replace (what these tests probe)
 REFINE = {**declared("refine"), "eps": 1e-3, "resample": "replace"}
@@ -217,7 +218,7 @@ def bench():
     y = op.measure(gt, generator=measurement_generator(0, 0))
 
     def state():
-        return make_state(model, y, cfg, 0, torch.device("cpu"), DT)
+        return make_state(model, y, resolve(cfg), 0, torch.device("cpu"), DT)
     return cfg, model, op, state
 
 
@@ -271,7 +272,11 @@ def test_accept_if_improve_rejects_a_worse_latent(bench):
 
 def _sample(bench, hooks):
     cfg, model, op, new_state = bench
-    return latent_daps(model, op, new_state(), sigmas_of(cfg.sampler.annealing), cfg.sampler, hooks).z0
+    return latent_daps(model, op, new_state(), *loop(resolve(cfg)), hooks).z0
+
+
+def repulsion_of(*overrides):
+    return resolve(compose(*overrides)).stages["repulsion"]
 
 
 def test_repulsion_is_off_from_the_refine_stage_on(bench):
@@ -281,9 +286,9 @@ def test_repulsion_is_off_from_the_refine_stage_on(bench):
             "repulsion_scale=10.0", "repulsion.end_t=250"]
     plain = _sample(bench, [])
     for mode in ("score_relative", "particle_guidance"):
-        refining = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "refine_step=1000"))
+        refining = STAGES["repulsion"].hook(repulsion_of(*base, f"repulsion.mode={mode}", "refine_step=1000"))
         assert torch.equal(_sample(bench, [refining]), plain), mode            # refining from step 0: no push
-        exploring = STAGES["repulsion"].hook(compose(*base, f"repulsion.mode={mode}", "refine_step=500"))
+        exploring = STAGES["repulsion"].hook(repulsion_of(*base, f"repulsion.mode={mode}", "refine_step=500"))
         assert not torch.allclose(_sample(bench, [exploring]), plain), mode    # steps 0 and 1 explore: it pushes
 
 
@@ -301,7 +306,7 @@ def test_refinement_lowers_every_particles_loss():
     model = build_model(cfg.model, "cpu")
     op = build_operator(cfg.task, model.image_shape[-1])
     name, gt = build_dataset(cfg.data, cfg.model, 0, 1)[0]
-    records = {opt: run_image(model, op, name, gt, 0, compose(*common, f"refine_step={opt}"),
+    records = {opt: run_image(model, op, name, gt, 0, resolve(compose(*common, f"refine_step={opt}")),
                               torch.device("cpu"), torch.float32)
                for opt in (-1, 400)}
     base, ref = records[-1], records[400]

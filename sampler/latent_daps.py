@@ -6,11 +6,10 @@ import math
 
 import torch
 
-from core.tensors import rows
+from core.tensors import per_row
 
 from .hooks import Hook, StepContext
 from .mcmc import mcmc, step_size
-from .precision import decoder_autocast_dtype
 from .schedule import lr_ratio, ode_sigmas, step_time
 from .state import ParticleState
 from .trace import Trace
@@ -32,10 +31,11 @@ def init_latents(state_generators, latent_shape, sigma_max: float, device, dtype
     ]) * sigma_max
 
 
-def latent_daps(model, operator, state: ParticleState, sigmas, cfg, hooks: list[Hook] = (),
-                trace: Trace | None = None) -> ParticleState:
-    """Run the annealing over sigmas = sigma_0 … sigma_K (sigma_K = 0; schedule.annealing_sigmas); cfg: the sampler
-    config's ode, mcmc and precision blocks. Hooks observe and extend each step and write into `trace`.
+def latent_daps(model, operator, state: ParticleState, sigmas, ode, mcmc_settings, hooks: list[Hook] = (),
+                trace: Trace | None = None, autocast_dtype=None) -> ParticleState:
+    """Run the annealing over sigmas = sigma_0 … sigma_K (sigma_K = 0; schedule.annealing_sigmas); ode: the x0
+    estimate's num_steps and sigma_min; mcmc_settings: the mcmc block (mcmc.SETTINGS); autocast_dtype: the decoder's
+    precision (None: fp32). Hooks observe and extend each step and write into `trace`.
 
         for k in 0 … K-1:
             z0_hat = ode_x0_estimate(z, sigma_k)                   # no grad
@@ -45,24 +45,23 @@ def latent_daps(model, operator, state: ParticleState, sigmas, cfg, hooks: list[
     """
     K = len(sigmas) - 1
     trace = Trace() if trace is None else trace
-    autocast_dtype = decoder_autocast_dtype(cfg.precision)
     for k in range(K):
         ctx = StepContext(k=k, t=step_time(k, K), sigma=float(sigmas[k]), sigma_next=float(sigmas[k + 1]),
                           num_steps=K, model=model, operator=operator, trace=trace, autocast_dtype=autocast_dtype)
         for h in hooks:
             h.begin_step(state, ctx)
 
-        z0_hat = ode_x0_estimate(model, state.z, ctx.sigma, cfg.ode.num_steps, cfg.ode.sigma_min)
+        z0_hat = ode_x0_estimate(model, state.z, ctx.sigma, ode.num_steps, ode.sigma_min)
 
         def drift(z, score, alive, _state=state, _ctx=ctx):
             now = dataclasses.replace(_state, alive=alive)         # who is still alive at this MCMC iteration
             terms = [d for d in (h.drift(z, score, now, _ctx) for h in hooks) if d is not None]
             return sum(terms) if terms else None
-        lr = step_size(lr_ratio(k, K), cfg.mcmc.lr, cfg.mcmc.lr_min_ratio)
-        z0, loss, alive = mcmc(state, z0_hat, ctx.sigma, lr, cfg.mcmc, model, operator, drift, autocast_dtype)
+        lr = step_size(lr_ratio(k, K), mcmc_settings.lr, mcmc_settings.lr_min_ratio)
+        z0, loss, alive = mcmc(state, z0_hat, ctx.sigma, lr, mcmc_settings, model, operator, drift, autocast_dtype)
         # a particle that diverged at an earlier step stays frozen: its z0, loss and z no longer change
         was_alive = state.alive
-        state.z0 = z0 if state.z0 is None else torch.where(rows(was_alive, z0), z0, state.z0)
+        state.z0 = z0 if state.z0 is None else torch.where(per_row(was_alive, z0), z0, state.z0)
         state.loss = torch.where(was_alive, loss, state.loss)
         state.z0_hat, state.alive = z0_hat, alive
 
@@ -70,7 +69,7 @@ def latent_daps(model, operator, state: ParticleState, sigmas, cfg, hooks: list[
             state = h.after_step(state, ctx)
         renoise = math.prod(h.renoise_scale(ctx) for h in hooks)
         noise = renoise * ctx.sigma_next * state.randn()
-        state.z = torch.where(rows(state.alive, state.z), state.z0 + noise, state.z)
+        state.z = torch.where(per_row(state.alive, state.z), state.z0 + noise, state.z)
         for h in hooks:
             h.end_step(state, ctx)
     return state

@@ -6,7 +6,7 @@ import math
 import torch
 
 from core.settings import choice, integer, number
-from core.tensors import rows
+from core.tensors import per_row
 
 from .precision import autocast
 from .state import ParticleState
@@ -38,7 +38,7 @@ def step_size(k_ratio: float, lr: float, lr_min_ratio: float) -> float:
     return lr * (1.0 + k_ratio * (lr_min_ratio - 1.0))
 
 
-def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, operator,
+def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, settings, model, operator,
          drift=None, autocast_dtype=None):
     """Sample z0 ~ p(z0 | z_t, y) starting from z0_hat; returns (z0_y, last loss, alive) per particle.
 
@@ -47,13 +47,13 @@ def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, oper
     """
     x = z0_hat.clone()
     alive = state.alive
-    hmc = cfg.algo == "hmc"
+    hmc = settings.algo == "hmc"
     if hmc:
         velocity = state.randn()      # redrawn at every annealing step, as DAPS does
     loss = state.loss
-    for _ in range(cfg.num_steps):
+    for _ in range(settings.num_steps):
         loss, grad = measurement_loss_and_grad(model, operator, x, state.y, autocast_dtype)
-        score = -grad.clamp(-1, 1) / cfg.tau ** 2 + (z0_hat - x) / sigma ** 2
+        score = -grad.clamp(-1, 1) / settings.tau ** 2 + (z0_hat - x) / sigma ** 2
         if drift is not None:
             extra = drift(x, score, alive)
             if extra is not None:
@@ -61,11 +61,11 @@ def mcmc(state: ParticleState, z0_hat, sigma: float, lr: float, cfg, model, oper
         eps = state.randn()
         if hmc:
             h = math.sqrt(lr)
-            velocity = cfg.momentum * velocity + h * score + math.sqrt(2 * (1 - cfg.momentum)) * eps
+            velocity = settings.momentum * velocity + h * score + math.sqrt(2 * (1 - settings.momentum)) * eps
             x_new = x + h * velocity
         else:
             x_new = x + lr * score + math.sqrt(2 * lr) * eps
         # a particle that blows up is frozen and marked failed; the others go on
         alive = torch.isfinite(x_new).flatten(1).all(1) & alive
-        x = torch.where(rows(alive, x), x_new, x)
+        x = torch.where(per_row(alive, x), x_new, x)
     return x.detach(), loss, alive

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.tensors import rows
+from core.tensors import per_row
 
 STOP_REASONS = ("threshold", "plateau", "max_iters", "nonfinite", "frozen")
 
@@ -31,11 +31,11 @@ def adam_step(z, grad, adam: AdamState, active, lr: float, betas=(0.9, 0.999), e
     Same update as torch.optim.AdamW (decoupled weight decay; weight_decay=0 is Adam), written per particle.
     """
     b1, b2 = betas
-    act = rows(active, z)
+    act = per_row(active, z)
     steps = adam.steps + active.long()
     m = torch.where(act, b1 * adam.m + (1 - b1) * grad, adam.m)
     v = torch.where(act, b2 * adam.v + (1 - b2) * grad * grad, adam.v)
-    t = rows(steps.clamp(min=1), z).to(z.dtype)          # inactive rows may have 0 steps; their update is discarded
+    t = per_row(steps.clamp(min=1), z).to(z.dtype)          # inactive rows may have 0 steps; their update is discarded
     m_hat = m / (1 - b1 ** t)
     v_hat = v / (1 - b2 ** t)
     z_new = z * (1 - lr * weight_decay) - lr * m_hat / (v_hat.sqrt() + eps)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from core.settings import boolean, integer, number
-from core.tensors import cuda_sync, rows
+from core.tensors import cuda_sync, per_row
 
 from .hooks import Hook, StepContext
 from .optimize import optimize_latents
@@ -153,14 +153,14 @@ def pixel_optimisation(operator, y, x, block, frozen):
     return optimise(x, lambda x, index: operator.loss(x, y[index]) / m, block, False, frozen)
 
 
-def consistency(model, operator, y, z0, kind: str, cfg, frozen, autocast_dtype=None):
+def consistency(model, operator, y, z0, kind: str, settings, frozen, autocast_dtype=None):
     """Hard data consistency from the x0 estimate z0: the latent optimisation, or the pixel optimisation from D(z0)
     encoded back (ReSample encodes without the LDM's scale factor: the first stage's own latent)."""
     if kind == "latent":
-        return latent_optimisation(model, operator, y, z0, cfg.latent_opt, frozen, autocast_dtype)
+        return latent_optimisation(model, operator, y, z0, settings.latent_opt, frozen, autocast_dtype)
     with torch.no_grad():
         x0 = model.decode(z0)
-    x, info = pixel_optimisation(operator, y, x0, cfg.pixel_opt, frozen)
+    x, info = pixel_optimisation(operator, y, x0, settings.pixel_opt, frozen)
     with torch.no_grad():
         return model.encode(x), info
 
@@ -173,26 +173,26 @@ def consistency_kind(index: int, S: int, every: int, pixel: bool) -> str | None:
     return "pixel" if pixel and index >= S // THIRDS else "latent"
 
 
-def rows_at_most(num_steps: int, cfg) -> dict[str, int]:
+def rows_at_most(num_steps: int, settings) -> dict[str, int]:
     """Network rows one ReSample particle causes at most (every optimisation running to max_iters), by kind: a
     guidance step is a UNet VJP and a decoder VJP; time travel unguided UNet rows; a latent optimisation step a decoder
     VJP; a pixel call a decode and an encode. A study's plan costs ReSample by this bound."""
     S = len(ddim_timesteps(num_steps))
-    rows = {"unet_vjp": S, "decoder_vjp": S + cfg.latent_opt.max_iters, "unet": 0, "decoder_forward": 0, "encoder": 0}
+    rows = {"unet_vjp": S, "decoder_vjp": S + settings.latent_opt.max_iters, "unet": 0, "decoder_forward": 0, "encoder": 0}
     for i in range(S):
-        kind = consistency_kind(S - i - 1, S, cfg.every, cfg.pixel)
+        kind = consistency_kind(S - i - 1, S, settings.every, settings.pixel)
         if kind is None:
             continue
         rows["unet"] += len(range(i, min(i + TRAVEL, S - 1)))
         if kind == "latent":
-            rows["decoder_vjp"] += cfg.latent_opt.max_iters
+            rows["decoder_vjp"] += settings.latent_opt.max_iters
         else:
             rows["decoder_forward"] += 1
             rows["encoder"] += 1
     return rows
 
 
-def phase_of(schedule_size: int, cfg):
+def phase_of(schedule_size: int, settings):
     """k -> the phase of DDIM step k: `guidance` before the first optimisation, then `pixel` and `latent` (the thirds
     whose steps carry those optimisations), `final` for the closing latent optimisation (k = S)."""
     S = schedule_size
@@ -203,7 +203,7 @@ def phase_of(schedule_size: int, cfg):
         index = S - k - 1
         if index > S - S // THIRDS:
             return "guidance"
-        return "pixel" if cfg.pixel and index >= S // THIRDS else "latent"
+        return "pixel" if settings.pixel and index >= S // THIRDS else "latent"
     return phase
 
 
@@ -213,18 +213,18 @@ def _record_call(trace, state, k: int, kind: str, info, seconds: float) -> None:
                     iterations=info["iterations"], stop_reason=info["stop_reason"])
 
 
-def _timed_consistency(model, operator, state, z0, kind, cfg, k, trace, autocast_dtype):
+def _timed_consistency(model, operator, state, z0, kind, settings, k, trace, autocast_dtype):
     cuda_sync(z0.device)
     t0 = time.perf_counter()
-    z, info = consistency(model, operator, state.y, z0, kind, cfg, ~state.alive, autocast_dtype)
+    z, info = consistency(model, operator, state.y, z0, kind, settings, ~state.alive, autocast_dtype)
     cuda_sync(z0.device)
     _record_call(trace, state, k, kind, info, time.perf_counter() - t0)
     return z
 
 
-def resample(model, operator, state: ParticleState, schedule: DDIMSchedule, cfg, hooks: list[Hook] = (),
+def resample(model, operator, state: ParticleState, schedule: DDIMSchedule, settings, hooks: list[Hook] = (),
              trace: Trace | None = None, autocast_dtype=None) -> ParticleState:
-    """Run ReSample from state.z (x_T ~ N(0, I)); cfg: the sampler config's `resample` block. Hooks observe the
+    """Run ReSample from state.z (x_T ~ N(0, I)); settings: the sampler config's `resample` block. Hooks observe the
     loop (the tracker: begin_step, end_step); the closing optimisation is step k = S.
 
         for i, index = S-1 ... 0 (DDPM timestep t):
@@ -249,15 +249,15 @@ def resample(model, operator, state: ParticleState, schedule: DDIMSchedule, cfg,
         for h in hooks:
             h.begin_step(state, ctx)
         x, z0, loss = guided_step(model, operator, state.y, state.z, schedule.timesteps[index], a, a_prev,
-                                  cfg.guidance_scale, autocast_dtype)
-        kind = consistency_kind(index, S, cfg.every, cfg.pixel)
+                                  settings.guidance_scale, autocast_dtype)
+        kind = consistency_kind(index, S, settings.every, settings.pixel)
         if kind is not None:
             start = travel(model, x, schedule, i)
-            z0 = _timed_consistency(model, operator, state, start, kind, cfg, i, trace, autocast_dtype)
-            x = stochastic_resample(z0, x, a_prev, resample_sigma(cfg.gamma, a, a_prev), state.randn())
+            z0 = _timed_consistency(model, operator, state, start, kind, settings, i, trace, autocast_dtype)
+            x = stochastic_resample(z0, x, a_prev, resample_sigma(settings.gamma, a, a_prev), state.randn())
         alive = state.alive & torch.isfinite(x).flatten(1).all(1)
-        state.z = torch.where(rows(alive, x), x, state.z)
-        state.z0 = z0 if state.z0 is None else torch.where(rows(alive, z0), z0, state.z0)
+        state.z = torch.where(per_row(alive, x), x, state.z)
+        state.z0 = z0 if state.z0 is None else torch.where(per_row(alive, z0), z0, state.z0)
         state.loss = torch.where(alive, loss, state.loss)
         state.alive = alive
         for h in hooks:
@@ -266,11 +266,11 @@ def resample(model, operator, state: ParticleState, schedule: DDIMSchedule, cfg,
     ctx = context(S, 0, 0.0, 0.0)
     for h in hooks:
         h.begin_step(state, ctx)
-    z = _timed_consistency(model, operator, state, state.z, "latent", cfg, S, trace, autocast_dtype)
+    z = _timed_consistency(model, operator, state, state.z, "latent", settings, S, trace, autocast_dtype)
     with torch.no_grad():
         loss = operator.loss(model.decode(z).to(z.dtype), state.y)
     alive = state.alive & torch.isfinite(z).flatten(1).all(1)
-    state.z = state.z0 = torch.where(rows(alive, z), z, state.z)
+    state.z = state.z0 = torch.where(per_row(alive, z), z, state.z)
     state.loss = torch.where(alive, loss, state.loss)
     state.alive = alive
     for h in hooks:

@@ -22,16 +22,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from core.tensors import rot180  # noqa: E402
-from evaluation.failures import reconstruct, truths as decoded_truths  # noqa: E402
-from evaluation.orientation import prior_log_ratio  # noqa: E402
-from pipeline.build import build  # noqa: E402
-from pipeline.config import validate  # noqa: E402
-from pipeline.schema import compose  # noqa: E402
-from pipeline.stacks import FULL_SIZE, STACKS, stack  # noqa: E402
+from core.tensors import rot180
+from evaluation.failures import reconstruct, truths as decoded_truths
+from evaluation.orientation import prior_log_ratio
+from pipeline.build import build
+from pipeline.validate import validate
+from pipeline.schema import compose
+from pipeline.stacks import FULL_SIZE, STACKS, stack
 
 
 @torch.no_grad()

@@ -23,12 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from core.errors import ConfigError, ToolError
+from pipeline.stacks import FULL_SIZE, SAMPLERS, STACKS
+from pipeline.study import Configuration, Study, check_study, compose_config, plan, records
 
-from core.errors import ConfigError, ToolError  # noqa: E402
-from pipeline.stacks import FULL_SIZE, SAMPLERS, STACKS  # noqa: E402
-from pipeline.study import Configuration, Study, check, compose_config, plan, records  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 REFERENCE = "4 independent"
 RESAMPLE_LABEL = "ReSample, 4 runs"
@@ -328,7 +327,7 @@ def main(argv=None) -> None:
                               f"launch it")
         if workers < 1:
             raise ConfigError("no GPU is visible for a full-size study: run it on a GPU machine or --launcher slurm")
-        check(study, machine=not slurm)                # data range and checkpoint too, before anything is launched
+        check_study(study, machine=not slurm)                # data range and checkpoint too, before anything is launched
         launch(study, args.launcher, workers, cost_of(study, p), args.slurm, name=study_name(args))
     except ToolError as e:                              # bad input: one line, exit 2, nothing launched
         print(f"error: {e}", file=sys.stderr)

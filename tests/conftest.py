@@ -14,12 +14,26 @@ if os.environ.get("PYTEST_XDIST_WORKER"):       # one worker per core: each work
     torch.set_num_threads(1)
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
+# the scripts and entry points the tests start import this checkout, whichever one the venv installed (-e .)
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def compose(*overrides: str):
     from pipeline.schema import compose as schema_compose
 
     return schema_compose(*overrides)
+
+
+def settings(*overrides: str):
+    """The resolved settings of the config these overrides compose (pipeline/settings.RunSettings)."""
+    from pipeline.resolve import resolve
+
+    return resolve(compose(*overrides))
+
+
+def loop(settings):
+    """LatentDAPS's schedule and blocks out of resolved settings: latent_daps(model, op, state, *loop(s), ...)."""
+    return settings.sampler.sigmas, settings.sampler.ode, settings.sampler.mcmc
 
 
 @pytest.fixture(scope="module")

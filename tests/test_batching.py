@@ -7,7 +7,7 @@ import pytest
 
 import pipeline.run as pipeline_run
 from core.errors import ConfigError
-from pipeline.config import validate
+from pipeline.validate import validate
 from tests.conftest import compose
 from tracking.metric_file import read_json
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from pipeline.config import validate
+from pipeline.validate import validate
 from tests.conftest import ROOT, compose
 
 K, M, OPT = 10, 1, 2       # 10 steps: t = 200 is step 8, so one step follows pruning and optimisation starts

@@ -3,7 +3,7 @@ import pytest
 
 from core.errors import ConfigError
 from pipeline.cli import translate_argv
-from pipeline.config import validate
+from pipeline.validate import validate
 from tests.conftest import compose
 
 

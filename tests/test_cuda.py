@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from pipeline.run import run_batch
+from pipeline.resolve import resolve
 from tracking.compute import NetworkCounter
 from tests.conftest import ROOT
 
@@ -76,7 +77,7 @@ def sample(bm, cfg, model=None, operator=None, images: int = 1):
     gts = bm.images(cfg, images, DEVICE, torch.float32)
     items = [(i, f"image{i}", gts[i]) for i in range(images)]
     with NetworkCounter(model) as counter:
-        return run_batch(model, operator, items, cfg, DEVICE, torch.float32, counter)
+        return run_batch(model, operator, items, resolve(cfg), DEVICE, torch.float32, counter)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

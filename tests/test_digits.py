@@ -42,7 +42,7 @@ def test_split_by_index_range_and_rotation():
 def test_bad_split_range_and_size_mismatch_refused():
     from core.errors import DataError
     from core.errors import ConfigError
-    from pipeline.config import validate
+    from pipeline.validate import validate
 
     with pytest.raises(DataError, match="has 297 images; start_index=290 with num_eval_images=10 needs 300"):
         DigitImages("test", 290, 10)

@@ -124,7 +124,8 @@ def test_an_operator_without_symmetries_has_a_class_of_one():
 
 def test_orientation_never_turns_a_particle_for_an_operator_without_rotation():
     """The prior prefers the rotation, but the operator can tell the two apart: the choice stays as sampled."""
-    from evaluation.record import EvalSettings, orient, particle_rows
+    from evaluation.record import orient, particle_rows
+    from pipeline.resolve import resolve
     from models import build_model
     from tracking.compute import NetworkCounter
 
@@ -137,7 +138,7 @@ def test_orientation_never_turns_a_particle_for_an_operator_without_rotation():
         eq = op.equivalents(gt)
         rows = particle_rows(z, gt, y, op, 20.0, None, eq, [0], [True])
         with NetworkCounter(model) as counter:
-            cost = orient(model, z, z, gt, EvalSettings.of(cfg), None, eq, 0, rows, counter, op)
+            cost = orient(model, z, z, gt, resolve(cfg).eval, None, eq, 0, rows, counter, op)
         # where the operator tells the two apart no prior is scored at all (no network call, no log-ratio)
         assert (rows[0]["prior_log_ratio"] < 0) if turned else ("prior_log_ratio" not in rows[0] and
                                                                  not any(cost.values()))

@@ -125,11 +125,12 @@ def test_help_is_a_short_page_with_examples_and_combinations(capsys):
 
 
 def test_parse_metrics_small_print():
-    import parse_metrics
+    from readout.plots import curve_labels, time_scale
+    from readout.tables import _fmt
 
-    assert parse_metrics._fmt(0.3407, "3g", {}) == "0.341" and parse_metrics._fmt(5226.4, "3g", {}) == "5226"
-    assert parse_metrics.time_scale([1.0, 1.5]) == "linear" and parse_metrics.time_scale([0.5, 40.0]) == "log"
-    labels = parse_metrics.curve_labels(["a", "b", "c"], [[1.0, 2.0], [1.0, 2.0], [1.0, 3.0]])
+    assert _fmt(0.3407, "3g", {}) == "0.341" and _fmt(5226.4, "3g", {}) == "5226"
+    assert time_scale([1.0, 1.5]) == "linear" and time_scale([0.5, 40.0]) == "log"
+    labels = curve_labels(["a", "b", "c"], [[1.0, 2.0], [1.0, 2.0], [1.0, 3.0]])
     assert labels == ["a", "b (= a)", "c"]
 
 

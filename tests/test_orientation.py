@@ -119,7 +119,8 @@ def test_best_by_prior_orients_the_lowest_loss_particle(tmp_path):
 def test_log_posterior_is_loss_against_the_oriented_log_prior():
     """-||A(x) - y||^2 / 2 sigma^2 + log p(x oriented), exactly, on the benchmark's mixture; the posterior's
     choice then prefers a fitting particle in the likelier orientation."""
-    from evaluation.record import EvalSettings, choose, orient, particle_rows
+    from evaluation.record import choose, orient, particle_rows
+    from pipeline.resolve import resolve
     from models import build_model
     from operators import build_operator
     from core.tensors import rot180
@@ -136,7 +137,7 @@ def test_log_posterior_is_loss_against_the_oriented_log_prior():
     eq = op.equivalents(gt)
     rows = particle_rows(z, gt, y, op, 20.0, None, eq, [0, 1, 2], [True] * 3)
     with NetworkCounter(model) as counter:
-        orient(model, z, z, gt, EvalSettings.of(cfg), None, eq, 0, rows, counter, op)
+        orient(model, z, z, gt, resolve(cfg).eval, None, eq, 0, rows, counter, op)
     for r, zi in zip(rows, z):
         lp = max(float(model.log_prob(zi[None])), float(model.log_prob(rot180(zi)[None])))
         assert r["log_posterior"] == pytest.approx(-r["measurement_loss"] / (2 * op.sigma ** 2) + lp, rel=1e-12)

@@ -8,8 +8,9 @@ import torch
 from models import build_model
 from operators import build_operator
 from pipeline.sampling import make_state
-from sampler import latent_daps, measurement_generator, particle_generator, sigmas_of
-from tests.conftest import compose
+from sampler import latent_daps, measurement_generator, particle_generator
+from pipeline.resolve import resolve
+from tests.conftest import compose, loop
 
 
 def poly7(a: float, b: float, n: int) -> list[float]:
@@ -69,8 +70,8 @@ def test_batched_sampler_equals_naive_reference(algo):
     from data import build_dataset
     _, gt = build_dataset(cfg.data, cfg.model, 2, 1)[0]
     y = op.measure(gt[None].double(), generator=measurement_generator(cfg.seed, 2))
-    out = latent_daps(model, op, make_state(model, y, cfg, 2, torch.device("cpu"), torch.float64),
-                      sigmas_of(cfg.sampler.annealing), cfg.sampler)
+    s = resolve(cfg)
+    out = latent_daps(model, op, make_state(model, y, s, 2, torch.device("cpu"), torch.float64), *loop(s))
     for i in range(3):
         ref = reference_particle(model, op, y, cfg, cfg.seed, 2, i)
         torch.testing.assert_close(out.z[i], ref, rtol=0, atol=1e-10)

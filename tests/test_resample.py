@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from pipeline.build import build
 from pipeline.schema import compose
+from pipeline.resolve import resolve
 from sampler import ParticleState
 from sampler.optimize import optimize_latents
 from sampler.resample import (consistency_kind, ddim_schedule, ddim_update, guided_step, latent_optimisation,
@@ -167,7 +168,7 @@ def _sampled(cfg, model, operator, gt):
     from tracking.compute import NetworkCounter
 
     with NetworkCounter(model) as counter:
-        return sample_batch(model, operator, gt, [3], cfg, torch.device("cpu"), gt.dtype, counter)
+        return sample_batch(model, operator, gt, [3], resolve(cfg), torch.device("cpu"), gt.dtype, counter)
 
 
 def test_particles_are_independent_resample_runs():
@@ -201,7 +202,7 @@ def test_particles_are_independent_resample_runs():
                                   "resampling_interval=2"])
 def test_stages_are_refused_in_one_line(flag):
     from core.errors import ConfigError
-    from pipeline.config import validate
+    from pipeline.validate import validate
 
     cfg = compose(*SMALL, flag)
     with pytest.raises(ConfigError) as e:

@@ -63,7 +63,7 @@ def bad_inputs(tmp_path, corrupt):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; see the in-process check below")
 def test_readonly_save_dir_is_refused_as_user(tmp_path):
     from core.errors import ConfigError
-    from pipeline.config import check_writable
+    from pipeline.validate import check_writable
 
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -260,13 +260,13 @@ def test_no_module_imports_upward_and_no_cycle():
         if m not in state:
             visit(m, [m])
     assert "core.errors" in graph and not graph["core.errors"]          # the error type imports nothing of ours
-    assert {"pipeline.config", "pipeline.run_folder", "evaluation.record", "pipeline.sampling"} <= modules
+    assert {"pipeline.validate", "pipeline.run_folder", "evaluation.record", "pipeline.sampling"} <= modules
 
 
 def test_the_memory_check_counts_reclaimable_memory_and_names_the_need(monkeypatch):
     """The CPU's free memory is Linux's MemAvailable (page cache included), not the bare free pages that under-report
     a busy machine; a batch over it stops with the estimate per particle."""
-    import pipeline.config as config
+    import pipeline.validate as config
     import torch
 
     meminfo = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in open("/proc/meminfo")}

@@ -5,9 +5,10 @@ import torch
 from models import build_model
 from operators import build_operator
 from pipeline.sampling import make_state
-from sampler import Hook, Trace, annealing_sigmas, latent_daps, measurement_generator, sigmas_of, step_time, trigger_step
-from stages import phase_of
-from tests.conftest import compose, declared
+from pipeline.resolve import resolve
+from sampler import Hook, Trace, annealing_sigmas, latent_daps, measurement_generator, step_time, trigger_step
+from sampler.stage import phase_of
+from tests.conftest import compose, declared, loop, settings
 
 FAST = ["sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=3", "dtype=float64"]
 
@@ -28,9 +29,9 @@ def test_time_convention_and_triggers():
     assert trigger_step(199, 50) == 41
     assert trigger_step(5, 50) is None          # t_49 = 20: never reached
     # pruning at k = 30 (t = 400), refinement from k = 40 (t = 200): the phases the tracker times
-    phase = phase_of(compose("pruning_step=400", "refine_step=200"))
+    phase = phase_of(settings("pruning_step=400", "refine_step=200").active)
     assert [phase(k) for k in (0, 30, 31, 39, 40, 49)] == ["explore", "explore", "prune", "prune", "refine", "refine"]
-    assert {phase_of(compose())(k) for k in range(50)} == {"explore"}          # no stage on: one phase
+    assert {phase_of(settings().active)(k) for k in range(50)} == {"explore"}          # no stage on: one phase
 
 
 def _run(cfg, image_index=0):
@@ -39,8 +40,9 @@ def _run(cfg, image_index=0):
     from data import build_dataset
     _, gt = build_dataset(cfg.data, cfg.model, image_index, 1)[0]
     y = op.measure(gt[None].double(), generator=measurement_generator(cfg.seed, image_index))
-    state = make_state(model, y, cfg, image_index, torch.device("cpu"), torch.float64)
-    return latent_daps(model, op, state, sigmas_of(cfg.sampler.annealing), cfg.sampler), y
+    s = resolve(cfg)
+    state = make_state(model, y, s, image_index, torch.device("cpu"), torch.float64)
+    return latent_daps(model, op, state, *loop(s)), y
 
 
 def test_particle_i_of_batch_equals_single_run_at_offset_i():
@@ -92,13 +94,13 @@ def test_nan_particle_is_frozen_and_others_continue():
     clean, _ = _run(cfg)
     model = build_model(cfg.model, "cpu").double()
     op = build_operator(cfg.task, 32)
-    state = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
+    s = resolve(cfg)
+    state = make_state(model, clean.y[:1], s, 0, torch.device("cpu"), torch.float64)
     rec = _Record()
     refine = RefineHook(4, **{**declared("refine"), "every": 1, "final": True, "lr": 1e-3, "max_iters": 3, "eps": 0.0,
                                "plateau_window": 0, "resample": "replace"})
     trace = Trace()
-    sigmas = sigmas_of(cfg.sampler.annealing)
-    out = latent_daps(model, op, state, sigmas, cfg.sampler, hooks=[rec, _PoisonOne(), refine], trace=trace)
+    out = latent_daps(model, op, state, *loop(s), hooks=[rec, _PoisonOne(), refine], trace=trace)
     assert out.alive.tolist() == [True, False, True]
     assert torch.isfinite(out.z).all() and torch.isfinite(out.z0).all()
     for k in range(3, 6):
@@ -111,8 +113,8 @@ def test_nan_particle_is_frozen_and_others_continue():
     assert [r["iterations"] for r in calls] == [3, 0, 3] * 2 and [r["stop_reason"] for r in calls][1::3] == ["frozen"] * 2
     assert [r["accepted"] for r in calls] == [True, False, True] * 2
     # the NaN did not leak into the other particles
-    plain = make_state(model, clean.y[:1], cfg, 0, torch.device("cpu"), torch.float64)
-    poisoned = latent_daps(model, op, plain, sigmas, cfg.sampler, hooks=[_PoisonOne()])
+    plain = make_state(model, clean.y[:1], s, 0, torch.device("cpu"), torch.float64)
+    poisoned = latent_daps(model, op, plain, *loop(s), hooks=[_PoisonOne()])
     assert torch.allclose(poisoned.z[0], clean.z[0], atol=1e-10) and torch.allclose(poisoned.z[2], clean.z[2], atol=1e-10)
 
 
@@ -129,11 +131,8 @@ def test_pruning_at_the_refine_stages_own_t_keeps_a_phase_of_its_own():
     """Pruning at t = 200 decides at the end of the refine stage's first step: the steps after it are labelled
     "prune+refine" (their time and memory are the pruned batch's), not swallowed by "refine"; pruning earlier keeps
     its own "prune" phase and refine its own."""
-    from stages import phase_of
-    from tests.conftest import compose
-
     K = 10                                       # t_k = 1000 (1 - k / 10): t = 200 first at k = 8
-    same = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=200", "refine_step=200"))
+    same = phase_of(settings("sampler.annealing.num_steps=10", "pruning_step=200", "refine_step=200").active)
     assert [same(k) for k in range(K)] == ["explore"] * 8 + ["refine", "prune+refine"]
-    apart = phase_of(compose("sampler.annealing.num_steps=10", "pruning_step=400", "refine_step=200"))
+    apart = phase_of(settings("sampler.annealing.num_steps=10", "pruning_step=400", "refine_step=200").active)
     assert [apart(k) for k in range(K)] == ["explore"] * 7 + ["prune", "refine", "refine"]

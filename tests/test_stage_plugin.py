@@ -14,10 +14,11 @@ TINY = ["sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "num_eval_i
 
 def register_toy() -> None:
     """The whole stage: at step restart_step, each image's worst (or best) particle restarts from its ODE estimate."""
+    from dataclasses import dataclass
+
     from core.groups import same_image
     from core.settings import choice, integer
     from sampler.hooks import Hook
-    from sampler.schedule import trigger_step
     from sampler.stage import Stage
     from stages import register
 
@@ -36,18 +37,21 @@ def register_toy() -> None:
             ctx.trace.particles("restart", state.image_ids, state.particle_ids, k=ctx.k, restarted=pick)
             return state
 
-    def k_of(cfg):
-        return trigger_step(cfg.restart_step, cfg.sampler.annealing.num_steps)
+    @dataclass(frozen=True)
+    class RestartSettings:                  # what its hook, record and name read: k computed once
+        step: int
+        k: int | None
+        which: str
 
     register(Stage(
         name="restart", flag="restart_step", order=25,
         flag_setting=integer(0, 1000, default=-1, off=-1, help="diffusion time t at which the worst particle restarts"),
         block={"which": choice("worst", "best", default="worst", help="which particle of each image restarts")},
-        on=lambda cfg: cfg.restart_step >= 0, hook=lambda cfg: RestartHook(k_of(cfg), cfg.restart.which),
+        settings=lambda v, run: RestartSettings(v.restart_step, run.step_of(v.restart_step), v.restart.which),
+        hook=lambda s: RestartHook(s.k, s.which),
         step_facts={"restarted": [("restarted", "sum")]},
-        record=lambda trace, cfg: {"k": k_of(cfg), "particles": [r["particle"] for r in trace.of("restart")
-                                                                 if r["restarted"]]},
-        fragment=lambda cfg: f"restart{cfg.restart_step}"))
+        record=lambda trace, s: {"k": s.k, "particles": [r["particle"] for r in trace.of("restart") if r["restarted"]]},
+        fragment=lambda s: f"restart{s.step}"))
 
 
 def entry(*args, cwd):

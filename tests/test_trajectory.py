@@ -47,7 +47,7 @@ def test_per_step_metrics_only_observe(runs):
 
 def test_per_step_flag_must_be_a_bool():
     from core.errors import ConfigError
-    from pipeline.config import validate
+    from pipeline.validate import validate
 
     with pytest.raises(ConfigError, match="eval.per_step=yes is invalid"):
         validate(compose("eval.per_step=yes"))

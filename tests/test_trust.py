@@ -106,10 +106,11 @@ def test_the_gap_noise_is_the_spread_of_interleaved_sub_grids():
 def test_the_label_never_reads_the_ground_truth():
     """The same sampled particles evaluated against the true image and against another: the trust block is the
     same, while the particles' labels against the truth change."""
-    from evaluation.record import EvalSettings, evaluate_image
+    from evaluation.record import evaluate_image
+    from pipeline.resolve import resolve
     from pipeline.build import build
     from pipeline.sampling import sample_batch, split
-    from pipeline.config import validate
+    from pipeline.validate import validate
     from tracking.compute import NetworkCounter
 
     cfg = bench("num_eval_images=2", "images_per_batch=1")
@@ -117,8 +118,8 @@ def test_the_label_never_reads_the_ground_truth():
     model, operator, dataset = build(cfg, torch.device("cpu"), torch.float32)
     gt, other = dataset[0][1][None].float(), dataset[1][1][None].float()
     with NetworkCounter(model) as counter:
-        result = split(sample_batch(model, operator, gt, [0], cfg, torch.device("cpu"), torch.float32, counter))[0]
-        true = evaluate_image(model, operator, result, gt, EvalSettings.of(cfg), None, counter, None, None)
-        swapped = evaluate_image(model, operator, result, other, EvalSettings.of(cfg), None, counter, None, None)
+        result = split(sample_batch(model, operator, gt, [0], resolve(cfg), torch.device("cpu"), torch.float32, counter))[0]
+        true = evaluate_image(model, operator, result, gt, resolve(cfg).eval, None, counter, None, None)
+        swapped = evaluate_image(model, operator, result, other, resolve(cfg).eval, None, counter, None, None)
     assert true.trust == swapped.trust
     assert [p["mode"] for p in true.particles] != [p["mode"] for p in swapped.particles]

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from core.errors import ConfigError
-from pipeline.config import validate
+from pipeline.validate import validate
 from tests.conftest import ROOT, compose
 
 FAST = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2"]
@@ -161,6 +161,7 @@ def test_a_run_on_auto_continues_with_device_cpu(tmp_path):
 
 def test_parse_metrics_headline_names_the_differing_settings_with_intervals(tmp_path):
     import parse_metrics
+    from readout import load, tables
 
     for p in (1, 2):
         assert entry(*FAST, f"particle_num={p}", "num_eval_images=2", f"save_dir={tmp_path}", "save_images=false",
@@ -180,8 +181,8 @@ def test_parse_metrics_headline_names_the_differing_settings_with_intervals(tmp_
     assert (tmp_path / "report" / "headline.png").is_file()
     full = parse_metrics.main([str(tmp_path), "--all"])
     assert full == 0
-    experiments = parse_metrics.load_experiments([str(tmp_path)])
-    header, _ = parse_metrics.table_rows(experiments)
+    experiments = load.load_experiments([str(tmp_path)])
+    header, _ = tables.table_rows(experiments)
     assert {"failed: search", "failed: twin", "representable"} <= set(header)
 
 

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import parse_metrics  # noqa: E402
+from readout import load, tables  # noqa: E402
 import pipeline.run as pipeline_run  # noqa: E402
 import pipeline.run_folder as pipeline_run_folder  # noqa: E402
 from tests.conftest import compose as compose_default  # noqa: E402
@@ -225,7 +226,7 @@ def test_every_script_and_the_comparison_table(script_runs, tmp_path):
     assert rows[f"exp0_baseline/{runs['exp0_baseline'][0].parent.name}"]["refine iters/image"] == ""
 
     # CSV: every number equals the run's own summary block exactly
-    table = list(csv.DictReader(io.StringIO(parse_metrics.format_csv(parse_metrics.load_experiments([script_runs])))))
+    table = list(csv.DictReader(io.StringIO(tables.format_csv(load.load_experiments([script_runs])))))
     assert len(table) == len(EXPERIMENTS)
     for row in table:
         s = read_json(script_runs / row["experiment"] / "metric.json")["summary"]
@@ -277,12 +278,12 @@ def test_two_shards_merge_to_the_unsharded_table(unsharded, tmp_path):
         pipeline_run.run(compose(f"save_dir={tmp_path}", f"name=shard{start}", "num_eval_images=1",
                                  f"data.start_index={start}"))
     warnings = []
-    (merged,) = parse_metrics.load_experiments([tmp_path / "shard1", tmp_path / "shard0"], warn=warnings.append)
-    (full,) = parse_metrics.load_experiments([unsharded / "full"], warn=warnings.append)
+    (merged,) = load.load_experiments([tmp_path / "shard1", tmp_path / "shard0"], warn=warnings.append)
+    (full,) = load.load_experiments([unsharded / "full"], warn=warnings.append)
     assert warnings == [] and len(merged["runs"]) == 2 and merged["label"].endswith("/shard")
     assert [im["index"] for im in merged["images"]] == [0, 1]
     assert strip_volatile(merged["images"]) == strip_volatile(full["images"])
-    rows = [next(csv.DictReader(io.StringIO(parse_metrics.format_csv([e])))) for e in (merged, full)]
+    rows = [next(csv.DictReader(io.StringIO(tables.format_csv([e])))) for e in (merged, full)]
     for row in rows:
         for key in ("experiment", "runs", *(k for k in row if "time" in k or "memory" in k)):
             row.pop(key)
@@ -292,17 +293,17 @@ def test_two_shards_merge_to_the_unsharded_table(unsharded, tmp_path):
     warnings.clear()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "metric.json").write_text((unsharded / "full" / "metric.json").read_text())
-    (dup,) = parse_metrics.load_experiments([tmp_path / "full", tmp_path / "shard1"], warn=warnings.append)
+    (dup,) = load.load_experiments([tmp_path / "full", tmp_path / "shard1"], warn=warnings.append)
     assert len(dup["images"]) == 2 and len(warnings) == 1 and "image 1 appears in" in warnings[0]
     gap = read_json(tmp_path / "shard1" / "metric.json")
     gap["config"]["num_eval_images"] = 3  # as if the shard 1-3 had stopped after its first image
     (tmp_path / "gap").mkdir()
     (tmp_path / "gap" / "metric.json").write_text(json.dumps(gap))
     warnings.clear()
-    parse_metrics.load_experiments([tmp_path / "shard0", tmp_path / "gap"], warn=warnings.append)
+    load.load_experiments([tmp_path / "shard0", tmp_path / "gap"], warn=warnings.append)
     assert len(warnings) == 1 and "missing image(s) 2-3" in warnings[0]
     # --group none keeps shards apart
-    assert len(parse_metrics.load_experiments([tmp_path / "shard0", tmp_path / "shard1"], "none")) == 2
+    assert len(load.load_experiments([tmp_path / "shard0", tmp_path / "shard1"], "none")) == 2
 
 
 def test_interrupted_run_keeps_finished_images_and_resumes_to_the_same_result(unsharded, tmp_path, monkeypatch):
@@ -359,7 +360,7 @@ def test_config_diff_names_nested_keys():
 
 
 def test_group_label_and_keys():
-    label = parse_metrics.group_label
+    label = load.group_label
     assert label([{"label": "e/d_p4_n10_s0"}, {"label": "e/d_p4_n10_s10"}]) == "e/d_p4_n10"
     assert label([{"label": "e/d_p4_n1_s0_job0"}, {"label": "e/d_p4_n1_s1_job1"}]) == "e/d_p4_n1"
     assert label([{"label": "e/a"}]) == "e/a"
@@ -367,7 +368,7 @@ def test_group_label_and_keys():
     shard = {**base, "name": "b", "num_eval_images": 3, "data": {"start_index": 5, "name": "x"}}
     other = {**base, "seed": 2}                       # another seed: more measurements of the same experiment
     changed = {**base, "particle_num": 8}
-    key = parse_metrics.experiment_key
+    key = load.experiment_key
     assert key(base) == key(shard) == key(other) != key(changed)
     assert key(base, ["particle_num"]) == key(changed, ["particle_num"])
     assert key(base, folder="exp1") != key(shard, folder="exp2")
@@ -411,19 +412,19 @@ def test_submitit_two_shard_multirun_merges_to_the_unsharded_table(tmp_path):
             str(read_json(f)["images"][0]["index"]))
     p = script("exp0_baseline", 2, "--demo", "--results", tmp_path / "whole", *TINY, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    tables = []
+    found = []
     for root in (tmp_path / "sharded", tmp_path / "whole"):
-        (e,) = parse_metrics.load_experiments([root])
-        (row,) = csv.DictReader(io.StringIO(parse_metrics.format_csv([e])))
-        tables.append({k: v for k, v in row.items() if k not in ("experiment", "runs") and "time" not in k
-                       and "memory" not in k})
-    assert tables[0] == tables[1] and tables[0]["images"] == "2"
+        (e,) = load.load_experiments([root])
+        (row,) = csv.DictReader(io.StringIO(tables.format_csv([e])))
+        found.append({k: v for k, v in row.items() if k not in ("experiment", "runs") and "time" not in k
+                      and "memory" not in k})
+    assert found[0] == found[1] and found[0]["images"] == "2"
 
 
 def test_tables_read_up_to_symmetry_name_their_memory_and_show_the_success_curve(script_runs):
     """Best PSNR and the spread up to symmetry beside DAPS's unturned ones, mode coverage, a memory header that says
     what it measured (a CPU run: the process's lifetime peak RSS), the independent success curve."""
-    experiments = parse_metrics.load_experiments([script_runs / "exp0_baseline"])
+    experiments = load.load_experiments([script_runs / "exp0_baseline"])
     (e,) = experiments
     finals = [[p for p in im["particles"] if p["pruned_at"] is None] for im in e["images"]]
     s = e["summary"]
@@ -431,7 +432,7 @@ def test_tables_read_up_to_symmetry_name_their_memory_and_show_the_success_curve
                                                                      for ps in finals))
     assert s["best_psnr_sym_mean"] >= s["best_of_n_psnr_mean"] - 1e-9           # a member of the class is closer
     assert sum(s["mode_shares"].values()) == pytest.approx(1.0)
-    text = parse_metrics.format_markdown(experiments)
+    text = tables.format_markdown(experiments)
     header = text.splitlines()[0]
     assert "best PSNR up to symmetry" in header and "DAPS best-of-N PSNR" in header and "particles 180 deg" in header
     assert "explore peak MB (CPU process peak RSS, lifetime)" in header

@@ -1,4 +1,4 @@
-"""A run's memory need per particle, estimated before any work from the model's shapes (pipeline/config.py's memory
+"""A run's memory need per particle, estimated before any work from the model's shapes (pipeline/validate.py's memory
 check)."""
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import torch
 
 from core.errors import ConfigError
 from core.groups import pairwise_sq_distances, same_group
-from pipeline.config import validate
+from pipeline.validate import validate
+from pipeline.resolve import resolve
 from sampler import Hook, ParticleState, Trace, latent_daps, particle_generator
 from stages import STAGES
 from particle.pruning import record as pruning_record
@@ -143,8 +144,7 @@ def test_branch_refills_with_children_that_have_fresh_generators():
 
 def test_pruning_config_validation():
     cfg = compose("pruning_step=300", "particle_num=4")
-    validate(cfg)
-    hook = STAGES["pruning"].hook(cfg)
+    hook = STAGES["pruning"].hook(validate(cfg).stages["pruning"])
     assert (hook.schedule, hook.mode) == ({35: 2}, "prune")          # t = 300 of 50 steps: k = 35
     for override, key in [("pruning.mode=cut", "pruning.mode"), ("pruning.loss_factor=0.5", "pruning.loss_factor"),
                           ("pruning.diversity_fraction=-1", "pruning.diversity_fraction"),
@@ -194,16 +194,18 @@ def benchmark():
 
 def run_small(benchmark, *overrides):
     from pipeline.sampling import boundaries, build_hooks, make_state as run_state
-    from sampler import sigmas_of
+    from pipeline.resolve import resolve
+    from tests.conftest import loop
 
     model, operator, y = benchmark
     cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
                   "particle_num=4", "repulsion_scale=0.3", *overrides)
     spy, trace = Spy(), Trace()
-    hooks = [spy, *build_hooks(cfg)]
-    state = run_state(model, y, cfg, 0, "cpu", D64)
-    state = latent_daps(model, operator, state, sigmas_of(cfg.sampler.annealing), cfg.sampler, hooks, trace=trace)
-    return state, spy, boundaries(cfg)["prune_k"], trace
+    s = resolve(cfg)
+    hooks = [spy, *build_hooks(s)]
+    state = run_state(model, y, s, 0, "cpu", D64)
+    state = latent_daps(model, operator, state, *loop(s), hooks, trace=trace)
+    return state, spy, boundaries(s)["prune_k"], trace
 
 
 def test_later_steps_run_on_the_pruned_batch(benchmark):
@@ -238,7 +240,8 @@ def test_pipeline_records_pruned_particles(benchmark):
     model, operator, _ = benchmark
     cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
                   "particle_num=4", "repulsion_scale=0.3", "pruning_step=500", "save_images=false")
-    rec = run_image(model, operator, "x", model.means[0].view(3, 32, 32).float(), 0, cfg, torch.device("cpu"), D64)
+    rec = run_image(model, operator, "x", model.means[0].view(3, 32, 32).float(), 0, resolve(cfg), torch.device("cpu"),
+                    D64)
     pruned = [p for p in rec["particles"] if p["pruned_at"] is not None]
     assert len(rec["particles"]) == 4 and len(pruned) == 2
     assert rec["pruning"][0]["dropped"] == sorted(p["particle"] for p in pruned)
@@ -278,7 +281,8 @@ def test_a_schedule_halves_the_batch_at_each_of_its_steps(benchmark):
     model, operator, _ = benchmark
     cfg = compose("sampler.annealing.num_steps=6", "sampler.mcmc.num_steps=2", "model.num_images=3",
                   "particle_num=8", "pruning_step=[700,500,200]", "pruning_keep=[4,2,1]", "save_images=false")
-    rec = run_image(model, operator, "x", model.means[0].view(3, 32, 32).float(), 0, cfg, torch.device("cpu"), D64)
+    rec = run_image(model, operator, "x", model.means[0].view(3, 32, 32).float(), 0, resolve(cfg), torch.device("cpu"),
+                    D64)
     # t_k = 1000, 833, 667, 500, 333, 167: the triggers fire at k = 2, 3, 5
     assert [s["particles"] for s in rec["steps"]] == [8, 8, 4, 2, 2, 1]
     assert [(d["k"], len(d["kept"]), len(d["dropped"])) for d in rec["pruning"]] == [(2, 4, 4), (3, 2, 2), (5, 1, 1)]

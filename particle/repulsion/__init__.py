@@ -2,26 +2,40 @@
 repulsion_scale > 0 (force.py beside it has the force)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from core.errors import ConfigError, check
-from core.settings import choice, integer, number, optional
+from core.settings import Block, choice, integer, number, optional
 from .force import DEFAULT_END_T, FEATURES, MODES, SCHEDULES, RepulsionHook, end_step
-from sampler.stage import Stage
-from resample_opt import refine_k          # the repulsion ends where refine begins, at the latest
+from sampler.stage import RunFacts, Stage
 
 
-def check_stage(cfg) -> None:
-    if cfg.repulsion_scale > 0:
-        check(cfg.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
-        end_k = end_step(cfg, refine_k(cfg))
+@dataclass(frozen=True)
+class RepulsionSettings:
+    """repulsion_scale; end_k: the step from which the strength is 0; stop_k: the step from which no stage adds a
+    drift (RunFacts.drift_end_k); block: the `repulsion` block but its end_t (read into end_k)."""
+
+    scale: float
+    end_k: int | None
+    stop_k: int | None
+    block: Block
+
+
+def settings(values: Block, run: RunFacts) -> RepulsionSettings:
+    block = values.repulsion
+    end_k = end_step(run.step_of(block.end_t) if block.end_t is not None else None, run.drift_end_k, run.num_steps)
+    s = RepulsionSettings(float(values.repulsion_scale), end_k, run.drift_end_k,
+                          Block({k: v for k, v in block.items() if k != "end_t"}))
+    if s.scale > 0:
+        check(run.particle_num >= 2, "repulsion_scale > 0 needs particle_num >= 2 (repulsion acts between particles)")
         if end_k is None or end_k < 1:
-            raise ConfigError(f"repulsion.end_t={cfg.repulsion.end_t} is invalid with "
-                              f"{cfg.sampler.annealing.num_steps} annealing steps: the repulsion would end before step "
-                              f"1 (use an end t below 1000, or refine_step below 1000)")
+            raise ConfigError(f"repulsion.end_t={block.end_t} is invalid with {run.num_steps} annealing steps: the "
+                              f"repulsion would end before step 1 (use an end t below 1000, or refine_step below 1000)")
+    return s
 
 
-def hook(cfg) -> RepulsionHook:
-    block = {k: v for k, v in cfg.repulsion.items() if k != "end_t"}       # end_t is read into end_k
-    return RepulsionHook(float(cfg.repulsion_scale), end_step(cfg, refine_k(cfg)), refine_k(cfg), **block)
+def hook(s: RepulsionSettings) -> RepulsionHook:
+    return RepulsionHook(s.scale, s.end_k, s.stop_k, **s.block)
 
 
 STAGE = Stage(
@@ -41,7 +55,7 @@ STAGE = Stage(
                                                              "pixel_size; force through a decoder VJP)"),
         "pixel_size": integer(1, default=64, help="side of the pooled pixel features"),
     },
-    on=lambda cfg: cfg.repulsion_scale > 0, check=check_stage, hook=hook,
+    settings=settings, hook=hook,
     step_facts={"repulsion_score_ratio": [("repulsion_score_ratio", "mean")]},
-    fragment=lambda cfg: f"rep{cfg.repulsion_scale:g}",
+    fragment=lambda s: f"rep{s.scale:g}",
 )

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from core.groups import group_median, pairwise_sq_distances, same_group
-from core.tensors import rows
+from core.tensors import per_row
 from sampler.hooks import Hook, StepContext
 from sampler.precision import autocast
 from sampler.schedule import trigger_step
@@ -60,13 +60,12 @@ def decay(k: int, end_k: int, schedule: str) -> float:
     return 1.0 - r if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * r))
 
 
-def end_step(cfg, refine_k) -> int | None:
-    """The step from which the strength is 0: repulsion.end_t, else the refine boundary, else t = DEFAULT_END_T."""
-    K = cfg.sampler.annealing.num_steps
-    end_t = cfg.repulsion.get("end_t")
-    if end_t is not None:
-        return trigger_step(end_t, K)
-    return refine_k if refine_k is not None else trigger_step(DEFAULT_END_T, K)
+def end_step(end_k: int | None, stop_k: int | None, num_steps: int) -> int | None:
+    """The step from which the strength is 0: repulsion.end_t's step (end_k), else the step from which no stage adds
+    a drift (stop_k: the refine stage's first), else t = DEFAULT_END_T's."""
+    if end_k is not None:
+        return end_k
+    return stop_k if stop_k is not None else trigger_step(DEFAULT_END_T, num_steps)
 
 
 class RepulsionHook(Hook):
@@ -75,7 +74,7 @@ class RepulsionHook(Hook):
 
     def __init__(self, scale: float, end_k: int | None, stop_k: int | None, *, mode: str, schedule: str,
                  features: str, pixel_size: int, sigma_min: float):
-        """scale, end_k, stop_k: from the flags (repulsion_scale, repulsion.end_t, refine_step); the rest is the
+        """scale, end_k, stop_k: RepulsionSettings' (repulsion_scale, repulsion.end_t, the drifts' end); the rest is the
         `repulsion` block as declared (particle/repulsion/__init__.py): no defaults of its own."""
         self.scale, self.end_k, self.mode, self.schedule = scale, end_k, mode, schedule
         self.sigma_min, self.stop_k = sigma_min, stop_k
@@ -116,11 +115,11 @@ class RepulsionHook(Hook):
         score_norm = score.flatten(1).norm(dim=1)
         if self.mode == "score_relative":
             # the push of each particle is a fixed fraction of its own score, whatever the model's scale
-            force = unit_rows(force) * rows(s * score_norm, z)
+            force = unit_rows(force) * per_row(s * score_norm, z)
         else:
             force = s * force
         # a dead particle is frozen by the MCMC anyway; keep its drift finite and zero
-        force = torch.where(rows(state.alive, z), force, torch.zeros_like(force))
+        force = torch.where(per_row(state.alive, z), force, torch.zeros_like(force))
         ratio = force.flatten(1).norm(dim=1) / score_norm.clamp_min(torch.finfo(score.dtype).tiny)
         ok = state.alive & torch.isfinite(ratio)
         # per-particle sums kept on the device, read once per step in after_step: no sync per MCMC iteration

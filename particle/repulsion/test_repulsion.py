@@ -10,11 +10,11 @@ import torch.nn.functional as F
 
 from core.errors import ConfigError
 from evaluation.record import steps_record
-from pipeline.config import validate
+from pipeline.validate import validate
 from sampler import trigger_step
 from stages import STAGES
 from particle.repulsion.force import RepulsionHook, rbf_repulsion
-from tests.conftest import Identity, compose, ctx_at, declared, make_state
+from tests.conftest import Identity, compose, ctx_at, declared, make_state, settings
 
 REP = declared("repulsion", "end_t")          # the repulsion block as declared: a hand-built hook's defaults
 
@@ -173,12 +173,14 @@ def test_absolute_mode_logs_the_mean_ratio():
 
 def test_repulsion_config_end_point_and_validation():
     K = 50
-    hook = STAGES["repulsion"].hook
-    assert hook(compose("repulsion_scale=0.3")).end_k == trigger_step(200, K)
+
+    def hook(*overrides):
+        return STAGES["repulsion"].hook(settings(*overrides).stages["repulsion"])
+    assert hook("repulsion_scale=0.3").end_k == trigger_step(200, K)
     # with refinement from t = 100 (k = 45) the strength ends there, and no drift from it on whatever the mode
-    assert hook(compose("repulsion_scale=0.3", "refine_step=100")).end_k == 45
-    assert hook(compose("repulsion_scale=0.3", "repulsion.end_t=500", "refine_step=100")).end_k == 25
-    pg = hook(compose("repulsion_scale=1e5", "repulsion.mode=particle_guidance", "refine_step=100"))
+    assert hook("repulsion_scale=0.3", "refine_step=100").end_k == 45
+    assert hook("repulsion_scale=0.3", "repulsion.end_t=500", "refine_step=100").end_k == 25
+    pg = hook("repulsion_scale=1e5", "repulsion.mode=particle_guidance", "refine_step=100")
     assert pg.strength(44, 5.0) == 1e5 and pg.strength(45, 5.0) == 0.0
     for override, key in [("repulsion.mode=strong", "repulsion.mode"),
                           ("repulsion.schedule=step", "repulsion.schedule"),

@@ -2,33 +2,44 @@
 annealing, on while resampling_interval > 0 (draw.py beside it has the draw)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from core.errors import check
-from core.settings import choice, integer, number
+from core.settings import Block, choice, integer, number
 from .draw import SCHEMES, ResamplingHook
-from sampler.stage import Stage
+from sampler.stage import RunFacts, Stage
 
 
-def events(cfg) -> list[int]:
-    rc = cfg.resampling
-    return ResamplingHook.event_steps(cfg.resampling_interval, rc.start_t, rc.end_t, cfg.sampler.annealing.num_steps)
+@dataclass(frozen=True)
+class ResamplingSettings:
+    """resampling_interval; events: the annealing steps at which it resamples; seed: the run's; block: the
+    `resampling` block but its window (start_t, end_t: read into events)."""
+
+    interval: int
+    events: tuple[int, ...]
+    seed: int
+    block: Block
 
 
-def check_stage(cfg) -> None:
-    rc = cfg.resampling
+def settings(values: Block, run: RunFacts) -> ResamplingSettings:
+    rc = values.resampling
     check(rc.start_t >= rc.end_t, f"resampling.start_t={rc.start_t} is below end_t={rc.end_t}: the window runs from "
                                   f"start_t down to end_t")
-    if cfg.resampling_interval > 0:
-        check(cfg.particle_num >= 2, "resampling_interval > 0 needs particle_num >= 2 (it draws among particles)")
-        check(bool(events(cfg)), f"resampling.start_t={rc.start_t}, end_t={rc.end_t} hold no annealing step of the "
-                                 f"{cfg.sampler.annealing.num_steps}: no resampling would run")
+    events = []
+    if values.resampling_interval > 0:
+        events = ResamplingHook.event_steps(values.resampling_interval, rc.start_t, rc.end_t, run.num_steps)
+        check(run.particle_num >= 2, "resampling_interval > 0 needs particle_num >= 2 (it draws among particles)")
+        check(bool(events), f"resampling.start_t={rc.start_t}, end_t={rc.end_t} hold no annealing step of the "
+                            f"{run.num_steps}: no resampling would run")
+    return ResamplingSettings(values.resampling_interval, tuple(events), run.seed,
+                              Block({k: v for k, v in rc.items() if k not in ("start_t", "end_t")}))
 
 
-def hook(cfg) -> ResamplingHook:
-    block = {k: v for k, v in cfg.resampling.items() if k not in ("start_t", "end_t")}   # the window: the steps
-    return ResamplingHook(events(cfg), cfg.seed, **block)
+def hook(s: ResamplingSettings) -> ResamplingHook:
+    return ResamplingHook(list(s.events), s.seed, **s.block)
 
 
-def record(trace, cfg) -> list[dict]:
+def record(trace, s: ResamplingSettings) -> list[dict]:
     """The resampling events for this image: ESS, whether it resampled, every particle's weight, loss and number
     of offspring, the dropped ones, and each new copy's parent (its ancestry)."""
     events = []
@@ -56,6 +67,5 @@ STAGE = Stage(
                                 help="resample an image when its ESS < ess_threshold x particles; 1 = at every event"),
         "scheme": choice(*SCHEMES, default="systematic", help="systematic | multinomial"),
     },
-    on=lambda cfg: cfg.resampling_interval > 0, check=check_stage, hook=hook, record=record,
-    fragment=lambda cfg: f"rs{cfg.resampling_interval}",
+    settings=settings, hook=hook, record=record, fragment=lambda s: f"rs{s.interval}",
 )

@@ -6,7 +6,7 @@ import torch
 
 from core.errors import ConfigError
 from particle.resampling.draw import ResamplingHook, ancestors, group_cumsum, resampling_generator
-from pipeline.config import validate
+from pipeline.validate import validate
 from sampler import ParticleState, StepContext, particle_generator
 from particle.resampling import record
 from tests.conftest import compose, declared

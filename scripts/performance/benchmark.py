@@ -28,19 +28,19 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from pipeline.build import model_and_operator, resolve_device
+from pipeline.validate import validate
+from pipeline.schema import compose as schema_compose
+from pipeline.sampling import sample_batch
+from pipeline.resolve import resolve
+from tracking.compute import NetworkCounter
+from sampler import trigger_step
+from sampler.precision import set_tf32
+from tracking.compute import tflop_per_row
+from tracking.metric_file import write_json_atomic
+from tracking.provenance import device_name, git_commit
 
-from pipeline.build import model_and_operator, resolve_device  # noqa: E402
-from pipeline.config import validate  # noqa: E402
-from pipeline.schema import compose as schema_compose  # noqa: E402
-from pipeline.sampling import sample_batch  # noqa: E402
-from tracking.compute import NetworkCounter  # noqa: E402
-from sampler import trigger_step  # noqa: E402
-from sampler.precision import set_tf32  # noqa: E402
-from tracking.compute import tflop_per_row  # noqa: E402
-from tracking.metric_file import write_json_atomic  # noqa: E402
-from tracking.provenance import device_name, git_commit  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 TRIGGER_T = 200
 LEVERS = ("fp32", "tf32", "bf16", "cl", "compile")
@@ -150,7 +150,7 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
     cfg = copy.deepcopy(cfg)
     for name, value in changes.items():
         cfg[name] = value
-    validate(cfg)
+    validate(cfg)                                       # each run below resolves its particle_offset's settings
     K, M = cfg.sampler.annealing.num_steps, cfg.sampler.mcmc.num_steps
     late_k = trigger_step(TRIGGER_T, K)
     gts = images(cfg, G, device, dtype)
@@ -162,7 +162,7 @@ def run_scenario(model, operator, cfg, key: str, spec, device, dtype) -> tuple[d
     for offset in offsets:
         cfg.particle_offset = offset
         with NetworkCounter(model) as counter:
-            sampled = sample_batch(model, operator, gts, list(range(G)), cfg, device, dtype, counter)
+            sampled = sample_batch(model, operator, gts, list(range(G)), resolve(cfg), device, dtype, counter)
         state, trace = sampled.state, sampled.trace
         row["time_s"] += sampled.total_time_s
         rows = sampled.network_rows           # counted at the model's methods (tracking/compute.py)

@@ -31,8 +31,7 @@ esac
 
 OUT=${OUT:-results/gpu_check}
 mkdir -p "$OUT"
-[ -d .pydeps ] && export PYTHONPATH="$PWD/.pydeps${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+. scripts/performance/_device.sh             # this checkout and .pydeps on PYTHONPATH
 
 if [ "$mode" = dry ]; then
   export GPU_CHECK_DEVICE=cpu OMP_NUM_THREADS=1

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from pipeline.build import resolve_device
+from sampler.mcmc import measurement_loss_and_grad
+from sampler.precision import decoder_autocast_dtype
+from tracking.provenance import device_name, git_commit
 
-from pipeline.build import resolve_device  # noqa: E402
-from sampler.mcmc import measurement_loss_and_grad  # noqa: E402
-from sampler.precision import decoder_autocast_dtype  # noqa: E402
-from tracking.provenance import device_name, git_commit  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 _spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "performance" / "benchmark.py")
 benchmark = importlib.util.module_from_spec(_spec)

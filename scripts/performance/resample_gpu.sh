@@ -12,8 +12,7 @@ cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
 OUT=${OUT:-results/resample_gpu}
 mkdir -p "$OUT"
-[ -d .pydeps ] && export PYTHONPATH="$PWD/.pydeps${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+. scripts/performance/_device.sh             # this checkout and .pydeps on PYTHONPATH
 if [ "${1:-}" = --dry-run ]; then
   export OMP_NUM_THREADS=1
   COMMON=(model=digits32ldm data=digits device=cpu)

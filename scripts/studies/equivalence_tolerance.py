@@ -8,17 +8,12 @@ must sit in the gap above them and below the nearest shift that is not a copy.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from core.tensors import rot180  # noqa: E402
-from operators import PhaseRetrieval  # noqa: E402
-from operators.symmetry import TOLERANCE, dropped_energy, shift_fill  # noqa: E402
+from core.tensors import rot180
+from operators import PhaseRetrieval
+from operators.symmetry import TOLERANCE, dropped_energy, shift_fill
 
 
 def images(name: str) -> torch.Tensor:

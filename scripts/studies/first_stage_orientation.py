@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from analysis.paired import wilson
+from core.tensors import rot180
+from evaluation.failures import reconstruct, truths
+from pipeline.build import build
+from pipeline.schema import compose
+from pipeline.stacks import stack
 
-from analysis.paired import wilson  # noqa: E402
-from core.tensors import rot180  # noqa: E402
-from evaluation.failures import reconstruct, truths  # noqa: E402
-from pipeline.build import build  # noqa: E402
-from pipeline.schema import compose  # noqa: E402
-from pipeline.stacks import stack  # noqa: E402
 
 # the power study's images of each model (scripts/study_frontier.py DESIGN)
 IMAGES = {"naturalldm": 64, "digits32ldm": 100}

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from evaluation.failures import representability, truths  # noqa: E402
-from pipeline.build import build  # noqa: E402
-from pipeline.schema import compose  # noqa: E402
-from pipeline.stacks import STACKS, stack  # noqa: E402
-from sampler import measurement_generator  # noqa: E402
+from evaluation.failures import representability, truths
+from pipeline.build import build
+from pipeline.schema import compose
+from pipeline.stacks import STACKS, stack
+from sampler import measurement_generator
 
 
 def main(argv=None):

@@ -10,18 +10,16 @@ although some final particle is right.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from evaluation.trust import COVER, right_loss_ratios, smallest_factor
+from pipeline.schema import compose
+from pipeline.stacks import stack
+from tracking.metric_file import read_json
 
-from evaluation.trust import COVER, right_loss_ratios, smallest_factor  # noqa: E402
-from pipeline.schema import compose  # noqa: E402
-from pipeline.stacks import stack  # noqa: E402
-from tracking.metric_file import read_json  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_seed(model: str, task: str, images: int, seed: int, out: Path) -> list[dict]:

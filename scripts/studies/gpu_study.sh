@@ -14,8 +14,7 @@ PY=${PYTHON:-python3}
 
 OUT=${OUT:-results/gpu_study}
 mkdir -p "$OUT"
-[ -d .pydeps ] && export PYTHONPATH="$PWD/.pydeps${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+. scripts/performance/_device.sh             # this checkout and .pydeps on PYTHONPATH
 
 case "${1:-}" in
   --dry-run)

@@ -107,7 +107,6 @@ def _d(t):
 
 
 def record(repo: Path) -> dict:
-    sys.path.insert(0, str(ROOT))
     from pipeline.build import build
     from pipeline.schema import compose
     from sampler.state import measurement_generator

@@ -13,17 +13,14 @@ import argparse
 import gzip
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT))
+import operators
+from analysis.study_report import judged_again
+from evaluation.trust import loss_sd_of
+from tracking.provenance import RESULTS, results_digest
 
-import operators  # noqa: E402
-from analysis.study_report import judged_again  # noqa: E402
-from evaluation.trust import loss_sd_of  # noqa: E402
-from tracking.provenance import RESULTS, results_digest  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 GOLDEN = "tests/golden/two_mode_all_stages.json"
 

@@ -20,18 +20,17 @@ from pathlib import Path
 
 import torch
 
+from evaluation.orientation import prior_log_ratio
+from pipeline.build import build
+from pipeline.validate import validate
+from pipeline.schema import compose
+from pipeline.stacks import stack
+from evaluation.record import evaluate_image, image_record, stage_records
+from pipeline.resolve import resolve
+from pipeline.sampling import sample_batch, split
+from tracking.compute import NetworkCounter
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-
-from evaluation.orientation import prior_log_ratio  # noqa: E402
-from pipeline.build import build  # noqa: E402
-from pipeline.config import validate  # noqa: E402
-from pipeline.schema import compose  # noqa: E402
-from pipeline.stacks import stack  # noqa: E402
-from evaluation.record import EvalSettings, evaluate_image, image_record, stage_records  # noqa: E402
-from pipeline.sampling import sample_batch, split  # noqa: E402
-from tracking.compute import NetworkCounter  # noqa: E402
 
 
 def config(model: str, weight: float | None, seed: int, particles: int):
@@ -51,15 +50,16 @@ def run(model_name: str, weight: float | None, args, exact: bool = True) -> list
     dev = torch.device("cpu")
     for seed in [int(s) for s in args.seeds.split(",")]:
         cfg = config(model_name, weight, seed, args.particles)
+        settings = resolve(cfg)
         for i in range(len(dataset)):
             name, gt = dataset[i]
             index = dataset.indices[i]
             with NetworkCounter(model) as counter:
-                (result,) = split(sample_batch(model, operator, gt[None].float(), [index], cfg, dev, torch.float32,
+                (result,) = split(sample_batch(model, operator, gt[None].float(), [index], settings, dev, torch.float32,
                                                counter))
-                evaluated = evaluate_image(model, operator, result, gt[None].float(), EvalSettings.of(cfg), None,
+                evaluated = evaluate_image(model, operator, result, gt[None].float(), settings.eval, None,
                                            counter, None, None)
-            rec = image_record(result, name, evaluated, EvalSettings.of(cfg), stage_records(result.trace, cfg), None)
+            rec = image_record(result, name, evaluated, settings.eval, stage_records(result.trace, settings.active), None)
             latents = result.z
             final = [p for p in rec["particles"] if p["pruned_at"] is None]
             found = torch.tensor([p["mode"] != "fail" for p in final])

@@ -17,16 +17,15 @@ from pathlib import Path
 
 import torch
 
+from pipeline.build import build
+from pipeline.validate import validate
+from pipeline.schema import compose
+from pipeline.stacks import STACKS, stack
+from pipeline.run import run_image
+from pipeline.resolve import resolve
+from sampler import measurement_generator
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-
-from pipeline.build import build  # noqa: E402
-from pipeline.config import validate  # noqa: E402
-from pipeline.schema import compose  # noqa: E402
-from pipeline.stacks import STACKS, stack  # noqa: E402
-from pipeline.run import run_image  # noqa: E402
-from sampler import measurement_generator  # noqa: E402
 
 
 def variants(t: int, sigma: float) -> list[tuple[str, list[str]]]:
@@ -69,7 +68,7 @@ def variant_config(overrides: list[str], args, seed: int):
 
 def image_record(cfg, model, operator, dataset, i) -> dict:
     name, gt = dataset[i]
-    rec = run_image(model, operator, name, gt, dataset.indices[i], cfg, torch.device("cpu"), torch.float32)
+    rec = run_image(model, operator, name, gt, dataset.indices[i], resolve(cfg), torch.device("cpu"), torch.float32)
     opt = rec.get("refine", {})
     return {"index": rec["index"], "name": name, "time_s": rec["total_time_s"], "particles": particle_rows(rec),
             "chosen": max(rec["best_by_loss"]["psnr"], rec["best_by_loss"]["psnr_180"]),

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from analysis.paired import rates_table
+from pipeline.cluster import sweep
+from pipeline.study import Configuration, Study
 
-from analysis.paired import rates_table  # noqa: E402
-from pipeline.cluster import sweep  # noqa: E402
-from pipeline.study import Configuration, Study  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv=None):

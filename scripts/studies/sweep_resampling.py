@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from analysis.paired import compare, rates_table
+from pipeline.cluster import run_here
+from pipeline.stacks import STACKS
+from pipeline.study import Configuration, Study, records
 
-from analysis.paired import compare, rates_table  # noqa: E402
-from pipeline.cluster import run_here  # noqa: E402
-from pipeline.stacks import STACKS  # noqa: E402
-from pipeline.study import Configuration, Study, records  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv=None):

@@ -7,14 +7,10 @@ threshold against an image's class has found that image, not another one (docs/d
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from core.tensors import rot180  # noqa: E402
+from core.tensors import rot180
 
 QUANTILES = torch.tensor([0.5, 0.9, 0.99, 0.999], dtype=torch.float64)
 

@@ -14,19 +14,13 @@ Prints Markdown; docs/orientation.md reports its output.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT))
-
-from analysis.paired import rate  # noqa: E402
-from evaluation.trust import (COVER, LABELS, SETTINGS, loss_sd_of, relabel, right_loss_ratios,  # noqa: E402
+from analysis.paired import rate
+from evaluation.trust import (COVER, LABELS, SETTINGS, loss_sd_of, relabel, right_loss_ratios,
                               smallest_factor)
-from pipeline.study import records  # noqa: E402
+from pipeline.study import records
 
 
 def loaded(model: str) -> tuple[list[dict], tuple[int, ...]]:

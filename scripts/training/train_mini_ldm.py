@@ -28,13 +28,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from data.digits import TRAIN_SIZE, digits
+from quality.gates import sample_grid
+from models.ldm.denoiser import ldm_alphas_cumprod
+from models.ldm.model import DEFAULT_SCHEDULE, LatentDiffusion
 
-from data.digits import TRAIN_SIZE, digits  # noqa: E402
-from quality.gates import sample_grid  # noqa: E402
-from models.ldm.denoiser import ldm_alphas_cumprod  # noqa: E402
-from models.ldm.model import DEFAULT_SCHEDULE, LatentDiffusion  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 COMMITMENT = 0.25
 

@@ -10,20 +10,20 @@ from pathlib import Path
 from core.errors import ConfigError, check
 
 
-def validate(cfg, machine: bool = True) -> None:
+def validate(cfg, machine: bool = True):
     """Stop before any computation on an impossible setting: every declared setting's own range (pipeline/schema.py),
-    then what settings must satisfy together, each checked by the module that owns it. machine=False leaves out
-    what depends on the machine that will run it (its device, free memory, writable folders, the checkpoint file):
-    a study's plan checks its jobs here for a cluster's GPUs."""
+    then what settings must satisfy together, each checked by the module that owns it; returns the run's settings
+    resolved once (pipeline/settings.RunSettings), whose making checks the stages'. machine=False leaves out what
+    depends on the machine that will run it (its device, free memory, writable folders, the checkpoint file): a
+    study's plan checks its jobs here for a cluster's GPUs."""
     import data
     import evaluation.orientation
     import models
     import evaluation.perceptual
     from pipeline import schema
-    from sampler import name_of
-    from stages import ordered
+    from pipeline.resolve import block, resolve
 
-    schema.check(cfg)
+    schema.check_declared(cfg)
     check_sampler(cfg)
     if machine:
         check_device(cfg.device)
@@ -33,27 +33,25 @@ def validate(cfg, machine: bool = True) -> None:
         raise ConfigError(f"the sampler preset is tuned for model {want!r} but model.name={cfg.model.name!r}: "
                           f"use {cfg.model.goes_with} (this model's), or {' or '.join(combinations(want))} (this "
                           f"sampler's)")
-    data.check_config(cfg.data, cfg.model)
+    data.check_config(block(cfg.data), block(cfg.model))
     if machine:
-        models.check_config(cfg.model)
+        models.check_config(block(cfg.model))
         check_memory(cfg)
-    evaluation.perceptual.check_config(cfg.eval)
-    evaluation.orientation.check_config(cfg.orientation, cfg.model.name)
-    if name_of(cfg.sampler) == "latent_daps":          # ReSample runs no stage (check_sampler refused them)
-        for stage in ordered():
-            stage.check(cfg)
+    evaluation.perceptual.check_config(block(cfg.eval))
+    evaluation.orientation.check_config(block(cfg.orientation), cfg.model.name)
+    return resolve(cfg)                     # each stage's settings checked as they are made (ReSample: none)
 
 
 def check_sampler(cfg) -> None:
     """The sampler's blocks present and consistent: LatentDAPS's schedule; ReSample's own loop, which no stage hooks
     into (each stage is refused in one line)."""
-    from sampler import name_of
+    from pipeline.resolve import sampler_name, stage_values
     from stages import ordered
 
-    if name_of(cfg.sampler) == "resample":
+    if sampler_name(cfg) == "resample":
         check("resample" in cfg.sampler, "sampler.name=resample needs a `resample:` block (configs/sampler/resample.yaml)")
         for stage in ordered():
-            check(not stage.on(cfg), f"{stage.flag}={cfg[stage.flag]} turns on the {stage.name} stage, a LatentDAPS "
+            check(not stage.is_on(stage_values(stage, cfg)), f"{stage.flag}={cfg[stage.flag]} turns on the {stage.name} stage, a LatentDAPS "
                                      f"stage that ReSample's loop does not run: leave it off with sampler=resample")
         return
     for block in ("annealing", "ode", "mcmc"):
@@ -105,9 +103,11 @@ def available_memory(device) -> int:
 def _per_particle(model_yaml: str, dtype_bytes: int) -> float:
     from omegaconf import OmegaConf
 
+    import models
+    from pipeline.resolve import block
     from tracking.memory import memory_per_particle
 
-    return memory_per_particle(OmegaConf.create(model_yaml), dtype_bytes)
+    return memory_per_particle(block(OmegaConf.create(model_yaml), models.SETTINGS), dtype_bytes)
 
 
 def check_memory(cfg) -> None:
