@@ -31,6 +31,44 @@ def settings(*overrides: str):
     return resolve(compose(*overrides))
 
 
+class Ran:
+    """What a command line gave: its exit status and output (as subprocess.CompletedProcess names them)."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def cli(*args, cwd=None) -> Ran:
+    """`python posterior_sample.py ARGS` run in this process, as Python runs the file (as __main__), from cwd: its
+    exit status, stdout and stderr: the same code a new process runs, without the seconds a new process spends
+    importing torch. The tests that need a process of their own (a fresh interpreter's warnings, output streamed
+    while it runs, the README's commands as typed, an interrupt) start one."""
+    import contextlib
+    import io
+    import runpy
+
+    import torch
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.argv, os.getcwd(), dict(os.environ), torch.get_num_threads()     # a run may set its threads
+    sys.argv = [str(ROOT / "posterior_sample.py"), *map(str, args)]
+    code = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+        os.environ.clear()
+        os.environ.update(saved[2])
+        torch.set_num_threads(saved[3])
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
 def loop(settings):
     """LatentDAPS's schedule and blocks out of resolved settings: latent_daps(model, op, state, *loop(s), ...)."""
     return settings.sampler.sigmas, settings.sampler.ode, settings.sampler.mcmc

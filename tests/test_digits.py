@@ -39,6 +39,16 @@ def test_split_by_index_range_and_rotation():
     assert torch.equal(ds[1][1], x_test[4])
 
 
+def test_the_digits_are_scikit_learns_exactly():
+    """data.digits reads sklearn's file itself (no sklearn.datasets import): the same images and labels, bit for bit."""
+    from sklearn.datasets import load_digits
+
+    raw, labels = _raw()
+    theirs = load_digits()
+    assert torch.equal(raw, torch.from_numpy(theirs.images).float())
+    assert torch.equal(labels, torch.from_numpy(theirs.target).long())
+
+
 def test_bad_split_range_and_size_mismatch_refused():
     from core.errors import DataError
     from core.errors import ConfigError

@@ -33,6 +33,7 @@ def test_tiny_checkpoint_runs_through_entry_point(tmp_path, shared):
         *_overrides("model.unet", unet), *_overrides("model.first_stage", first),
         "--particle_num", "2", "--num_eval_images", "1", "sampler.annealing.num_steps=3",
         "sampler.mcmc.num_steps=2", f"save_dir={tmp_path}", "name=tiny", "save_images=false",
+        "orientation.elbo_evals=4",                    # the checkpoint's path is under test here, not the ELBO
     ]
     r = subprocess.run([sys.executable, "posterior_sample.py", *args], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli
 
 TINY = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2"]
 TINY_NAME = "two_mode_p4_annealing.num_steps5_mcmc.num_steps2"        # the default name of a TINY run
@@ -65,7 +65,7 @@ def test_every_unknown_key_and_bad_value_is_one_line_and_exit_2(args, named, tmp
         assert e.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and named in err, err
         assert not list(tmp_path.iterdir())
         return
-    r = entry(*args, f"save_dir={tmp_path}")          # checked after Hydra composed it: the whole command line
+    r = cli(*args, f"save_dir={tmp_path}")            # checked after Hydra composed it: the whole command line
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr[-2000:]
     assert named in r.stderr and not list(tmp_path.iterdir())
 
@@ -77,7 +77,7 @@ def test_a_bad_key_is_one_line_through_the_whole_command_line(tmp_path):
 
 
 def test_resume_on_a_new_folder_says_so(tmp_path):
-    r = entry("resume=true", "name=fresh", f"save_dir={tmp_path}", *TINY)
+    r = cli("resume=true", "name=fresh", f"save_dir={tmp_path}", *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
     notes = [line for line in r.stderr.splitlines() if "resume=true" in line]
     assert len(notes) == 1 and "holds no earlier run: starting a new one" in notes[0]

@@ -21,6 +21,13 @@ def entry(*args, env=None):
                           capture_output=True, text=True, timeout=300, env=env)
 
 
+def run(*args):
+    """The same command line in this process (tests/conftest.cli): no interpreter of its own needed."""
+    from tests.conftest import cli
+
+    return cli(*args, *TINY, cwd=ROOT)
+
+
 def snapshot(folder):
     """Every file under folder with its bytes: 'unchanged' means byte-identical."""
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -73,8 +80,9 @@ def test_readonly_save_dir_is_refused_as_user(tmp_path):
 
 
 def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_data):
-    """Exit status 2, one line on stderr, no traceback, and no result folder made."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Exit status 2, one line on stderr, no traceback, and no result folder made: the entry point run in this
+    process (tests/conftest.cli), as the command line runs it."""
+    from tests.conftest import cli
 
     results = tmp_path / "results"
     cases = []
@@ -84,8 +92,7 @@ def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_dat
         else:
             args = [*args, f"save_dir={results}"]
         cases.append((args, needle))
-    with ThreadPoolExecutor(2) as pool:                # independent processes, two at a time on two cores
-        outcomes = list(pool.map(lambda case: entry(*case[0]), cases))
+    outcomes = [cli(*args, *TINY, cwd=ROOT) for args, _ in cases]
     for (args, needle), r in zip(cases, outcomes):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2, (args, r.stderr[-2000:])
@@ -98,14 +105,14 @@ def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_dat
 
 
 def test_a_repeated_run_leaves_the_first_untouched(tmp_path):
-    r = entry(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2)
+    r = run(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2)
     assert r.returncode == 0, r.stderr[-2000:]
     run_dir = tmp_path / "x"
     before = snapshot(run_dir)
     assert stat.S_IMODE((run_dir / "metric.json").stat().st_mode) == 0o666 & ~_umask()      # 0644 under 022
     # the same command again continues the run: nothing is redone, every image and file of the first stays
     first = read_json(run_dir / "metric.json")
-    r = entry(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2)
+    r = run(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2)
     assert r.returncode == 0, r.stderr[-2000:]
     assert [line for line in r.stderr.splitlines() if line.startswith("note: continuing")] != []
     again = read_json(run_dir / "metric.json")
@@ -114,7 +121,7 @@ def test_a_repeated_run_leaves_the_first_untouched(tmp_path):
         {k: v for k, v in before.items() if str(k) != "metric.json"}
     # other settings are refused in one line, and leave everything as it was
     before = snapshot(run_dir)
-    r = entry(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2, "--particle_num", 3)
+    r = run(f"save_dir={tmp_path}", "name=x", "--num_eval_images", 2, "--particle_num", 3)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert "holds 2 image(s) run with other settings (particle_num)" in r.stderr and "overwrite=true" in r.stderr
     assert snapshot(run_dir) == before
@@ -149,9 +156,9 @@ def test_default_names_say_what_ran_and_do_not_collide(tmp_path):
     ldm = compose("model=ffhq256ldm", "sampler=hmc", "data=demo-ffhq")
     assert pipeline_run_folder.default_name(ldm, {"model": "ffhq256ldm", "sampler": "hmc"}) == "ffhq256ldm_demo-ffhq_hmc_p4"
     # two plain runs with different stage flags land in different folders
-    assert entry(f"save_dir={tmp_path}").returncode == 0
-    assert entry(f"save_dir={tmp_path}", "--repulsion_scale", 0.3).returncode == 0
-    tiny = "annealing.num_steps5_mcmc.num_steps2"       # the TINY steps every entry() passes, in the name too
+    assert run(f"save_dir={tmp_path}").returncode == 0
+    assert run(f"save_dir={tmp_path}", "--repulsion_scale", 0.3).returncode == 0
+    tiny = "annealing.num_steps5_mcmc.num_steps2"       # the TINY steps every run() passes, in the name too
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"two_mode_p4_{tiny}", f"two_mode_p4_rep0.3_{tiny}"]
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.errors import ConfigError
 from pipeline.validate import validate
-from tests.conftest import ROOT, compose
+from tests.conftest import ROOT, cli, compose
 
 FAST = ["sampler.annealing.num_steps=5", "sampler.mcmc.num_steps=2"]
 
@@ -45,21 +45,22 @@ def test_every_setting_below_the_top_level_is_checked(override, named):
 
 
 def test_bad_values_wrong_files_memory_and_tiny_images_stop_before_anything_is_written(tmp_path):
-    assert "sampler.mcmc.lr=-1 is invalid" in one_line(entry("sampler.mcmc.lr=-1", f"save_dir={tmp_path}"))
+    # the entry point in this process (tests/conftest.cli): each input stops before any work
+    assert "sampler.mcmc.lr=-1 is invalid" in one_line(cli("sampler.mcmc.lr=-1", f"save_dir={tmp_path}"))
     assert "particle_num=100000 x images_per_batch=1 needs about" in one_line(
-        entry("particle_num=100000", f"save_dir={tmp_path}"))
+        cli("particle_num=100000", f"save_dir={tmp_path}"))
     assert not list(tmp_path.iterdir())
     run = tmp_path / "two_mode_p4"
     run.mkdir()
     for text in ("[]", '{"images": 5}'):
         (run / "metric.json").write_text(text)
-        assert "is not a run's metric.json" in one_line(entry(f"save_dir={tmp_path}"))
+        assert "is not a run's metric.json" in one_line(cli(f"save_dir={tmp_path}"))
         assert (run / "metric.json").read_text() == text and sorted(p.name for p in run.iterdir()) == ["metric.json"]
     folder = tmp_path / "faces"
     folder.mkdir()
     Image.new("RGB", (16, 16)).save(folder / "tiny.png")
-    r = entry("model=ffhq256ldm", "sampler=hmc", "data=demo-ffhq", f"data.root={folder}", "model.ckpt_path=null",
-              "model.random_init_ok=true", "particle_num=1", f"save_dir={tmp_path / 'out'}")
+    r = cli("model=ffhq256ldm", "sampler=hmc", "data=demo-ffhq", f"data.root={folder}", "model.ckpt_path=null",
+            "model.random_init_ok=true", "particle_num=1", f"save_dir={tmp_path / 'out'}")
     assert "is 16x16, smaller than the model's 64x64 latent grid" in one_line(r)
     assert not (tmp_path / "out").exists()
 
@@ -86,7 +87,7 @@ def test_each_image_is_reported_as_soon_as_it_is_finished(tmp_path):
 def test_answer_png_is_the_chosen_particle_turned_as_the_prior_prefers(tmp_path):
     # benchmark image 4 (coins): its lowest-loss particle is sampled upside down, the prior (upright twice as likely)
     # turns it
-    r = entry("data.start_index=4", "model.rotated_weight=0.5", f"save_dir={tmp_path}", "name=a")
+    r = cli("data.start_index=4", "model.rotated_weight=0.5", f"save_dir={tmp_path}", "name=a")
     assert r.returncode == 0, r.stderr[-2000:]
     run = tmp_path / "a"
     turned = 0
@@ -116,18 +117,19 @@ def test_the_mini_presets_run_one_thread_as_measured():
 # ---------------------------------------------------------------- 5. hints that name the next step
 
 def test_hints_name_the_next_step_that_works(tmp_path):
-    assert "use model=naturalldm sampler=naturalldm data=natural" in one_line(entry("model=naturalldm"))
+    # the entry point in this process (tests/conftest.cli): each input stops before any work
+    assert "use model=naturalldm sampler=naturalldm data=natural" in one_line(cli("model=naturalldm"))
     # the sampler alone: the combination it runs with is named, not only the default model's
     assert "model=naturalldm sampler=naturalldm data=natural" in \
-        one_line(entry("sampler=naturalldm")).split("(this model's)")[1]
+        one_line(cli("sampler=naturalldm")).split("(this model's)")[1]
     # a mistyped flag, key or choice: the closest one is named (difflib)
-    assert "unknown flag --particle_nun (did you mean --particle_num?)" in one_line(entry("--particle_nun", "4"))
-    assert "unknown key repulsion.mod (did you mean repulsion.mode?)" in one_line(entry("repulsion.mod=x"))
-    assert "sampler=natural is no choice of sampler (did you mean naturalldm?)" in one_line(entry("sampler=natural"))
-    r = entry("model=ffhq256ldm", "sampler=hmc", "data=test-ffhq", "model.ckpt_path=null", "particle_num=1",
-              "model.random_init_ok=true", f"data.root={tmp_path / 'none'}")   # one particle: fits a busy machine
+    assert "unknown flag --particle_nun (did you mean --particle_num?)" in one_line(cli("--particle_nun", "4"))
+    assert "unknown key repulsion.mod (did you mean repulsion.mode?)" in one_line(cli("repulsion.mod=x"))
+    assert "sampler=natural is no choice of sampler (did you mean naturalldm?)" in one_line(cli("sampler=natural"))
+    r = cli("model=ffhq256ldm", "sampler=hmc", "data=test-ffhq", "model.ckpt_path=null", "particle_num=1",
+            "model.random_init_ok=true", f"data.root={tmp_path / 'none'}")   # one particle: fits a busy machine
     assert "bash scripts/download_test_sets.sh ffhq" in one_line(r)       # one line: no LPIPS note before it
-    assert "data.start_index=-1 is invalid: must be an integer >= 0" in one_line(entry("data.start_index=-1"))
+    assert "data.start_index=-1 is invalid: must be an integer >= 0" in one_line(cli("data.start_index=-1"))
     script = ROOT / "scripts" / "exp1_repulsion.sh"
     for args, named in ((["2", "--demo", "nat"], "--demo takes latent, digits or natural"),
                         (["2", "--demo", "natural", "--data", "ffhq"], "--demo runs on its own data")):
@@ -139,7 +141,7 @@ def test_hints_name_the_next_step_that_works(tmp_path):
 
 
 def test_settings_show_each_value_under_the_choices_given():
-    r = entry("--settings", "model=naturalldm", "sampler=naturalldm", "data=natural", "--particle_num", "8")
+    r = cli("--settings", "model=naturalldm", "sampler=naturalldm", "data=natural", "--particle_num", "8")
     assert r.returncode == 0, r.stderr
     lines = {ln.split(" = ")[0].strip(): ln.split(" = ", 1)[1] for ln in r.stdout.splitlines() if " = " in ln}
     assert lines["particle_num"].startswith("8: an integer >= 1")                     # as given
@@ -150,8 +152,8 @@ def test_settings_show_each_value_under_the_choices_given():
 
 
 def test_a_run_on_auto_continues_with_device_cpu(tmp_path):
-    first = entry(*FAST, f"save_dir={tmp_path}", "name=r", "device=auto")
-    again = entry(*FAST, f"save_dir={tmp_path}", "name=r", "device=cpu", "num_eval_images=2")
+    first = cli(*FAST, f"save_dir={tmp_path}", "name=r", "device=auto")
+    again = cli(*FAST, f"save_dir={tmp_path}", "name=r", "device=cpu", "num_eval_images=2")
     assert first.returncode == 0 and again.returncode == 0, again.stderr[-2000:]
     assert "continuing" in again.stderr
     assert len(json.loads((tmp_path / "r" / "metric.json").read_text())["images"]) == 2
@@ -164,7 +166,7 @@ def test_parse_metrics_headline_names_the_differing_settings_with_intervals(tmp_
     from readout import load, tables
 
     for p in (1, 2):
-        assert entry(*FAST, f"particle_num={p}", "num_eval_images=2", f"save_dir={tmp_path}", "save_images=false",
+        assert cli(*FAST, f"particle_num={p}", "num_eval_images=2", f"save_dir={tmp_path}", "save_images=false",
                      f"name=p{p}").returncode == 0
     out = subprocess.run([sys.executable, str(ROOT / "parse_metrics.py"), str(tmp_path), "--out",
                           str(tmp_path / "report")], capture_output=True, text=True, timeout=120)
@@ -186,20 +188,20 @@ def test_parse_metrics_headline_names_the_differing_settings_with_intervals(tmp_
     assert {"failed: search", "failed: twin", "representable"} <= set(header)
 
 
-def test_parse_metrics_pairs_runs_on_their_shared_measurements(tmp_path):
+def test_parse_metrics_pairs_runs_on_their_shared_measurements(tmp_path, capsys):
     """--reference: a run on the same images and seed is compared pairwise (found, the choice, chosen right, best
     PSNR up to symmetry, with intervals and exact tests); one on another seed shares no measurement and says so."""
     runs = {"ref/p4": ("particle_num=4", "seed=0"), "mine/p2": ("particle_num=2", "seed=0"),
             "other/p2": ("particle_num=2", "seed=1")}
     for name, args in runs.items():
         folder, run = name.split("/")
-        assert entry(*FAST, *args, "num_eval_images=3", "images_per_batch=3", f"save_dir={tmp_path / folder}",
+        assert cli(*FAST, *args, "num_eval_images=3", "images_per_batch=3", f"save_dir={tmp_path / folder}",
                      "save_images=false", f"name={run}").returncode == 0
-    out = subprocess.run([sys.executable, str(ROOT / "parse_metrics.py"), str(tmp_path / "mine"),
-                          str(tmp_path / "other"), "--reference", str(tmp_path / "ref")], capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    text = out.stdout.split("Paired against ref/p4")[1]
+    import parse_metrics                           # its command line in this process
+
+    capsys.readouterr()
+    assert parse_metrics.main([str(tmp_path / "mine"), str(tmp_path / "other"), "--reference", str(tmp_path / "ref")]) == 0
+    text = capsys.readouterr().out.split("Paired against ref/p4")[1]
     row = next(ln for ln in text.splitlines() if ln.startswith("| mine/p2 |"))
     assert row.startswith("| mine/p2 | 3 (3) | 50 % |")                         # half the reference's compute
     ref = json.loads((tmp_path / "ref" / "p4" / "metric.json").read_text())["images"]

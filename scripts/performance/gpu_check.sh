@@ -39,7 +39,7 @@ if [ "$mode" = dry ]; then
   PROFILE=(--tiny --device cpu --iters 2 --warmup 1)
   # the command line's path on the CPU: the digits mini LDM, 5 annealing steps of 1 MCMC step
   CLI=(model=digits32ldm sampler=digits32ldm data=digits device=cpu sampler.annealing.num_steps=5
-       sampler.mcmc.num_steps=1)
+       sampler.mcmc.num_steps=1 orientation.elbo_evals=4)           # the path, not the ELBO's cost
   T_TESTS=600 T_PROFILE=300 T_BENCH=600 T_CLI=300
 else
   BENCH=(--random-weights --device cuda --steps 10 --mcmc-steps 10)

@@ -20,7 +20,7 @@ case "${1:-}" in
   --dry-run)
     export OMP_NUM_THREADS=1
     NATURAL=(--device cpu --images 2 --seeds 0 --shard 2 --workers 1 sampler.annealing.num_steps=5
-             sampler.mcmc.num_steps=1)
+             sampler.mcmc.num_steps=1 orientation.elbo_evals=4)   # the plumbing, not the ELBO
     MODELS=(naturalldm)
     T_NATURAL=300 ;;
   "")
