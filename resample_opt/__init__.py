@@ -115,7 +115,7 @@ STAGE = Stage(
                            help="replace: z0 <- the optimised z0; stochastic: ReSample's resample around a blend"),
         "gamma": number(0, default=40.0, low_open=True, help="ReSample's gamma in the stochastic resample's variance"),
     },
-    settings=settings, hook=hook, record=record, summary=summary,
+    settings=settings, hook=hook, record=record, summary=summary, path_rows=True,      # its optimiser stops itself
     drift_end=lambda values, K: trigger_step(values.refine_step, K),       # latent optimisation is drift-free
     columns=[("refine_iterations_per_image", "refine iters/image", "1f"),
              ("refine_time_s_per_image", "refine time/image s", "2f"),

@@ -7,7 +7,7 @@ from core.settings import Block, choice, optional, text
 from . import mcmc as _mcmc, precision as _precision, resample as _resample, schedule as _schedule
 from .hooks import Hook, StepContext
 from .latent_daps import init_latents, latent_daps, ode_x0_estimate
-from .schedule import annealing_sigmas, sigmas_of, step_time, trigger_step
+from .schedule import annealing_sigmas, step_time, trigger_step
 from .state import ParticleState, measurement_generator, particle_generator
 from .trace import Trace
 
@@ -70,4 +70,4 @@ def sampler_record(trace, settings: SamplerSettings) -> dict:
     return {"resample": _resample.record(trace)} if settings.name == "resample" else {}
 
 __all__ = ["SETTINGS", "SamplerSettings", "run_sampler", "phase_of", "sampler_record", "Hook", "StepContext", "Trace", "ParticleState", "latent_daps", "init_latents", "ode_x0_estimate",
-           "annealing_sigmas", "sigmas_of", "step_time", "trigger_step", "particle_generator", "measurement_generator"]
+           "annealing_sigmas", "step_time", "trigger_step", "particle_generator", "measurement_generator"]

@@ -31,11 +31,6 @@ def annealing_sigmas(num_steps: int, sigma_max: float, sigma_min: float, rho: fl
     return np.concatenate([grid[:-1], [0.0]])
 
 
-def sigmas_of(annealing) -> np.ndarray:
-    """The annealing sigmas of a sampler config's `annealing:` block (num_steps, sigma_max, sigma_min)."""
-    return annealing_sigmas(annealing.num_steps, annealing.sigma_max, annealing.sigma_min)
-
-
 def ode_sigmas(sigma_start: float, num_steps: int, sigma_min: float, rho: float = 7.0) -> np.ndarray:
     """Euler grid for the x0 estimate: num_steps steps from sigma_start to sigma_min."""
     return poly_sigmas(num_steps + 1, sigma_start, sigma_min, rho)

@@ -50,7 +50,8 @@ class Stage:
     its hook writes into the trace -> how an image's step record shows them, as (key, "list" | "mean" | "max" |
     "sum") pairs; summary(images): its fields of the run summary; columns: how parse_metrics --all shows them;
     drops: the kinds of its trace rows that record a particle it took out of the batch (with that particle's z0),
-    which the image's result keeps for its metrics; notes(images): lines parse_metrics prints under a run's table
+    which the image's result keeps for its metrics; path_rows: its hook's network rows depend on the sampled path
+    (an optimiser that stops on its own rule), so a study's plan counts them over the whole loop; notes(images): lines parse_metrics prints under a run's table
     (what a reader must know before crediting the stage)."""
 
     name: str
@@ -71,6 +72,7 @@ class Stage:
     phases: Callable = lambda settings: {}
     boundaries: Callable = lambda settings: {}
     drift_end: Callable = _none
+    path_rows: bool = False                             # its network rows depend on the sampled path (a plan runs it)
     drops: tuple[str, ...] = ()                         # its trace kinds whose rows with a z0 are dropped particles
 
     def is_on(self, values: Block) -> bool:

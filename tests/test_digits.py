@@ -144,14 +144,12 @@ ACCEPT = ["model=digits32ldm", "sampler=digits32ldm", "data=digits", "data.groun
 
 
 def test_learned_prior_beats_random_weights_through_the_entry_point(tmp_path):
-    """The acceptance run: the shipped checkpoint through posterior_sample.py (a subprocess, as a user runs it)
-    against the same run with random weights of the same architecture (in process: the entry point is the same)."""
-    import subprocess
-
+    """The acceptance run: the shipped checkpoint through posterior_sample.py (run as the command line runs it,
+    tests/conftest.cli) against the same run with random weights of the same architecture (the library's run)."""
     import pipeline.run as pipeline_run
+    from tests.conftest import cli
 
-    r = subprocess.run([sys.executable, "posterior_sample.py", *ACCEPT, f"save_dir={tmp_path}", "name=trained"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = cli(*ACCEPT, f"save_dir={tmp_path}", "name=trained", cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     trained = json.loads((tmp_path / "trained" / "metric.json").read_text())
     random = pipeline_run.run(compose(*ACCEPT, f"save_dir={tmp_path}", "name=random", "model.ckpt_path=null",

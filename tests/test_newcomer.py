@@ -100,7 +100,7 @@ def test_an_interrupt_says_what_was_kept(tmp_path):
 
 
 def test_help_is_a_short_page_with_examples_and_combinations(capsys):
-    r = entry("--help")
+    r = cli("--help")
     assert r.returncode == 0
     lines = r.stdout.splitlines()
     assert len(lines) <= 45 and "particle_num:" not in r.stdout          # no config dump

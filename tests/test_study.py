@@ -200,25 +200,48 @@ def test_the_full_size_plan_needs_no_gpu_and_refuses_a_big_launch(tmp_path, caps
     """The plan of a full-size FFHQ study from the cost model alone: four independent Langevin particles cost
     4 x (50 x 50 decoder VJPs + 50 x 2 UNet rows) + 4 decodes + the ELBO's 4 x 2 x 128 UNet rows and 8 encodes per
     image; GPU-hours at the documented rate. Above the threshold, `run` needs --yes and starts nothing."""
+    import models
     import study_frontier as sf
+    from pipeline.resolve import block
     from pipeline.run import cost_per_row
     from pipeline.study import RATES, compose_config, plan
 
-    args = ["--model", "ffhq256ldm", "--only", "4 independent", "8 -> 4 -> 2 -> 1 halving at t=600,400,200",
-            "--out", str(tmp_path / "ffhq")]
+    args = ["--model", "ffhq256ldm", "--only", "4 independent", "2 independent", "--out", str(tmp_path / "ffhq")]
     study = sf.build_study(sf.parse(["plan", *args]))
-    assert [c.label for c in study.configurations] == ["4 independent", "8 -> 4 -> 2 -> 1 halving at t=600,400,200"]
-    per_row = cost_per_row(compose_config(study, []).model)
-    expected = (4 * (2500 * per_row["decoder_vjp"] + 100 * per_row["unet"]) + 4 * per_row["decoder_forward"]
-                + 4 * 2 * 128 * per_row["unet"] + 8 * per_row["encoder"])
+    assert [c.label for c in study.configurations] == ["4 independent", "2 independent"]
+    per_row = cost_per_row(block(compose_config(study, []).model, models.SETTINGS))
+
+    def expected(n):
+        return (n * (2500 * per_row["decoder_vjp"] + 100 * per_row["unet"]) + n * per_row["decoder_forward"]
+                + n * 2 * 128 * per_row["unet"] + 2 * n * per_row["encoder"])
     p = plan(study)
-    assert p.rows[0]["tflop"] == pytest.approx(expected, rel=1e-9)
-    assert p.rows[0]["hours"] == pytest.approx(400 * expected / RATES["cuda"] / 3600, rel=1e-9)
-    assert p.unit == "GPU-hours" and p.rows[1]["tflop"] > expected                  # 8 -> 4 -> 2 -> 1 costs more
+    assert [r["tflop"] for r in p.rows] == pytest.approx([expected(4), expected(2)], rel=1e-9)
+    assert p.rows[0]["hours"] == pytest.approx(400 * expected(4) / RATES["cuda"] / 3600, rel=1e-9)
+    assert p.unit == "GPU-hours"
     with pytest.raises(SystemExit) as e:
         sf.main(["run", *args])
     assert e.value.code == 2 and "add --yes" in capsys.readouterr().err
     assert not (tmp_path / "ffhq").exists()
+
+
+def test_the_plan_counts_rows_from_two_short_loops_exactly():
+    """Without a stage whose rows depend on the path, the plan's rows are affine in the MCMC steps: loops of 1 and 2
+    steps give those of 4 exactly (pruning's schedule, pixel repulsion's VJPs, resampling's draws); with refine on,
+    its stopping optimiser makes the plan run the whole loop."""
+    from pipeline.study import _count_rows, _stand_in, stand_in_rows
+
+    base = _stand_in()[0].copy()
+    over = {"particle_num": 8, "pruning_step": [600, 300], "pruning_keep": [4, 2], "repulsion_scale": 0.3,
+            "resampling_interval": 3, "seed": 3}
+    cfg = base.copy()
+    for k, v in over.items():
+        cfg[k] = v
+    cfg.repulsion.features, cfg.repulsion.pixel_size = "pixel", 8
+    cfg.sampler.annealing.num_steps, cfg.sampler.mcmc.num_steps = 10, 4
+    whole, final = _count_rows(cfg)
+    assert stand_in_rows(cfg) == (whole, final) and final == 2 and whole["decoder_vjp"] > 0
+    cfg.refine_step, cfg.refine.max_iters = 300, 3
+    assert stand_in_rows(cfg) == _count_rows(cfg)
 
 
 def test_the_committed_study_restores_into_any_folder_and_reports_the_same(tmp_path, capsys):
