@@ -1,12 +1,10 @@
 """End to end on the real-LDM path: a tiny Lightning-format checkpoint through posterior_sample.py."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, SHARED, cli
 
 
 def _overrides(prefix: str, cfg: dict) -> list[str]:
@@ -35,8 +33,7 @@ def test_tiny_checkpoint_runs_through_entry_point(tmp_path, shared):
         "sampler.mcmc.num_steps=2", f"save_dir={tmp_path}", "name=tiny", "save_images=false",
         "orientation.elbo_evals=4",                    # the checkpoint's path is under test here, not the ELBO
     ]
-    r = subprocess.run([sys.executable, "posterior_sample.py", *args], cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+    r = cli(*args, cwd=ROOT)                        # the command line, in this process
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path / "tiny" / "metric.json").read_text())
     im = m["images"][0]
@@ -54,10 +51,8 @@ def test_tiny_checkpoint_runs_through_entry_point(tmp_path, shared):
 
 
 def test_missing_checkpoint_names_download_command(tmp_path, shared):
-    r = subprocess.run([sys.executable, "posterior_sample.py", "model=ffhq256ldm", "sampler=langevin",
-                        "data=demo-ffhq", f"data.root={shared / 'data' / 'demo-ffhq'}",
-                        f"model.ckpt_path={tmp_path / 'none.ckpt'}", f"save_dir={tmp_path}"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = cli("model=ffhq256ldm", "sampler=langevin", "data=demo-ffhq", f"data.root={shared / 'data' / 'demo-ffhq'}",
+            f"model.ckpt_path={tmp_path / 'none.ckpt'}", f"save_dir={tmp_path}", cwd=ROOT)
     assert r.returncode == 2
     assert "download_checkpoints.sh ffhq" in r.stderr and "Traceback" not in r.stderr
     assert str(tmp_path / "none.ckpt") in r.stderr

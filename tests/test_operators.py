@@ -115,15 +115,11 @@ def test_deblurring_runs_through_the_command_line_with_no_orientation_and_no_rot
     """task=gaussian_deblur end to end: the operator decides what is evaluated (no *_180 field, no "180" mode, no
     ELBO: the orientation costs no network call) and the run's name says the task."""
     import json
-    import subprocess
-    import sys
 
-    from tests.conftest import ROOT
+    from tests.conftest import cli
 
-    r = subprocess.run([sys.executable, str(ROOT / "posterior_sample.py"), "task=gaussian_deblur",
-                        "--num_eval_images", "2",
-                        "sampler.annealing.num_steps=10", f"save_dir={tmp_path}", "save_images=false"],
-                       capture_output=True, text=True, timeout=300)
+    r = cli("task=gaussian_deblur", "--num_eval_images", "2", "sampler.annealing.num_steps=10", f"save_dir={tmp_path}",
+            "save_images=false")
     assert r.returncode == 0, r.stderr[-2000:]
     (path,) = tmp_path.glob("*/metric.json")
     assert path.parent.name == "two_mode_gaussian_deblur_p4_annealing.num_steps10"        # the kernel: auto, 9/1.5

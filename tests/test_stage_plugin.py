@@ -54,18 +54,24 @@ def register_toy() -> None:
         fragment=lambda s: f"restart{s.step}"))
 
 
-def entry(*args, cwd):
-    """posterior_sample.py's command line, in a process that registered the toy stage first."""
-    code = ("import runpy, sys; sys.path.insert(0, sys.argv[1]); from tests.test_stage_plugin import register_toy; "
-            "register_toy(); sys.argv = [sys.argv[1] + '/posterior_sample.py', *sys.argv[2:]]; "
-            "runpy.run_path(sys.argv[0], run_name='__main__')")
-    return subprocess.run([sys.executable, "-c", code, str(ROOT), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+def entries(*calls, cwd) -> list:
+    """posterior_sample.py's command lines, each as the command line runs it (tests/conftest.cli), in one new process
+    that registered the toy stage first; each call's (exit status, stdout, stderr)."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from tests.test_stage_plugin import register_toy; "
+            "from tests.conftest import cli; register_toy(); "
+            "out = [cli(*c, cwd=sys.argv[3]) for c in json.loads(sys.argv[2])]; "
+            "sys.stdout.write(json.dumps([[r.returncode, r.stdout, r.stderr] for r in out]))")
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT), json.dumps(calls), str(cwd)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout)
 
 
 def test_a_toy_stage_runs_from_the_command_line_with_its_flag_record_and_name(tmp_path):
-    r = entry("--restart_step", "500", *TINY, cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
+    (code, _, err), bad, (_, help_page, _) = entries(["--restart_step", "500", *TINY],
+                                                      ["--restart_step", "500", "restart.which=random", *TINY],
+                                                      ["--help"], cwd=tmp_path)
+    assert code == 0, err[-2000:]
     # its fragment in the default name (then the TINY steps)
     run = tmp_path / "results" / "two_mode_p4_restart500_annealing.num_steps6_mcmc.num_steps2"
     metric = json.loads((run / "metric.json").read_text())
@@ -77,10 +83,9 @@ def test_a_toy_stage_runs_from_the_command_line_with_its_flag_record_and_name(tm
         worst = step["particle_ids"][max(range(len(step["loss"])), key=lambda i: step["loss"][i])]
         assert im["restart"]["particles"] == [worst]
     # its block is checked like any other, before any work; --help lists its flag
-    bad = entry("--restart_step", "500", "restart.which=random", *TINY, cwd=tmp_path)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+    assert bad[0] == 2 and bad[2].strip().splitlines() == [
         "error: restart.which=random is invalid: must be one of worst, best"]
-    assert "--restart_step" in entry("--help", cwd=tmp_path).stdout
+    assert "--restart_step" in help_page
 
 
 def test_the_toy_stage_is_not_registered_in_this_process():
