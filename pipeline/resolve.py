@@ -53,9 +53,9 @@ def sampler_name(cfg) -> str:
     return block(cfg.sampler, sampler.SETTINGS).name
 
 
-def stage_settings(cfg, num_steps: int) -> dict:
-    """Every stage's typed settings (each raises ConfigError on settings that do not go together)."""
-    values = {stage.name: stage_values(stage, cfg) for stage in ordered()}
+def stage_settings(values: dict, cfg, num_steps: int) -> dict:
+    """Every stage's typed settings from its values (stage_values), by name (each raises ConfigError on settings that
+    do not go together)."""
     ends = [k for stage in ordered() if (k := stage.drift_end(values[stage.name], num_steps)) is not None]
     run = RunFacts(num_steps, int(cfg.particle_num), int(cfg.seed), min(ends, default=None))
     return {stage.name: stage.settings(values[stage.name], run) for stage in ordered()}
@@ -71,9 +71,11 @@ def resolve(cfg) -> RunSettings:
 
     sampler_block = block(cfg.sampler, sampler.SETTINGS)
     sampler_settings = SamplerSettings.of(sampler_block)
-    stages = stage_settings(cfg, sampler_settings.num_steps) if sampler_settings.name == "latent_daps" else {}
+    values = {stage.name: stage_values(stage, cfg) for stage in ordered()}
+    # ReSample runs no stage (validate.check_sampler refused any that is on)
+    stages = stage_settings(values, cfg, sampler_settings.num_steps) if sampler_settings.name == "latent_daps" else {}
     active = tuple((stage, stages[stage.name]) for stage in ordered()
-                   if stage.name in stages and stage.is_on(stage_values(stage, cfg)))
+                   if stage.name in stages and stage.is_on(values[stage.name]))
     evaluation = block(cfg.eval, {**perceptual.SETTINGS, **trajectory.SETTINGS})
     data_block = block(cfg.data, data.SETTINGS)
     return RunSettings(
