@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 from core.errors import ConfigError, ToolError
@@ -268,6 +266,8 @@ def parse(argv=None):
     """The verb may stand anywhere among the options (`--seeds 0 plan` and `plan --seeds 0` alike)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbs = [a for a in argv if a in VERBS]
+    if not verbs and {"-h", "--help"} & set(argv):
+        parser().parse_intermixed_args(["--help"])             # the usage page, exit 0
     if not verbs:
         raise ConfigError(f"say what to do: one of {', '.join(VERBS)} (e.g. `--model naturalldm plan`)")
     argv.remove(verbs[0])

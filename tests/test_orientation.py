@@ -123,7 +123,6 @@ def test_log_posterior_is_loss_against_the_oriented_log_prior():
     from pipeline.resolve import resolve
     from models import build_model
     from operators import build_operator
-    from core.tensors import rot180
     from sampler.state import measurement_generator
 
     cfg = compose("model.rotated_weight=0.5", "dtype=float64")

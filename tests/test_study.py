@@ -355,6 +355,9 @@ def test_the_verb_may_stand_anywhere_and_a_data_range_is_checked_before_launch(c
     with pytest.raises(SystemExit) as e:
         sf.main(["--model", "naturalldm", "plan", "repulsion_scale=0.5"])
     assert e.value.code == 2 and "would change the configuration '4 repulsive 0.3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:                       # --help without a verb: the usage page, not an error
+        sf.main(["--help"])
+    assert e.value.code == 0 and "{plan,run,report,archive,restore}" in capsys.readouterr().out.splitlines()[0]
 
 
 def test_your_own_configurations_join_the_study_against_its_reference(tmp_path, capsys):
