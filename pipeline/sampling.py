@@ -86,7 +86,7 @@ class ImageResult:
     particle_ids: list[int]
     alive: list[bool]
     dropped: list[dict]              # pruned particles: particle id, z0 at the decision, k, t
-    trace: Trace                     # its rows and the batch's
+    trace: Trace                     # its entries and the batch's
     network_rows: dict
     batch: dict                      # the batch's indices and its own total time
     boundaries: dict                 # where the stages begin (annealing-step indices)
@@ -103,7 +103,7 @@ def split(sampled: Sampled) -> list[ImageResult]:
         mine = [i for i, g in enumerate(images) if g == index]
         trace = sampled.trace.for_image(index, G)
         dropped = [{"particle": r["particle"], "z0": r["z0"], "k": r["k"], "t": r["t"]}
-                   for r in trace.rows if r["kind"] in drops and r.get("z0") is not None]      # as they happened
+                   for r in trace.entries if r["kind"] in drops and r.get("z0") is not None]      # as they happened
         out.append(ImageResult(
             index=index, y=y, z=state.z[mine], particle_ids=state.particle_ids[mine].tolist(),
             alive=state.alive[mine].tolist(), dropped=dropped, trace=trace,

@@ -325,13 +325,7 @@ def test_the_record_credits_each_particle_and_notes_when_nothing_was_optimised()
     to its iterations; the summary's share of particle-calls that optimised; a note where no particle ran an
     iteration (a gain then came from the re-noise, not the optimiser)."""
     from resample_opt import notes, record, summary
-
-    class Trace:
-        def __init__(self, rows):
-            self.rows = rows
-
-        def of(self, kind):
-            return [r for r in self.rows if r["kind"] == kind]
+    from sampler.trace import Trace
 
     def call(k, time_s, per):            # per: particle -> (iterations, stop reason)
         rows = [{"kind": "refine", "k": k, "t": 100 - k, "sigma": 0.1, "time_s": time_s, "resample_weight": 0.5}]

@@ -12,7 +12,7 @@ from .trace import Trace
 
 @dataclass
 class StepContext:
-    """What a hook may know about the current annealing step; hooks write what they did into `trace` (rows of
+    """What a hook may know about the current annealing step; hooks write what they did into `trace` (entries of
     this step carry k). autocast_dtype: the sampler's decoder precision (None: the run's dtype)."""
 
     k: int

@@ -49,7 +49,7 @@ class Stage:
     order: where the hook acts after each step among the stages (lower first); step_facts: per-particle step facts
     its hook writes into the trace -> how an image's step record shows them, as (key, "list" | "mean" | "max" |
     "sum") pairs; summary(images): its fields of the run summary; columns: how parse_metrics --all shows them;
-    drops: the kinds of its trace rows that record a particle it took out of the batch (with that particle's z0),
+    drops: the kinds of its trace entries that record a particle it took out of the batch (with that particle's z0),
     which the image's result keeps for its metrics; path_rows: its hook's network rows depend on the sampled path
     (an optimiser that stops on its own rule), so a study's plan counts them over the whole loop; notes(images): lines parse_metrics prints under a run's table
     (what a reader must know before crediting the stage)."""
@@ -73,7 +73,7 @@ class Stage:
     boundaries: Callable = lambda settings: {}
     drift_end: Callable = _none
     path_rows: bool = False                             # its network rows depend on the sampled path (a plan runs it)
-    drops: tuple[str, ...] = ()                         # its trace kinds whose rows with a z0 are dropped particles
+    drops: tuple[str, ...] = ()                         # its trace kinds whose entries with a z0 are dropped particles
 
     def is_on(self, values: Block) -> bool:
         """Whether its flag is away from its off value (values: a mapping holding the flag)."""

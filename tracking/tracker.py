@@ -113,7 +113,7 @@ class RunTracker(Hook):
             self.progress(ctx, float(finite.min()) if len(finite) else float("nan"), state.size)
 
     def finish(self) -> float:
-        """Closes the last phase, writes one trace row per phase; returns the batch's total time."""
+        """Closes the last phase, writes one trace entry per phase; returns the batch's total time."""
         self._close_phase()
         for name, ph in self.phases.items():
             self.trace.batch("phase", phase=name, **ph)
