@@ -172,11 +172,6 @@ class Block(Mapping):
     def __repr__(self) -> str:
         return f"Block({self._values!r})"
 
-    def plain(self) -> dict:
-        """The block as plain dicts and lists (for JSON)."""
-        return {k: v.plain() if isinstance(v, Block) else list(v) if isinstance(v, tuple) else v
-                for k, v in self._values.items()}
-
 
 def _frozen(v):
     if isinstance(v, Block):

@@ -130,8 +130,8 @@ def run(cfg, argv=None, choices: dict | None = None) -> dict:
     with NetworkCounter(model) as counter:
         for start in range(0, len(pending), cfg.images_per_batch):
             items = [(dataset.indices[i], *dataset[i]) for i in pending[start:start + cfg.images_per_batch]]
-            new = run_batch(model, operator, items, settings, device, dtype, counter, lpips_model, out_dir, stored_check,
-                            cfg.save_images)
+            new = run_batch(model, operator, items, settings, device, dtype, counter, lpips_model, out_dir,
+                            stored_check, cfg.save_images)
             for im in new:
                 im["provenance"] = stamp
             images.extend(new)

@@ -52,7 +52,9 @@ def default_name(cfg, choices: dict | None = None) -> str:
     that is on adds its fragment (sampler/stage.py) and its block's settings that are not at their defaults."""
     choices = choices or {}
     from data.datasets import SETTINGS
-    from pipeline.resolve import block
+    from pipeline.resolve import block, resolve
+
+    settings = resolve(cfg)
 
     data = cfg.data.name + ("-decoded" if block(cfg.data, SETTINGS).ground_truth == "decoded" else "")
     task = choices.get("task", cfg.task.name)
@@ -62,19 +64,15 @@ def default_name(cfg, choices: dict | None = None) -> str:
     particles = f"p{cfg.particle_num}" + (f"o{cfg.particle_offset}" if cfg.particle_offset else "")
     seed = [] if cfg.seed == flags()["seed"].default else [f"seed{cfg.seed}"]
     words = [choices.get("model", cfg.model.name), data, *([task] if task != "phase_retrieval" else []),
-             choices.get("sampler") or _sampler_word(cfg), particles, *seed]
-    from pipeline.resolve import resolve
-
-    words += [stage.fragment(settings) + changed_block(stage, cfg) for stage, settings in resolve(cfg).active]
+             choices.get("sampler") or _sampler_word(settings.sampler), particles, *seed]
+    words += [stage.fragment(s) + changed_block(stage, cfg) for stage, s in settings.active]
     words += changed_groups(cfg, choices)
     return "_".join(dict.fromkeys(words))
 
 
-def _sampler_word(cfg) -> str:
+def _sampler_word(sampler) -> str:
     """The sampler's word in a run name where Hydra gives no group choice: ReSample, or LatentDAPS's MCMC."""
-    from pipeline.resolve import sampler_name
-
-    return "resample" if sampler_name(cfg) == "resample" else cfg.sampler.mcmc.algo
+    return "resample" if sampler.name == "resample" else sampler.mcmc.algo
 
 
 # the config groups and blocks whose settings change what a run samples or answers, and the keys among them that do

@@ -51,8 +51,9 @@ def check_sampler(cfg) -> None:
     if sampler_name(cfg) == "resample":
         check("resample" in cfg.sampler, "sampler.name=resample needs a `resample:` block (configs/sampler/resample.yaml)")
         for stage in ordered():
-            check(not stage.is_on(stage_values(stage, cfg)), f"{stage.flag}={cfg[stage.flag]} turns on the {stage.name} stage, a LatentDAPS "
-                                     f"stage that ReSample's loop does not run: leave it off with sampler=resample")
+            check(not stage.is_on(stage_values(stage, cfg)),
+                  f"{stage.flag}={cfg[stage.flag]} turns on the {stage.name} stage, a LatentDAPS stage that ReSample's "
+                  f"loop does not run: leave it off with sampler=resample")
         return
     for block in ("annealing", "ode", "mcmc"):
         check(block in cfg.sampler, f"the sampler preset has no `{block}:` block, which LatentDAPS needs")

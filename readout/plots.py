@@ -210,7 +210,8 @@ PSNR_PANELS = (("best PSNR up to symmetry per image",
                 lambda e: [max(_class_psnr(p) for p in im["particles"] if p.get("pruned_at") is None)
                            for im in e["images"]]),
                ("PSNR up to symmetry of every final particle",
-                lambda e: [_class_psnr(p) for im in e["images"] for p in im["particles"] if p.get("pruned_at") is None]))
+                lambda e: [_class_psnr(p) for im in e["images"] for p in im["particles"]
+                           if p.get("pruned_at") is None]))
 
 
 def plot_psnr(c: Canvas, experiments) -> None:

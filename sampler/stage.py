@@ -51,8 +51,8 @@ class Stage:
     "sum") pairs; summary(images): its fields of the run summary; columns: how parse_metrics --all shows them;
     drops: the kinds of its trace entries that record a particle it took out of the batch (with that particle's z0),
     which the image's result keeps for its metrics; path_rows: its hook's network rows depend on the sampled path
-    (an optimiser that stops on its own rule), so a study's plan counts them over the whole loop; notes(images): lines parse_metrics prints under a run's table
-    (what a reader must know before crediting the stage)."""
+    (an optimiser that stops on its own rule), so a study's plan counts them over the whole loop; notes(images):
+    lines parse_metrics prints under a run's table (what a reader must know before crediting the stage)."""
 
     name: str
     flag: str

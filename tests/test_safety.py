@@ -82,8 +82,6 @@ def test_readonly_save_dir_is_refused_as_user(tmp_path):
 def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_data):
     """Exit status 2, one line on stderr, no traceback, and no result folder made: the entry point run in this
     process (tests/conftest.cli), as the command line runs it."""
-    from tests.conftest import cli
-
     results = tmp_path / "results"
     cases = []
     for args, needle in bad_inputs(tmp_path, corrupt_data):
@@ -92,7 +90,7 @@ def test_every_bad_input_stops_in_one_line_before_any_work(tmp_path, corrupt_dat
         else:
             args = [*args, f"save_dir={results}"]
         cases.append((args, needle))
-    outcomes = [cli(*args, *TINY, cwd=ROOT) for args, _ in cases]
+    outcomes = [run(*args) for args, _ in cases]
     for (args, needle), r in zip(cases, outcomes):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2, (args, r.stderr[-2000:])
